@@ -1,0 +1,32 @@
+# Two commands (see README): `make serve` and `make test`.  Each sets up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: install serve test bench validate clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'service.app:create_app()'
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/apply_bench.py
+
+validate: install
+	$(BIN)/dah-cds validate
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

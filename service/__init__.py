@@ -1,0 +1,1 @@
+"""FHIR-native CDS Hooks service for alveolar-hemorrhage guidance."""

@@ -1,0 +1,51 @@
+"""Service configuration: defaults, overridden by `CDS_*` environment variables, then by
+the mapping given to `create_app(config)`.  This is the only module that reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Config:
+    content_dir: str = str(PROJECT_ROOT / "plandefinitions")
+    database_url: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "feedback.sqlite3")
+    fhir_timeout_seconds: float = 10.0
+    fhir_max_pages: int = 20
+    fhir_retries: int = 2
+    trace_default: bool = False
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+def _coerce(kind, raw: str):
+    if kind is bool or kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind is int or kind == "int":
+        return int(raw)
+    if kind is float or kind == "float":
+        return float(raw)
+    return raw
+
+
+def load_config(overrides: dict | None = None, environ: dict | None = None) -> Config:
+    """Defaults <- CDS_<FIELD> environment variables <- `overrides`."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for f in fields(Config):
+        raw = env.get("CDS_" + f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(f.type, raw)
+    cfg = replace(Config(), **values)
+    if overrides:
+        unknown = set(overrides) - {f.name for f in fields(Config)}
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+        cfg = replace(cfg, **overrides)
+    return cfg

@@ -1,0 +1,156 @@
+"""Typed errors of the service; no Flask here.
+
+Every error that can reach a client carries an HTTP status and one or more FHIR
+OperationOutcome issues (R4 `OperationOutcome.issue`: severity, code, diagnostics,
+expression).  `service.web` maps them to responses in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One OperationOutcome.issue (codes from http://hl7.org/fhir/issue-type)."""
+
+    code: str
+    diagnostics: str
+    severity: str = "error"
+    expression: tuple[str, ...] = ()
+
+    def to_fhir(self) -> dict:
+        issue = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        if self.expression:
+            issue["expression"] = list(self.expression)
+        return issue
+
+
+class ServiceError(Exception):
+    """An error answered to the client with `status` and an OperationOutcome."""
+
+    status = 500
+    issue_code = "exception"
+
+    def __init__(self, message: str, *, issues: list[Issue] | None = None, expression: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.issues = issues or [
+            Issue(self.issue_code, message, expression=(expression,) if expression else ())
+        ]
+
+    def operation_outcome(self) -> dict:
+        return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in self.issues]}
+
+
+class BadRequest(ServiceError):
+    """400: the body is not JSON, or is JSON that breaks the protocol's schema."""
+
+    status = 400
+    issue_code = "invalid"
+
+
+class Unauthorized(ServiceError):
+    """401: the caller's credentials are missing or not acceptable."""
+
+    status = 401
+    issue_code = "login"
+
+
+class NotFound(ServiceError):
+    """404: no such service, resource or card."""
+
+    status = 404
+    issue_code = "not-found"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    issue_code = "not-supported"
+
+
+class UnsupportedMediaType(ServiceError):
+    """415: the request body is not declared as JSON."""
+
+    status = 415
+    issue_code = "not-supported"
+
+
+class PreconditionFailed(ServiceError):
+    """412: data the service needs is neither prefetched nor fetchable (CDS Hooks 2.0 §Prefetch)."""
+
+    status = 412
+    issue_code = "incomplete"
+
+
+class Unprocessable(ServiceError):
+    """422: well-formed but semantically unusable (e.g. feedback for a card never issued)."""
+
+    status = 422
+    issue_code = "processing"
+
+
+# ---- FHIR server access (raised by service.fhir, answered as 412 by the hook layer) ----
+
+
+class FhirAccessError(PreconditionFailed):
+    """The EHR's FHIR server could not supply data the service needs."""
+
+
+class FhirTimeout(FhirAccessError):
+    issue_code = "timeout"
+
+
+class FhirUnavailable(FhirAccessError):
+    issue_code = "transient"
+
+
+class FhirAuthError(FhirAccessError):
+    """The FHIR server answered 401/403 to the bearer token the EHR gave us."""
+
+    issue_code = "security"
+
+
+class FhirNotFoundError(FhirAccessError):
+    issue_code = "not-found"
+
+
+class FhirServerError(FhirAccessError):
+    issue_code = "exception"
+
+
+# ---- authored content (raised at load; the service refuses to start) ----
+
+
+class ContentError(Exception):
+    """Authored content is invalid; names the file and the path inside it."""
+
+    def __init__(self, file: str, path: str, message: str):
+        super().__init__(f"{file}: {path}: {message}")
+        self.file = file
+        self.path = path
+        self.message = message
+
+
+class ContentErrors(Exception):
+    """All the problems found in one content set, reported together."""
+
+    def __init__(self, errors: list[ContentError]):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+# ---- FHIRPath ----
+
+
+class ExpressionError(Exception):
+    """A FHIRPath expression could not be parsed (at load) or evaluated (at run time)."""
+
+    def __init__(self, expression: str, message: str):
+        super().__init__(f"{message} in expression {expression!r}")
+        self.expression = expression
+        self.message = message
+
+
+class UnsupportedLanguage(ExpressionError):
+    """The expression language is not text/fhirpath (e.g. text/cql)."""
