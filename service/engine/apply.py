@@ -1,0 +1,474 @@
+"""PlanDefinition and ActivityDefinition `$apply` (FHIR R4 §12.18, §12.21), without I/O.
+
+Rules:
+- Time is an argument (`ApplyContext.now`), never the clock.
+- The request's data is indexed once; each variable (plan, then its Libraries) is
+  evaluated at most once per call, lazily, in dependency order.
+- An action applies when its trigger matches the hook (or it has none, or inherits one)
+  and its applicability conditions hold (all of them, or any with cqf-applicabilityBehavior
+  `any`).  `start` and `stop` conditions describe when a proposed activity begins or ends;
+  a CDS call proposes activities now, so they are recorded in the trace and not evaluated.
+- Fail closed: an expression error, or an error in any variable it uses, makes the
+  condition false and the action not fire; a `dynamicValue` that yields nothing for a
+  path of the created resource drops that resource (never a default dose).  Every such
+  event is an issue in the trace.
+- dynamicValue paths starting with `action.` customise the RequestGroup action (title,
+  description, priority, textEquivalent, documentation...); all others apply to the
+  created resource.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
+from service.engine.index import DataIndex
+from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
+from service.engine.terminology import canonical
+from service.errors import ExpressionError
+
+_NAMESPACE = uuid.UUID("6f1c7f0e-3d8a-5b7e-9a51-2f4c8d0b9e11")
+
+
+@dataclass
+class ApplyContext:
+    """Inputs of one $apply: who, when, which hook, and the data keyed by prefetch key."""
+
+    now: datetime
+    subject: str  # "Patient/<id>"
+    data: dict[str, Any] = field(default_factory=dict)
+    hook: str | None = None
+    hook_instance: str = ""
+    encounter: str | None = None
+    practitioner: str | None = None
+    draft_orders: dict | None = None
+    selections: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AppliedAction:
+    """One RequestGroup.action produced by $apply."""
+
+    definition: ActionDef
+    key: str  # stable identity: plan url + action path
+    title: str | None
+    description: str | None
+    priority: str | None
+    text_equivalent: str | None
+    selection_behavior: str | None
+    grouping_behavior: str | None
+    type: str | None
+    documentation: list[dict]
+    code: list[dict]
+    is_recommended: bool
+    override_reasons: list[dict]
+    resource: dict | None
+    children: list["AppliedAction"]
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+
+@dataclass
+class ApplyResult:
+    plan: PlanDef
+    context: ApplyContext
+    actions: list[AppliedAction]
+    trace: list[dict]
+    issues: list[dict]
+
+
+class _VariableFailed(Exception):
+    def __init__(self, name: str):
+        self.name = name
+
+
+def stable_id(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+
+
+class _Run:
+    """State of one plan application."""
+
+    def __init__(self, content: ContentSet, plan: PlanDef, ctx: ApplyContext):
+        self.content = content
+        self.plan = plan
+        self.ctx = ctx
+        self.bindings: dict[str, Any] = {}  # %item inside a cds-for-each subtree
+        self.trace: list[dict] = []
+        self.issues: list[dict] = []
+        self.failed: set[str] = set()
+        self.values: dict[str, Any] = {
+            "hook": ctx.hook,
+            "selections": list(ctx.selections),
+            "draftOrders": ctx.draft_orders if ctx.draft_orders is not None else [],
+            "subject": ctx.subject,
+            "userId": ctx.practitioner,
+            "encounterId": ctx.encounter,
+        }
+        for key in plan.data_requirements:
+            value = ctx.data.get(key)
+            self.values[key] = [] if value is None else value
+        self.focus = next(
+            (v for v in ctx.data.values() if isinstance(v, dict) and v.get("resourceType") == "Patient"),
+            {"resourceType": "Patient", "id": ctx.subject.rsplit("/", 1)[-1]},
+        )
+
+    # ---- expressions ----------------------------------------------------------------
+
+    def env(self, expr: Expression) -> dict[str, Any]:
+        env = {}
+        for name in expr.variables:
+            if name in self.bindings:
+                env[name] = self.bindings[name]
+            elif name in self.plan.variables:
+                env[name] = self.variable(name)
+            elif name in self.values:
+                env[name] = self.values[name]
+        return env
+
+    def variable(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        if name in self.failed:
+            raise _VariableFailed(name)
+        var = self.plan.variables[name]
+        try:
+            value = var.expression.evaluate(self.focus, self.env(var.expression))
+        except _VariableFailed:
+            self.failed.add(name)
+            raise
+        except ExpressionError as exc:
+            self.failed.add(name)
+            self.issue(str(var.source), f"variable %{name}: {exc.message}")
+            raise _VariableFailed(name) from None
+        self.values[name] = value
+        return value
+
+    def evaluate(self, expr: Expression, where: str, focus: Any = None) -> list | None:
+        """Evaluate, or record why not and return None (fail closed)."""
+        try:
+            return expr.evaluate(self.focus if focus is None else focus, self.env(expr))
+        except _VariableFailed as exc:
+            self.issue(where, f"not evaluated: variable %{exc.name} failed")
+        except ExpressionError as exc:
+            self.issue(where, exc.message)
+        return None
+
+    def issue(self, where: str, message: str, severity: str = "error") -> None:
+        self.issues.append({"severity": severity, "location": where, "message": message})
+
+    # ---- actions --------------------------------------------------------------------
+
+    def applicable(self, action: ActionDef) -> tuple[bool, list[dict]]:
+        results = []
+        verdicts = []
+        for cond in action.conditions:
+            entry = {"kind": cond.kind, "expression": cond.expression.text}
+            if cond.kind != "applicability":
+                entry["result"] = "not evaluated (start/stop conditions time the proposed activity)"
+                results.append(entry)
+                continue
+            values = self.evaluate(cond.expression, str(cond.source))
+            if values is None:
+                entry["result"], entry["error"] = False, self.issues[-1]["message"]
+                verdicts.append(False)
+            else:
+                try:
+                    verdict = as_boolean(values, cond.expression.text)
+                except ExpressionError as exc:
+                    self.issue(str(cond.source), exc.message)
+                    entry["error"] = exc.message
+                    verdict = False
+                entry["result"] = verdict
+                verdicts.append(verdict)
+            used = self.resources_used(cond.expression)
+            if used:
+                entry["resources"] = used
+            results.append(entry)
+        if not verdicts:
+            return True, results
+        ok = any(verdicts) if action.applicability_behavior == "any" else all(verdicts)
+        return ok, results
+
+    def resources_used(self, expr: Expression) -> list[str]:
+        refs: list[str] = []
+        for name in sorted(expr.variables):
+            value = self.values.get(name)
+            for item in value if isinstance(value, list) else [value]:
+                data = getattr(item, "data", item)
+                if isinstance(data, dict) and data.get("resourceType") and data.get("id"):
+                    ref = f"{data['resourceType']}/{data['id']}"
+                    if ref not in refs:
+                        refs.append(ref)
+        return refs[:20]
+
+    def apply_action(self, action: ActionDef, inherited: frozenset[str] | None) -> list[AppliedAction]:
+        """Apply one action: once, or once per item of its cds-for-each collection."""
+        triggers = action.triggers if action.triggers is not None else inherited
+        if self.ctx.hook and triggers is not None and self.ctx.hook not in triggers:
+            return []
+        if action.for_each is None:
+            applied = self.apply_one(action, triggers, "")
+            return [applied] if applied is not None else []
+        items = self.evaluate(action.for_each, f"{action.source} (cds-for-each)")
+        out = []
+        outer = self.bindings.get("item")
+        try:
+            for n, item in enumerate(items or []):
+                data = getattr(item, "data", item)
+                suffix = f"/{data['resourceType']}/{data['id']}" if isinstance(data, dict) and data.get("id") else f"/{n}"
+                self.bindings["item"] = [item]
+                applied = self.apply_one(action, triggers, suffix)
+                if applied is not None:
+                    out.append(applied)
+        finally:
+            if outer is None:
+                self.bindings.pop("item", None)
+            else:
+                self.bindings["item"] = outer
+        return out
+
+    def apply_one(self, action: ActionDef, triggers: frozenset[str] | None, suffix: str) -> AppliedAction | None:
+        ok, conditions = self.applicable(action)
+        entry = {"action": action.id + suffix, "path": action.path, "conditions": conditions, "applied": ok}
+        self.trace.append(entry)
+        if not ok:
+            return None
+        raw = dict(action.raw)  # dynamicValues on `action.*` customise this copy only
+        resource_values = []
+        for dv in action.dynamic_values:
+            values = self.evaluate(dv.expression, str(dv.source))
+            if values is None:
+                entry.update(applied=False, reason=f"dynamicValue {dv.path} failed")
+                return None
+            if dv.path.startswith("action."):
+                value = _value(values) if values else None
+                if value is not None:
+                    top = dv.path[len("action."):].split(".")[0].split("[")[0]
+                    if top in raw:
+                        raw[top] = _copy(raw[top])
+                    try:
+                        set_path(raw, dv.path[len("action."):], value)
+                    except ValueError as exc:
+                        self.issue(str(dv.source), str(exc))
+            else:
+                resource_values.append((dv, values))
+        resource = None
+        if action.target is not None:
+            resource = self.apply_target(action, resource_values)
+        elif action.definition:
+            resource = self.apply_definition(action, resource_values, suffix)
+        if resource is None and (action.target is not None or action.definition):
+            entry.update(applied=False, reason="no resource to propose")
+            return None
+        children = [c for ch in action.children for c in self.apply_action(ch, triggers)]
+        return AppliedAction(
+            definition=action,
+            key=f"{self.plan.url}#{action.path}{suffix}",
+            title=_str(raw.get("title")),
+            description=_str(raw.get("description")),
+            priority=raw.get("priority"),
+            text_equivalent=_str(raw.get("textEquivalent")),
+            selection_behavior=raw.get("selectionBehavior"),
+            grouping_behavior=raw.get("groupingBehavior"),
+            type=((raw.get("type") or {}).get("coding") or [{}])[0].get("code"),
+            documentation=raw.get("documentation", []),
+            code=raw.get("code", []),
+            is_recommended=self.is_recommended(action),
+            override_reasons=[e["valueCoding"] for e in raw.get("extension", [])
+                              if e.get("url") == EXT_OVERRIDE_REASON and "valueCoding" in e],
+            resource=resource,
+            children=children,
+        )
+
+    def apply_target(self, action: ActionDef, resource_values) -> dict | None:
+        """update/remove: a copy of the existing resource, with the action's dynamicValues applied."""
+        values = self.evaluate(action.target, f"{action.source} (cds-target)")
+        if not values or len(values) != 1:
+            if values is not None:
+                self.issue(str(action.source), f"cds-target must select exactly one resource, got {len(values)}")
+            return None
+        target = to_python(values[0])
+        if not isinstance(target, dict) or not target.get("resourceType") or not target.get("id"):
+            self.issue(str(action.source), "cds-target is not a resource with an id")
+            return None
+        resource = _copy(target)
+        return self.apply_values(resource, resource_values)
+
+    def apply_values(self, resource: dict, pairs) -> dict | None:
+        for dv, values in pairs:
+            if values is None:
+                return None
+            if not values:
+                self.issue(str(dv.source), f"dynamicValue {dv.path} is empty: resource not proposed", "warning")
+                return None
+            try:
+                set_path(resource, dv.path, _value(values))
+            except ValueError as exc:
+                self.issue(str(dv.source), str(exc))
+                return None
+        return resource
+
+    def is_recommended(self, action: ActionDef) -> bool:
+        rec = action.is_recommended
+        if not isinstance(rec, Expression):
+            return bool(rec)
+        values = self.evaluate(rec, f"{action.source} (cds-is-recommended)")
+        try:
+            return values is not None and as_boolean(values, rec.text)
+        except ExpressionError:
+            return False
+
+    def apply_definition(self, action: ActionDef, action_values, suffix: str = "") -> dict | None:
+        activity = self.content.activities.get(canonical(action.definition))
+        if activity is None:
+            self.issue(str(action.source), f"definition {action.definition} is not an ActivityDefinition")
+            return None
+        resource = activity_resource(activity, self.ctx, stable_id(self.ctx.hook_instance, self.plan.url, action.path + suffix))
+        pairs = [(dv, self.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
+        return self.apply_values(resource, pairs + action_values)
+
+
+def _str(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _value(values: list) -> Any:
+    py = to_python(values)
+    return py[0] if len(py) == 1 else py
+
+
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+
+
+def set_path(resource: dict, path: str, value: Any) -> None:
+    """Set `value` at a simple FHIRPath path (`a.b[0].c`), creating what is missing."""
+    steps = path.split(".")
+    if steps and steps[0] == resource.get("resourceType"):
+        steps = steps[1:]
+    node: Any = resource
+    for n, step in enumerate(steps):
+        m = _STEP.match(step)
+        if not m:
+            raise ValueError(f"dynamicValue path {path!r}: {step!r} is not a simple path step")
+        name, index = m.group(1), m.group(2)
+        last = n == len(steps) - 1
+        if index is None:
+            if last:
+                node[name] = value
+            else:
+                node = node.setdefault(name, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"dynamicValue path {path!r}: {name} is a list; give an index")
+        else:
+            items = node.setdefault(name, [])
+            i = int(index)
+            while len(items) <= i:
+                items.append({})
+            if last:
+                items[i] = value
+            else:
+                node = items[i]
+
+
+# ---- ActivityDefinition $apply (R4 §12.21.4.4 mapping of ActivityDefinition elements) ----
+
+
+def activity_resource(activity: ActivityDef, ctx: ApplyContext, resource_id: str) -> dict:
+    ad = activity.raw
+    kind = ad["kind"]
+    res: dict[str, Any] = {"resourceType": kind, "id": resource_id}
+    subject = {"reference": ctx.subject}
+    encounter = {"reference": ctx.encounter} if ctx.encounter else None
+    instantiates = activity.url + (f"|{ad['version']}" if ad.get("version") else "")
+    if kind == "MedicationRequest":
+        res.update(status="draft", intent=ad.get("intent", "proposal"), subject=subject)
+        res["instantiatesCanonical"] = [instantiates]
+        if "productCodeableConcept" in ad:
+            res["medicationCodeableConcept"] = ad["productCodeableConcept"]
+        elif "productReference" in ad:
+            res["medicationReference"] = ad["productReference"]
+        if "dosage" in ad:
+            res["dosageInstruction"] = _copy(ad["dosage"])
+    elif kind == "ServiceRequest":
+        res.update(status="draft", intent=ad.get("intent", "proposal"), subject=subject)
+        res["instantiatesCanonical"] = [instantiates]
+        if "code" in ad:
+            res["code"] = ad["code"]
+        for src, dst in (("timingTiming", "occurrenceTiming"), ("timingDateTime", "occurrenceDateTime"),
+                         ("timingPeriod", "occurrencePeriod"), ("quantityQuantity", "quantityQuantity")):
+            if src in ad:
+                res[dst] = _copy(ad[src])
+        if "bodySite" in ad:
+            res["bodySite"] = ad["bodySite"]
+    elif kind == "CommunicationRequest":
+        res.update(status="draft", subject=subject)
+        if "code" in ad:
+            res["category"] = [ad["code"]]
+    elif kind == "Task":
+        res.update(status="draft", intent=ad.get("intent", "proposal"), **{"for": subject})
+        res["instantiatesCanonical"] = instantiates
+        if "code" in ad:
+            res["code"] = ad["code"]
+    else:
+        res.update(status="draft", subject=subject)
+        if "code" in ad:
+            res["code"] = ad["code"]
+    if ad.get("priority") and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest", "Task"):
+        res["priority"] = ad["priority"]
+    if ad.get("doNotPerform") and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest"):
+        res["doNotPerform"] = True
+    if encounter and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest", "Task"):
+        res["encounter"] = encounter
+    if ctx.practitioner and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest"):
+        res["requester"] = {"reference": ctx.practitioner}
+    if ad.get("description") and kind in ("ServiceRequest", "MedicationRequest", "CommunicationRequest", "Task"):
+        if kind == "Task":
+            res["description"] = ad["description"]
+        elif kind == "CommunicationRequest":
+            res["payload"] = [{"contentString": ad["description"]}]
+        else:
+            res["note"] = [{"text": ad["description"]}]
+    return res
+
+
+def _copy(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+# ---- entry points -------------------------------------------------------------------------
+
+
+def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyResult:
+    """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
+    evaluation = Evaluation(ctx.now, DataIndex(), content.terminology)
+    token = evaluation.activate()
+    try:
+        run = _Run(content, plan, ctx)
+        actions = [a for x in plan.actions for a in run.apply_action(x, None)]
+    finally:
+        Evaluation.deactivate(token)
+    return ApplyResult(plan, ctx, actions, run.trace, run.issues)
+
+
+def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext) -> tuple[dict | None, list[dict]]:
+    """ActivityDefinition $apply on its own (its Library variables): the resource, or None and why."""
+    scope = PlanDef(activity.url, {}, activity.source, [], dict(activity.variables), dict(activity.data_requirements))
+    evaluation = Evaluation(ctx.now, DataIndex(), content.terminology)
+    token = evaluation.activate()
+    try:
+        run = _Run(content, scope, ctx)
+        resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, activity.url))
+        pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
+        resource = run.apply_values(resource, pairs)
+    finally:
+        Evaluation.deactivate(token)
+    return resource, run.issues

@@ -1,0 +1,209 @@
+"""The FHIRPath gateway: the only importer of fhirpathpy.
+
+Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
+- Expressions are parsed strictly at load: any syntax error, or text left over after a
+  complete expression, raises ExpressionError.  fhirpathpy alone accepts both silently.
+- Evaluation uses the FHIR R4 model, so choice types (`Observation.value`) resolve.
+- `now()`, `today()` and `%now` read the evaluation time the engine binds, never the clock.
+- Library exceptions become ExpressionError; nothing from fhirpathpy leaks out.
+- The generic functions of `service.engine.functions` are registered here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
+from antlr4.tree.Tree import ParseTreeWalker
+from fhirpathpy import apply_parsed_path
+from fhirpathpy.engine.nodes import FP_DateTime, FP_Quantity, FP_Time, FP_Type, ResourceNode
+from fhirpathpy.models import models
+from fhirpathpy.parser.ASTPathListener import ASTPathListener
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+from service.errors import ExpressionError, UnsupportedLanguage
+
+FHIRPATH_LANGUAGES = ("text/fhirpath",)
+_R4 = models["r4"]
+_VARIABLE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
+# Variables every FHIRPath evaluation has (FHIRPath §Environment variables; FHIR §2.1.9.1.4).
+STANDARD_VARIABLES = frozenset({"ucum", "context", "resource", "rootResource", "sct", "loinc"})
+
+# The evaluation in progress (set by `Evaluation.activate`); read by the generic functions.
+current: ContextVar["Evaluation"] = ContextVar("fhirpath_evaluation")
+
+
+class _RaisingListener(ErrorListener):
+    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
+        raise SyntaxError(f"line {line}, column {column}: {msg}")
+
+
+def _parse_strict(text: str) -> dict:
+    listener = _RaisingListener()
+    lexer = FHIRPathLexer(InputStream(text))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(listener)
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(listener)
+    tree = parser.expression()
+    if tokens.LA(1) != Token.EOF:
+        tok = tokens.LT(1)
+        raise SyntaxError(f"column {tok.column}: unexpected {tok.text!r} after a complete expression")
+    ast = ASTPathListener()
+    ParseTreeWalker().walk(ast, tree)
+    return ast.parentStack[0]
+
+
+class Evaluation:
+    """Per-call state the generic functions need: the evaluation time and the data index."""
+
+    def __init__(self, now: datetime, index=None, terminology=None):
+        self.now = now
+        self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))  # ms precision: hour/minute arithmetic needs it
+        self.fp_today = FP_DateTime(now.date().isoformat())
+        self.index = index
+        self.terminology = terminology
+        self.allowed_cache: dict[tuple, frozenset[str]] = {}
+
+    def activate(self):
+        return current.set(self)
+
+    @staticmethod
+    def deactivate(token) -> None:
+        current.reset(token)
+
+
+def _now(inputs):
+    return current.get().fp_now
+
+
+def _today(inputs):
+    return current.get().fp_today
+
+
+_BUILTIN_OVERRIDES: dict[str, dict] = {
+    "now": {"fn": _now},
+    "today": {"fn": _today},
+}
+
+
+def _function_table() -> dict[str, dict]:
+    from service.engine import functions  # the generic functions, registered once
+
+    return {**_BUILTIN_OVERRIDES, **functions.TABLE}
+
+
+_TABLE: dict[str, dict] | None = None
+
+
+def _known_functions() -> set[str]:
+    from fhirpathpy.engine.invocations import invocation_registry
+
+    return set(invocation_registry) | set(_TABLE or ())
+
+
+def _function_names(node: dict) -> set[str]:
+    names = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if item.get("type") == "Functn":
+            ident = next((c for c in item.get("children", []) if c.get("type") == "Identifier"), None)
+            if ident is not None:
+                names.add(ident["text"].strip("`"))
+        stack.extend(item.get("children", []))
+    return names
+
+
+class Expression:
+    """A compiled FHIRPath expression."""
+
+    __slots__ = ("text", "variables", "_ast", "_options")
+
+    def __init__(self, text: str, language: str = "text/fhirpath"):
+        if language not in FHIRPATH_LANGUAGES:
+            raise UnsupportedLanguage(text, f"expression language {language!r} is not supported (only text/fhirpath)")
+        if not isinstance(text, str) or not text.strip():
+            raise ExpressionError(str(text), "empty expression")
+        global _TABLE
+        if _TABLE is None:
+            _TABLE = _function_table()
+        self.text = text
+        try:
+            self._ast = _parse_strict(text)
+        except SyntaxError as exc:
+            raise ExpressionError(text, f"syntax error: {exc.msg}") from None
+        except Exception as exc:  # antlr recognition errors raised by the lexer
+            raise ExpressionError(text, f"syntax error: {exc}") from None
+        unknown = sorted(_function_names(self._ast) - _known_functions())
+        if unknown:
+            raise ExpressionError(text, f"unknown function(s): {', '.join(unknown)}")
+        self.variables = frozenset(a or b for a, b in _VARIABLE.findall(text))
+        self._options = {"userInvocationTable": _TABLE, "returnRawData": True}
+
+    def evaluate(self, resource: Any, variables: Mapping[str, Any]) -> list:
+        """Evaluate on `resource` with `%variables`; returns a list (FHIRPath collection).
+
+        The caller must have activated an `Evaluation` (see `evaluating`)."""
+        env = dict(variables)
+        env["now"] = current.get().fp_now
+        try:
+            result = apply_parsed_path(resource if resource is not None else {}, self._ast, env, _R4, self._options)
+        except ExpressionError:
+            raise
+        except RecursionError:
+            raise ExpressionError(self.text, "expression nests too deeply") from None
+        except Exception as exc:  # fhirpathpy raises bare Exception for type and arity errors
+            raise ExpressionError(self.text, str(exc) or type(exc).__name__) from None
+        return result if isinstance(result, list) else [result]
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r})"
+
+
+def to_python(value: Any) -> Any:
+    """Unwrap fhirpathpy nodes into plain JSON-ready Python values."""
+    if isinstance(value, list):
+        return [to_python(v) for v in value]
+    if isinstance(value, ResourceNode):
+        return to_python(value.data)
+    if isinstance(value, FP_Quantity):
+        return {"value": value.value, "unit": value.unit}
+    if isinstance(value, (FP_DateTime, FP_Time)):
+        return str(value)
+    if isinstance(value, FP_Type):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: to_python(v) for k, v in value.items()}
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and abs(value) < 10**15 else float(value)
+    return value
+
+
+def singleton(values: list, expression: str) -> Any:
+    """FHIRPath singleton evaluation (§4.5): empty -> None, one -> it, more -> error."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ExpressionError(expression, f"expected a single value, got {len(values)}")
+    return to_python(values[0])
+
+
+def as_boolean(values: list, expression: str) -> bool:
+    """A condition's truth (FHIR PlanDefinition.action.condition): true only for a single `true`."""
+    value = singleton(values, expression)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    raise ExpressionError(expression, f"condition must be Boolean, got {type(value).__name__}")
+

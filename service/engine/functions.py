@@ -1,0 +1,284 @@
+"""Generic FHIRPath functions the FHIRPath specification lacks.  No clinical knowledge here:
+every code, unit and threshold comes from the content that calls them.
+
+| function | input | result |
+|---|---|---|
+| `resources(type, code...)` | Bundle(s) | their entries' resources of `type`, optionally with a primary code in `code...` |
+| `coded(code...)` | resources | those whose primary code is in `code...` |
+| `memberOf(valueSet)` | Coding, CodeableConcept | whether a coding is in the ValueSet (FHIR R4 §FHIRPath extensions) |
+| `withStatus(code...)` | resources | those whose `status` (or, lacking one, `clinicalStatus` code) is in `code...` |
+| `since(dateTime)` | resources | those whose clinically relevant time is at or after `dateTime` |
+| `latest()` | resources | the one with the latest clinically relevant time |
+| `clinicalTime()` | resource | that time, as a dateTime |
+| `hoursAgo()` | dateTime or resource | hours from it to the evaluation time (`%now`) |
+| `inUnit(unit)` | Quantity | its value converted to the UCUM `unit` (error for incompatible units) |
+| `dailyDose(unit)` | MedicationRequest, Dosage | dose x frequency / period, in `unit` per day |
+| `ageInYears()` | Patient or date | completed years at `%now` |
+| `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
+
+A `code` argument is "system|code" or a ValueSet canonical URL from the content.
+Functions are called by fhirpathpy with unwrapped inputs; per-call state (time, data index,
+terminology) comes from `service.engine.fhirpath.current`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from service.engine import fhirpath, ucum
+from service.engine.fhirpath import FP_DateTime, FP_Quantity
+from service.engine.index import _codings, tokens_of
+
+# ---- times ------------------------------------------------------------------------------
+
+# Clinically relevant time of a resource, most specific first (FHIR R4 element names).
+_TIME_PATHS = (
+    ("effectiveDateTime",), ("effectiveInstant",), ("effectivePeriod", "end"), ("effectivePeriod", "start"),
+    ("performedDateTime",), ("performedPeriod", "end"), ("performedPeriod", "start"),
+    ("occurrenceDateTime",), ("occurrencePeriod", "start"),
+    ("onsetDateTime",), ("onsetPeriod", "start"),
+    ("authoredOn",), ("recordedDate",), ("issued",), ("date",), ("period", "start"),
+)
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """FHIR date/dateTime/instant -> aware datetime (partial dates at their start, UTC if no zone)."""
+    if isinstance(value, FP_DateTime):
+        value = str(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    text = value.replace("Z", "+00:00")
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def clinical_time(resource: Any) -> datetime | None:
+    if not isinstance(resource, dict):
+        return None
+    for path in _TIME_PATHS:
+        value: Any = resource
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is not None:
+            parsed = parse_datetime(value)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def _fp_datetime(moment: datetime) -> FP_DateTime:
+    return FP_DateTime(moment.isoformat(timespec="milliseconds"))
+
+
+# ---- codes ------------------------------------------------------------------------------
+
+
+def _allowed(codes: tuple) -> frozenset[str]:
+    evaluation = fhirpath.current.get()
+    cached = evaluation.allowed_cache.get(codes)
+    if cached is not None:
+        return cached
+    allowed: set[str] = set()
+    for code in codes:
+        if not isinstance(code, str):
+            continue
+        if "/ValueSet/" in code:
+            allowed |= evaluation.terminology.expand(code)
+        else:
+            allowed.add(code)
+    evaluation.allowed_cache[codes] = result = frozenset(allowed)
+    return result
+
+
+def _resources(inputs, rtype, *codes):
+    index = fhirpath.current.get().index
+    allowed = _allowed(codes) if codes else None
+    out = []
+    for bundle in inputs:
+        if not isinstance(bundle, dict):
+            continue
+        if allowed is None:
+            out.extend(index.bundle_resources(bundle).get(rtype, ()))
+        else:
+            out.extend(index.with_codes(bundle, rtype, allowed))
+    return out
+
+
+def _coded(inputs, *codes):
+    index = fhirpath.current.get().index
+    allowed = _allowed(codes)
+    return [r for r in inputs if isinstance(r, dict) and not allowed.isdisjoint(index.codes(r))]
+
+
+def _member_of(inputs, valueset):
+    if not inputs:
+        return []
+    allowed = _allowed((valueset,))
+    found = tokens_of(c for item in inputs for c in _codings(item))
+    return not allowed.isdisjoint(found)
+
+
+def _latest(inputs):
+    best, best_time = None, None
+    for item in inputs:
+        moment = clinical_time(item)
+        if moment is not None and (best_time is None or moment >= best_time):
+            best, best_time = item, moment
+    return [] if best is None else best
+
+
+def _status(resource: dict):
+    if "status" in resource:
+        return {resource["status"]}
+    return {c.get("code") for c in _codings(resource.get("clinicalStatus"))}
+
+
+def _with_status(inputs, *codes):
+    wanted = set(codes)
+    return [r for r in inputs if isinstance(r, dict) and not wanted.isdisjoint(_status(r))]
+
+
+def _since(inputs, moment):
+    """Filter in Python: FHIRPath date comparison per item is the engine's slowest path."""
+    bound = parse_datetime(moment[0] if isinstance(moment, list) and moment else moment)
+    if bound is None:
+        return []
+    out = []
+    for item in inputs:
+        when = clinical_time(item)
+        if when is not None and when >= bound:
+            out.append(item)
+    return out
+
+
+def _clinical_time(inputs):
+    if len(inputs) != 1:
+        return []
+    moment = clinical_time(inputs[0])
+    return [] if moment is None else _fp_datetime(moment)
+
+
+def _hours_ago(inputs):
+    if len(inputs) != 1:
+        return []
+    item = inputs[0]
+    moment = clinical_time(item) if isinstance(item, dict) else parse_datetime(item)
+    if moment is None:
+        return []
+    seconds = (fhirpath.current.get().now - moment).total_seconds()
+    return Decimal(repr(seconds / 3600)).quantize(Decimal("0.01"))
+
+
+# ---- quantities -------------------------------------------------------------------------
+
+
+def _quantity(item) -> tuple[Decimal, str] | None:
+    if isinstance(item, FP_Quantity):
+        return Decimal(str(item.value)), str(item.unit).strip("'")
+    if not isinstance(item, dict) or item.get("value") is None:
+        return None
+    system = item.get("system")
+    unit = item.get("code") if system in (None, "http://unitsofmeasure.org") and item.get("code") else item.get("unit")
+    if not isinstance(unit, str):
+        unit = "1"
+    try:
+        return Decimal(str(item["value"])), unit
+    except InvalidOperation:
+        return None
+
+
+def _in_unit(inputs, unit):
+    if len(inputs) != 1 or not isinstance(unit, str):
+        return []
+    q = _quantity(inputs[0])
+    if q is None:
+        return []
+    return ucum.convert(q[0], q[1], unit)
+
+
+def _dosage_daily(dosage: dict, unit: str) -> Decimal | None:
+    dose = None
+    for dr in dosage.get("doseAndRate") or []:
+        if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict):
+            dose = _quantity(dr["doseQuantity"])
+            break
+    repeat = ((dosage.get("timing") or {}).get("repeat")) or {}
+    frequency = repeat.get("frequency", 1 if repeat.get("period") else None)
+    period, period_unit = repeat.get("period"), repeat.get("periodUnit")
+    if dose is None or frequency is None or period is None or not period_unit:
+        return None
+    try:
+        per_day = Decimal(str(frequency)) / (Decimal(str(period)) * ucum.factor(period_unit, "d"))
+    except (InvalidOperation, ZeroDivisionError):
+        return None
+    return ucum.convert(dose[0], dose[1], unit) * per_day
+
+
+def _daily_dose(inputs, unit):
+    """Sum of the daily amounts of all dosage instructions; empty if any lacks dose or timing."""
+    if len(inputs) != 1 or not isinstance(inputs[0], dict):
+        return []
+    item = inputs[0]
+    dosages = item.get("dosageInstruction") if "resourceType" in item else [item]
+    if not isinstance(dosages, list) or not dosages:
+        return []
+    total = Decimal(0)
+    for dosage in dosages:
+        daily = _dosage_daily(dosage, unit) if isinstance(dosage, dict) else None
+        if daily is None:
+            return []
+        total += daily
+    return total.quantize(Decimal("0.0001")).normalize()
+
+
+def _age_in_years(inputs):
+    if len(inputs) != 1:
+        return []
+    item = inputs[0]
+    born = parse_datetime(item.get("birthDate") if isinstance(item, dict) else item)
+    if born is None:
+        return []
+    now = fhirpath.current.get().now
+    years = now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    return years
+
+
+def _round(inputs, precision=0):
+    if len(inputs) != 1:
+        return []
+    try:
+        value = Decimal(str(inputs[0]))
+    except InvalidOperation:
+        raise ValueError("round() needs a number") from None
+    precision = int(precision or 0)
+    return value.quantize(Decimal(1).scaleb(-precision), rounding=ROUND_HALF_UP)
+
+
+TABLE = {
+    "resources": {"fn": _resources, "variadic": "String"},
+    "coded": {"fn": _coded, "variadic": "String"},
+    "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},
+    "withStatus": {"fn": _with_status, "variadic": "String"},
+    "since": {"fn": _since, "arity": {1: ["Any"]}},
+    "latest": {"fn": _latest},
+    "clinicalTime": {"fn": _clinical_time},
+    "hoursAgo": {"fn": _hours_ago},
+    "inUnit": {"fn": _in_unit, "arity": {1: ["String"]}},
+    "dailyDose": {"fn": _daily_dose, "arity": {1: ["String"]}},
+    "ageInYears": {"fn": _age_in_years},
+    "round": {"fn": _round, "arity": {0: [], 1: ["Integer"]}},
+}
+

@@ -1,0 +1,170 @@
+"""The loaded, compiled form of authored content (what `content.load_content` builds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from service.engine.fhirpath import Expression
+from service.engine.terminology import Terminology
+
+# Canonical URLs of the extensions the engine reads.
+EXT_VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
+EXT_QUERY_PATTERN = "http://hl7.org/fhir/StructureDefinition/cqf-fhirQueryPattern"
+EXT_APPLICABILITY_BEHAVIOR = "http://hl7.org/fhir/StructureDefinition/cqf-applicabilityBehavior"
+PROJECT_BASE = "http://example.org/fhir/StructureDefinition/"
+EXT_IS_RECOMMENDED = PROJECT_BASE + "cds-is-recommended"
+EXT_OVERRIDE_REASON = PROJECT_BASE + "cds-override-reason"
+EXT_SERVICE_ID = PROJECT_BASE + "cds-service-id"
+EXT_PREFETCH_KEY = PROJECT_BASE + "cds-prefetch-key"
+EXT_FOR_EACH = PROJECT_BASE + "cds-for-each"  # valueExpression: apply the action once per item, as %item
+EXT_TARGET = PROJECT_BASE + "cds-target"  # valueExpression: the existing resource an update/remove acts on
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a piece of content was authored: file and FHIRPath-like path inside it."""
+
+    file: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}"
+
+
+@dataclass
+class Variable:
+    name: str
+    expression: Expression
+    source: Source
+
+
+@dataclass
+class DataRequirementDef:
+    """A DataRequirement with a prefetch key (its element id or the cds-prefetch-key extension)."""
+
+    key: str
+    type: str
+    raw: dict
+    source: Source
+    query: str | None = None  # cqf-fhirQueryPattern, used verbatim
+
+
+@dataclass
+class DynamicValue:
+    path: str
+    expression: Expression
+    source: Source
+
+
+@dataclass
+class Condition:
+    kind: str
+    expression: Expression
+    source: Source
+
+
+@dataclass
+class ActionDef:
+    raw: dict
+    path: str
+    source: Source
+    triggers: frozenset[str] | None  # hook names from trigger(named-event); None = inherits
+    conditions: list[Condition]
+    dynamic_values: list[DynamicValue]
+    definition: str | None
+    children: list["ActionDef"]
+    applicability_behavior: str = "all"
+    is_recommended: "bool | Expression" = False  # cds-is-recommended: valueBoolean or valueExpression
+    for_each: Expression | None = None
+    target: Expression | None = None
+
+    @property
+    def id(self) -> str:
+        return self.raw.get("id") or self.path
+
+
+@dataclass
+class ActivityDef:
+    url: str
+    raw: dict
+    source: Source
+    dynamic_values: list[DynamicValue]
+    # From ActivityDefinition.library, for $apply of the activity on its own.
+    variables: dict[str, Variable] = field(default_factory=dict)
+    data_requirements: dict[str, DataRequirementDef] = field(default_factory=dict)
+
+
+@dataclass
+class LibraryDef:
+    url: str
+    raw: dict
+    source: Source
+    variables: list[Variable]
+    data_requirements: list[DataRequirementDef]
+    depends_on: list[str]
+
+
+@dataclass
+class PlanDef:
+    url: str
+    raw: dict
+    source: Source
+    actions: list[ActionDef]
+    variables: dict[str, Variable] = field(default_factory=dict)  # own + libraries, by name
+    data_requirements: dict[str, DataRequirementDef] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.raw.get("id") or self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """One CDS Hooks service: a PlanDefinition answering one hook."""
+
+    id: str
+    hook: str
+    plan: PlanDef
+
+    @property
+    def title(self) -> str | None:
+        return self.plan.raw.get("title")
+
+    @property
+    def description(self) -> str:
+        return self.plan.raw.get("description") or self.plan.raw.get("title") or self.id
+
+
+@dataclass(frozen=True)
+class ContentIssue:
+    """A non-fatal problem found at load (e.g. a CQL-only PlanDefinition, skipped)."""
+
+    source: Source
+    message: str
+    severity: str = "warning"
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+@dataclass
+class ContentSet:
+    plans: dict[str, PlanDef]
+    activities: dict[str, ActivityDef]
+    libraries: dict[str, LibraryDef]
+    terminology: Terminology
+    services: dict[str, ServiceDef]
+    issues: list[ContentIssue]
+    resources: dict[str, dict]  # every loaded resource by canonical URL (for publishing)
+
+    def plan(self, ref: str) -> PlanDef | None:
+        """A plan by canonical URL or by id."""
+        if ref in self.plans:
+            return self.plans[ref]
+        return next((p for p in self.plans.values() if p.id == ref), None)
+
+    def activity(self, ref: str) -> ActivityDef | None:
+        if ref in self.activities:
+            return self.activities[ref]
+        return next((a for a in self.activities.values() if a.raw.get("id") == ref), None)

@@ -1,0 +1,48 @@
+"""UCUM unit conversion (http://unitsofmeasure.org) for the `inUnit()` FHIRPath function.
+
+Conversion factors come from ucumvert (the full UCUM grammar on pint) and are cached per
+unit pair, so the hot path does no parsing.  Only multiplicative conversions are allowed:
+incompatible dimensions (mg -> mL) and offset units (Cel, [degF]) raise UnitError.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+
+class UnitError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def _registry():
+    from ucumvert import PintUcumRegistry
+
+    return PintUcumRegistry()
+
+
+@lru_cache(maxsize=4096)
+def factor(from_unit: str, to_unit: str) -> Decimal:
+    """Multiplier that turns a value in `from_unit` into `to_unit`."""
+    if from_unit == to_unit:
+        return Decimal(1)
+    reg = _registry()
+    try:
+        src = reg.from_ucum(from_unit)
+        dst = reg.from_ucum(to_unit)
+    except Exception as exc:
+        raise UnitError(f"not a UCUM unit: {exc}") from None
+    try:
+        if not (getattr(src, "_ok_for_muldiv", True) and getattr(dst, "_ok_for_muldiv", True)):
+            raise UnitError(f"cannot convert offset unit {from_unit!r} to {to_unit!r}")
+        value = (1 * src).to(dst).magnitude
+    except UnitError:
+        raise
+    except Exception:
+        raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}: incompatible units") from None
+    return Decimal(f"{float(value):.15g}")
+
+
+def convert(value: Decimal, from_unit: str, to_unit: str) -> Decimal:
+    return Decimal(value) * factor(from_unit, to_unit)

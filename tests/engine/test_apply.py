@@ -1,0 +1,150 @@
+"""PlanDefinition/ActivityDefinition $apply semantics on tiny synthetic content."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from service.engine import ApplyContext, apply_plan, load_content
+from tests.engine.helpers import BASE, cond, library, plan, var, write
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+PV = [{"type": "named-event", "name": "patient-view"}]
+OS = [{"type": "named-event", "name": "order-select"}]
+
+WEIGHT_LIB = library("w", [
+    var("weightKg", "%observations.resources('Observation', 'http://loinc.org|29463-7').latest().value.inUnit('kg')"),
+    var("calls", "%weightKg * 2"),
+], data_requirements=[{"id": "observations", "type": "Observation"}])
+
+DOSE_AD = {
+    "resourceType": "ActivityDefinition", "id": "dose", "url": f"{BASE}/ActivityDefinition/dose", "status": "active",
+    "kind": "MedicationRequest", "intent": "proposal",
+    "productCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3002"}]},
+    "dosage": [{"doseAndRate": [{"doseQuantity": {"unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}],
+    "dynamicValue": [{"path": "dosageInstruction[0].doseAndRate[0].doseQuantity.value",
+                      "expression": {"language": "text/fhirpath", "expression": "((15 * %weightKg) / 10).round(0) * 10"}}],
+}
+
+
+def observations(*kg):
+    return {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "Observation", "id": f"w{i}", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "effectiveDateTime": f"2026-02-2{i}T00:00:00Z",
+        "valueQuantity": {"value": v, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}}
+        for i, v in enumerate(kg)]}
+
+
+def run(tmp_path, actions, data=None, hook="patient-view", variables=None, draft=None, selections=(), extra=()):
+    content = load_content(write(tmp_path, WEIGHT_LIB, DOSE_AD, *extra,
+                                 plan(actions, variables=variables, library=[f"{BASE}/Library/w"])))
+    ctx = ApplyContext(now=NOW, subject="Patient/p1", data=data or {}, hook=hook, hook_instance="hi",
+                       draft_orders=draft, selections=list(selections))
+    return apply_plan(content, content.plan("t"), ctx)
+
+
+def test_trigger_selects_actions_by_hook(tmp_path):
+    result = run(tmp_path, [{"id": "pv", "title": "PV", "trigger": PV}, {"id": "os", "title": "OS", "trigger": OS}])
+    assert [a.id for a in result.actions] == ["pv"]
+
+
+def test_applicability_all_and_any(tmp_path):
+    any_ext = [{"url": "http://hl7.org/fhir/StructureDefinition/cqf-applicabilityBehavior", "valueCode": "any"}]
+    result = run(tmp_path, [
+        {"id": "all", "title": "all", "trigger": PV, "condition": [cond("true"), cond("false")]},
+        {"id": "any", "title": "any", "trigger": PV, "condition": [cond("true"), cond("false")], "extension": any_ext},
+    ])
+    assert [a.id for a in result.actions] == ["any"]
+
+
+def test_start_stop_conditions_are_traced_not_evaluated(tmp_path):
+    result = run(tmp_path, [{"id": "a", "title": "A", "trigger": PV, "condition": [cond("false", "start")]}])
+    assert [a.id for a in result.actions] == ["a"]
+    assert "not evaluated" in result.trace[0]["conditions"][0]["result"]
+
+
+def test_nested_actions_inherit_trigger_and_have_their_own_conditions(tmp_path):
+    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV, "action": [
+        {"id": "yes", "title": "yes", "condition": [cond("1 < 2")]},
+        {"id": "no", "title": "no", "condition": [cond("2 < 1")]}]}])
+    assert [c.id for c in result.actions[0].children] == ["yes"]
+
+
+def test_definition_creates_resource_with_dose_from_patient_data(tmp_path):
+    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV,
+                              "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}],
+                 data={"observations": observations(70, 80)})
+    res = result.actions[0].resource
+    assert res["resourceType"] == "MedicationRequest" and res["status"] == "draft" and res["intent"] == "proposal"
+    assert res["subject"] == {"reference": "Patient/p1"}
+    assert res["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 1200  # latest weight 80 kg
+    assert res["instantiatesCanonical"] == [f"{BASE}/ActivityDefinition/dose"]
+
+
+def test_missing_input_drops_the_resource_never_guesses(tmp_path):
+    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV, "action": [
+        {"id": "order", "title": "Order", "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}]}])
+    assert result.actions[0].children == []
+    assert any("is empty" in i["message"] for i in result.issues)
+
+
+def test_action_dynamic_values_customise_the_card(tmp_path):
+    result = run(tmp_path, [{"id": "card", "title": "static", "trigger": PV, "dynamicValue": [
+        {"path": "action.title", "expression": {"language": "text/fhirpath", "expression": "'Weight ' + %weightKg.toString() + ' kg'"}},
+        {"path": "action.priority", "expression": {"language": "text/fhirpath", "expression": "iif(%weightKg > 75, 'stat', 'routine')"}}]}],
+        data={"observations": observations(80)})
+    assert result.actions[0].title == "Weight 80 kg" and result.actions[0].priority == "stat"
+
+
+def test_expression_error_fails_closed_and_is_traced(tmp_path):
+    bad = {"observations": {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "Observation", "id": "x", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "effectiveDateTime": "2026-02-28", "valueQuantity": {"value": 3, "unit": "mL", "code": "mL", "system": "http://unitsofmeasure.org"}}}]}}
+    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV, "condition": [cond("%weightKg > 1 or true")]}], data=bad)
+    assert result.actions == []
+    assert result.trace[0]["conditions"][0]["result"] is False
+    assert any("%weightKg" in i["message"] for i in result.issues)
+
+
+def test_variables_are_evaluated_once_per_call(tmp_path, monkeypatch):
+    from service.engine import functions
+
+    calls = []
+    original = functions.TABLE["latest"]["fn"]
+    monkeypatch.setitem(functions.TABLE["latest"], "fn", lambda inputs: calls.append(1) or original(inputs))
+    run(tmp_path, [{"id": f"c{i}", "title": "x", "trigger": PV, "condition": [cond("%calls > 0 and %weightKg > 0")]}
+                   for i in range(5)], data={"observations": observations(70)})
+    assert len(calls) == 1
+
+
+def test_for_each_and_update_target(tmp_path):
+    draft = {"resourceType": "Bundle", "entry": [
+        {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order",
+                      "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 40, "unit": "mg"}}]}]}},
+        {"resource": {"resourceType": "MedicationRequest", "id": "m2", "status": "draft", "intent": "order"}}]}
+    each = [{"url": "http://example.org/fhir/StructureDefinition/cds-for-each",
+             "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest').where(('MedicationRequest/' + id) in %selections)"}}]
+    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
+               "valueExpression": {"language": "text/fhirpath", "expression": "%item"}}]
+    update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
+    result = run(tmp_path, [{"id": "dc", "title": "Dose", "trigger": OS, "extension": each,
+                              "condition": [cond("%item.dosageInstruction.exists()")],
+                              "dynamicValue": [{"path": "action.title", "expression": {"language": "text/fhirpath", "expression": "'Dose of ' + %item.id"}}],
+                              "action": [{"id": "fix", "title": "Set 1000 mg", "type": update, "extension": target,
+                                          "dynamicValue": [{"path": "dosageInstruction[0].doseAndRate[0].doseQuantity.value",
+                                                            "expression": {"language": "text/fhirpath", "expression": "1000"}}]}]}],
+                 hook="order-select", draft=draft, selections=["MedicationRequest/m1", "MedicationRequest/m2"])
+    assert [a.title for a in result.actions] == ["Dose of m1"]
+    fix = result.actions[0].children[0]
+    assert fix.type == "update" and fix.resource["id"] == "m1"
+    assert fix.resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 1000
+    assert draft["entry"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 40
+
+
+@pytest.mark.parametrize("weights,expected", [((70,), True), ((), False)])
+def test_variables_from_library_drive_conditions(tmp_path, weights, expected):
+    result = run(tmp_path, [{"id": "c", "title": "c", "trigger": PV, "condition": [cond("%weightKg.exists()")]}],
+                 data={"observations": observations(*weights)})
+    assert bool(result.actions) is expected
