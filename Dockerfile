@@ -1,0 +1,25 @@
+# CDS Hooks service image.  Build: docker build -t dah-cds .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Install the package (with the PostgreSQL driver) before copying the guidance
+# content, so content edits do not invalidate the dependency layer.
+COPY pyproject.toml README.md ./
+COPY service/ service/
+COPY cards/ cards/
+RUN pip install ".[postgres]"
+
+COPY plandefinitions/ plandefinitions/
+ENV CDS_CONTENT_DIR=/app/plandefinitions
+
+RUN useradd --system --uid 10001 --no-create-home cds
+USER cds
+
+EXPOSE 8080
+CMD ["gunicorn", "-b", "0.0.0.0:8080", "service.app:create_app()"]
