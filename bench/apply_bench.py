@@ -1,0 +1,124 @@
+"""Engine-only $apply benchmark: every patient-view PlanDefinition of the bundled content
+against one patient with 500 Observations, 50 Conditions and 50 MedicationRequests.
+
+Reports medians over many runs and the ratio to a plain `json.loads` of the same request,
+measured in the same run (machines here are noisy; ratios travel, absolute numbers less).
+
+    .venv/bin/python bench/apply_bench.py [--runs 300] [--hook patient-view]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.engine import ApplyContext, apply_plan, load_content  # noqa: E402
+from service.hooks import prefetch  # noqa: E402
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+LOINC = ["29463-7", "8302-2", "718-7", "59408-5", "2708-6", "2703-7", "3150-0", "50984-4", "2160-0", "14682-9",
+         "2276-4", "31254-6", "29643-4", "29644-2", "71773-6", "600-7", "8867-4", "9279-1", "8310-5", "2345-7"]
+UNITS = {"29463-7": "kg", "8302-2": "cm", "718-7": "g/dL", "59408-5": "%", "2708-6": "%", "2703-7": "mm[Hg]",
+         "3150-0": "%", "50984-4": "mm[Hg]", "2160-0": "mg/dL", "14682-9": "umol/L", "2276-4": "ng/mL"}
+RXNORM = ["3002", "121191", "6902", "8640", "8638", "68149", "1256", "5521", "198335", "60212", "197361", "310965"]
+
+
+def iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request(n_obs: int = 500, n_cond: int = 50, n_med: int = 50, seed: int = 7) -> dict:
+    rnd = random.Random(seed)
+    pid = "bench"
+    conds = [{"resourceType": "Condition", "id": f"c{i}",
+              "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+              "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": f"Z{i:02d}.{i % 10}"}]},
+              "onsetDateTime": iso(T0 - timedelta(days=rnd.randint(1, 900))), "subject": {"reference": f"Patient/{pid}"}}
+             for i in range(n_cond - 3)]
+    for i, (system, code) in enumerate([("http://snomed.info/sct", "195353004"), ("http://snomed.info/sct", "78144005"),
+                                        ("http://hl7.org/fhir/sid/icd-10-cm", "R04.2")]):
+        conds.append({"resourceType": "Condition", "id": f"k{i}",
+                      "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                      "code": {"coding": [{"system": system, "code": code}]}, "onsetDateTime": iso(T0 - timedelta(hours=6 + 30 * i)),
+                      "subject": {"reference": f"Patient/{pid}"}})
+    obs = []
+    for i in range(n_obs):
+        code = LOINC[i % len(LOINC)]
+        value = {"29463-7": 80, "8302-2": 180, "718-7": 8 + rnd.random() * 3, "59408-5": 88 + rnd.random() * 8,
+                 "2703-7": 55 + rnd.random() * 20, "3150-0": 40}.get(code, rnd.random() * 100)
+        obs.append({"resourceType": "Observation", "id": f"o{i}", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "subject": {"reference": f"Patient/{pid}"},
+                    "effectiveDateTime": iso(T0 - timedelta(hours=1 + i // len(LOINC) * 6)),
+                    "valueQuantity": {"value": round(value, 1), "unit": UNITS.get(code, "1"), "system": "http://unitsofmeasure.org",
+                                      "code": UNITS.get(code, "1")}})
+    meds = [{"resourceType": "MedicationRequest", "id": f"m{i}", "status": rnd.choice(["active", "completed", "stopped"]),
+             "intent": "order", "subject": {"reference": f"Patient/{pid}"}, "authoredOn": iso(T0 - timedelta(days=rnd.randint(1, 400))),
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": RXNORM[i % len(RXNORM)]}]},
+             "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                                    "doseAndRate": [{"doseQuantity": {"value": 10 * (1 + i % 5), "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+            for i in range(n_med)]
+
+    def bundle(items):
+        return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in items]}
+
+    patient = {"resourceType": "Patient", "id": pid, "gender": "male", "birthDate": "1980-05-05"}
+    return {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/1", "patientId": pid},
+            "prefetch": {"patient": patient, "conditions": bundle(conds), "observations": bundle(obs), "medications": bundle(meds),
+                         "procedures": bundle([]), "services": bundle([]), "allergies": bundle([]), "encounter": None}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--hook", default="patient-view")
+    args = parser.parse_args()
+
+    content = load_content(ROOT / "plandefinitions")
+    services = [s for s in content.services.values() if s.hook == args.hook]
+    text = json.dumps(request())
+    body = json.loads(text)
+
+    def engine_once() -> int:
+        cards = 0
+        for svc in services:
+            data = prefetch.resolve(svc.plan, content.terminology, body, None)
+            ctx = ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook, hook_instance=body["hookInstance"])
+            cards += len(apply_plan(content, svc.plan, ctx).actions)
+        return cards
+
+    cards = engine_once()  # warm caches (UCUM registry, compiled expressions)
+    for _ in range(5):
+        engine_once()
+    loads, engine = [], []
+    for _ in range(args.runs):  # interleaved, so both see the same machine load
+        t = time.perf_counter()
+        json.loads(text)
+        loads.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine_once()
+        engine.append(time.perf_counter() - t)
+    loads_ms = statistics.median(loads) * 1000
+    engine_ms = statistics.median(engine) * 1000
+    result = {
+        "hook": args.hook, "services": sorted(s.id for s in services), "runs": args.runs,
+        "request_bytes": len(text), "applied_top_level_actions": cards,
+        "json_loads_median_ms": round(loads_ms, 3), "engine_apply_median_ms": round(engine_ms, 3),
+        "engine_p90_ms": round(sorted(engine)[int(0.9 * len(engine))] * 1000, 3),
+        "ratio_engine_to_json_loads": round(engine_ms / loads_ms, 2),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
