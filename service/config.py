@@ -20,6 +20,7 @@ class Config:
     fhir_retries: int = 2
     trace_default: bool = False
     log_level: str = "INFO"
+    cors_origins: str = "*"
     host: str = "127.0.0.1"
     port: int = 8080
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from service.engine import fhirpath
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
 from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
@@ -114,6 +115,9 @@ class _Run:
         for key in plan.data_requirements:
             value = ctx.data.get(key)
             self.values[key] = [] if value is None else value
+        index = fhirpath.current.get().index
+        for value in [*ctx.data.values(), ctx.draft_orders]:
+            index.add(value)
         self.focus = next(
             (v for v in ctx.data.values() if isinstance(v, dict) and v.get("resourceType") == "Patient"),
             {"resourceType": "Patient", "id": ctx.subject.rsplit("/", 1)[-1]},
@@ -197,8 +201,16 @@ class _Run:
         return ok, results
 
     def resources_used(self, expr: Expression) -> list[str]:
+        """References of the resources behind a condition: its variables' values, followed
+        through the variables they are computed from."""
         refs: list[str] = []
-        for name in sorted(expr.variables):
+        seen: set[str] = set()
+        stack = sorted(expr.variables)
+        while stack and len(refs) < 20:
+            name = stack.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
             value = self.values.get(name)
             for item in value if isinstance(value, list) else [value]:
                 data = getattr(item, "data", item)
@@ -206,6 +218,8 @@ class _Run:
                     ref = f"{data['resourceType']}/{data['id']}"
                     if ref not in refs:
                         refs.append(ref)
+            if name in self.plan.variables:
+                stack.extend(sorted(self.plan.variables[name].expression.variables - seen))
         return refs[:20]
 
     def apply_action(self, action: ActionDef, inherited: frozenset[str] | None) -> list[AppliedAction]:

@@ -454,13 +454,16 @@ def _check_cycles(scope: dict[str, Variable], loader: _Loader) -> None:
 
 
 def _services(plans: dict[str, PlanDef], loader: _Loader) -> dict[str, ServiceDef]:
+    """`<plan id>-<hook>` per hook; a plan naming its service id serves all its hooks under it."""
     services: dict[str, ServiceDef] = {}
     for plan in plans.values():
         custom = next((e.get("valueString") for e in plan.raw.get("extension", []) if e.get("url") == EXT_SERVICE_ID), None)
-        for hook in plan.hooks:
-            sid = f"{custom or plan.id}-{hook}"
+        wanted = [(custom, tuple(plan.hooks))] if custom else [(f"{plan.id}-{h}", (h,)) for h in plan.hooks]
+        for sid, hooks in wanted:
+            if not hooks:
+                continue
             if sid in services:
                 loader.error(plan.source, f"CDS service id {sid!r} is also produced by {services[sid].plan.source.file}")
                 continue
-            services[sid] = ServiceDef(sid, hook, plan)
+            services[sid] = ServiceDef(sid, hooks, plan)
     return services

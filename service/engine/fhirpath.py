@@ -66,13 +66,16 @@ def _parse_strict(text: str) -> dict:
 class Evaluation:
     """Per-call state the generic functions need: the evaluation time and the data index."""
 
-    def __init__(self, now: datetime, index=None, terminology=None):
+    def __init__(self, now: datetime, index=None, terminology=None, stub_references: bool = False):
         self.now = now
         self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))  # ms precision: hour/minute arithmetic needs it
         self.fp_today = FP_DateTime(now.date().isoformat())
         self.index = index
         self.terminology = terminology
         self.allowed_cache: dict[tuple, frozenset[str]] = {}
+        # resolve() of a reference not in the data: nothing (engine), or a {resourceType, id} stub
+        # (prefetch templates only need the id: CDS Hooks 3.0 ballot §Prefetch tokens).
+        self.stub_references = stub_references
 
     def activate(self):
         return current.set(self)

@@ -10,6 +10,7 @@ every code, unit and threshold comes from the content that calls them.
 | `since(dateTime)` | resources | those whose clinically relevant time is at or after `dateTime` |
 | `latest()` | resources | the one with the latest clinically relevant time |
 | `clinicalTime()` | resource | that time, as a dateTime |
+| `resolve()` | Reference | the referenced resource from the request's data (FHIRPath §resolve) |
 | `hoursAgo()` | dateTime or resource | hours from it to the evaluation time (`%now`) |
 | `inUnit(unit)` | Quantity | its value converted to the UCUM `unit` (error for incompatible units) |
 | `dailyDose(unit)` | MedicationRequest, Dosage | dose x frequency / period, in `unit` per day |
@@ -129,6 +130,23 @@ def _member_of(inputs, valueset):
     allowed = _allowed((valueset,))
     found = tokens_of(c for item in inputs for c in _codings(item))
     return not allowed.isdisjoint(found)
+
+
+def _resolve(inputs):
+    evaluation = fhirpath.current.get()
+    out = []
+    for item in inputs:
+        ref = item.get("reference") if isinstance(item, dict) else item if isinstance(item, str) else None
+        if not isinstance(ref, str) or ref.startswith("#"):
+            continue
+        found = evaluation.index.resolve(ref) if evaluation.index is not None else None
+        if found is None and evaluation.stub_references:
+            parts = ref.split("/_history/")[0].rstrip("/").split("/")
+            if len(parts) >= 2:
+                found = {"resourceType": parts[-2], "id": parts[-1]}
+        if found is not None:
+            out.append(found)
+    return out
 
 
 def _latest(inputs):
@@ -274,6 +292,7 @@ TABLE = {
     "withStatus": {"fn": _with_status, "variadic": "String"},
     "since": {"fn": _since, "arity": {1: ["Any"]}},
     "latest": {"fn": _latest},
+    "resolve": {"fn": _resolve},
     "clinicalTime": {"fn": _clinical_time},
     "hoursAgo": {"fn": _hours_ago},
     "inUnit": {"fn": _in_unit, "arity": {1: ["String"]}},

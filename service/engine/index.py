@@ -74,6 +74,7 @@ class DataIndex:
         self._by_code: dict[tuple[int, str], dict[str, list[int]]] = {}  # (bundle, type) -> token -> positions
         self._codes: dict[int, frozenset[str]] = {}
         self._home: dict[int, dict] = {}  # resource -> the Bundle it came in
+        self._by_reference: dict[str, dict] = {}  # "Type/id" -> resource, over every indexed Bundle
         self._keep: list[Any] = []  # keep indexed objects alive so id() stays unique
 
     def bundle_resources(self, bundle: dict) -> dict[str, list[dict]]:
@@ -87,9 +88,23 @@ class DataIndex:
                 if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
                     found.setdefault(res["resourceType"], []).append(res)
                     self._home[id(res)] = bundle
+                    if isinstance(res.get("id"), str):
+                        self._by_reference.setdefault(f"{res['resourceType']}/{res['id']}", res)
             self._by_bundle[key] = found
             self._keep.append(bundle)
         return found
+
+    def add(self, value: Any) -> None:
+        """Make a request value (a Bundle or a single resource) resolvable by reference."""
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            self.bundle_resources(value)
+        elif isinstance(value, dict) and isinstance(value.get("resourceType"), str) and isinstance(value.get("id"), str):
+            self._by_reference.setdefault(f"{value['resourceType']}/{value['id']}", value)
+
+    def resolve(self, reference: str) -> dict | None:
+        """A resource by relative reference ("Type/id"; a trailing "/_history/n" or base URL is ignored)."""
+        parts = reference.split("/_history/")[0].rstrip("/").split("/")
+        return self._by_reference.get("/".join(parts[-2:])) if len(parts) >= 2 else None
 
     def with_codes(self, bundle: dict, rtype: str, allowed: frozenset[str]) -> list[dict]:
         """Resources of `rtype` in `bundle` whose primary code is in `allowed`, in Bundle order."""

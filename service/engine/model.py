@@ -121,11 +121,16 @@ class PlanDef:
 
 @dataclass(frozen=True)
 class ServiceDef:
-    """One CDS Hooks service: a PlanDefinition answering one hook."""
+    """One CDS Hooks service: a PlanDefinition answering one hook, or several hooks under one id
+    when the content names the id (cds-service-id; CDS Hooks 3.0 ballot §Discovery)."""
 
     id: str
-    hook: str
+    hooks: tuple[str, ...]
     plan: PlanDef
+
+    @property
+    def hook(self) -> str:
+        return self.hooks[0]
 
     @property
     def title(self) -> str | None:

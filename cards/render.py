@@ -1,0 +1,138 @@
+"""RequestGroup-shaped $apply results -> CDS Hooks 2.0 cards.
+
+Mapping (CDS Hooks 2.0 §Card Attributes; cds-hooks-clinical-reasoning IG):
+- every applied action with a `title` is a card; an untitled action only groups: its
+  applied children are considered for cards in its place;
+- summary <- title, detail <- description, indicator <- priority (J-41: routine -> info,
+  urgent/asap -> warning, stat -> critical), source <- the first `citation` documentation
+  (label, url) with topic <- action.code, links <- other documentation with a url;
+- suggestions: the card action's own resource, then one suggestion per child action that
+  (with its descendants) proposes resources; action.type create/update/remove -> CDS
+  create/update/delete; `selectionBehavior` is always sent with suggestions, FHIR codes
+  mapped to the two CDS values;
+- uuids are stable for the same hookInstance and action, so retries and feedback match;
+- cards are sorted critical -> warning -> info (J-29), otherwise in content order.
+"""
+
+from __future__ import annotations
+
+from service.engine.apply import AppliedAction, ApplyResult, stable_id
+
+INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
+SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+# FHIR action-selection-behavior -> CDS Hooks selectionBehavior.
+SELECTION = {
+    "exactly-one": "at-most-one",
+    "at-most-one": "at-most-one",
+    "any": "any",
+    "all": "any",
+    "all-or-none": "any",
+    "one-or-more": "any",
+}
+ACTION_TYPE = {"create": "create", "update": "update", "remove": "delete", None: "create"}
+SUMMARY_LIMIT = 139  # CDS Hooks 2.0: summary "<140 characters"
+
+
+def render_cards(results: list[ApplyResult], hook_instance: str) -> list[dict]:
+    cards = []
+    for result in results:
+        for action in _card_actions(result.actions):
+            cards.append(_card(result, action, hook_instance))
+    cards.sort(key=lambda c: SEVERITY[c["indicator"]])
+    return cards
+
+
+def _card_actions(actions: list[AppliedAction]):
+    for action in actions:
+        if action.title:
+            yield action
+        else:
+            yield from _card_actions(action.children)
+
+
+def _source(result: ApplyResult, action: AppliedAction) -> dict:
+    docs = action.documentation
+    citation = next((d for d in docs if d.get("type") == "citation"), docs[0] if docs else None)
+    plan = result.plan.raw
+    source: dict = {"label": (citation or {}).get("display") or (citation or {}).get("label")
+                    or plan.get("publisher") or plan.get("title") or result.plan.id}
+    if citation and citation.get("url"):
+        source["url"] = citation["url"]
+    coding = next((c for cc in action.code for c in cc.get("coding", [])), None)
+    if coding:
+        source["topic"] = {k: coding[k] for k in ("system", "code", "display") if k in coding}
+    return source
+
+
+def _links(action: AppliedAction) -> list[dict]:
+    links = []
+    for doc in action.documentation:
+        if doc.get("type") == "citation" or not doc.get("url"):
+            continue
+        links.append({"label": doc.get("display") or doc.get("label") or doc["url"], "url": doc["url"], "type": "absolute"})
+    return links
+
+
+def _resources(action: AppliedAction) -> list[tuple[AppliedAction, dict]]:
+    found = [(action, action.resource)] if action.resource is not None else []
+    for child in action.children:
+        found.extend(_resources(child))
+    return found
+
+
+def _cds_action(owner: AppliedAction, resource: dict) -> dict:
+    kind = ACTION_TYPE.get(owner.type, "create")
+    out: dict = {"type": kind, "description": owner.text_equivalent or owner.title or owner.description
+                 or f"{resource['resourceType']} proposal"}
+    if kind == "delete":
+        out["resourceId"] = f"{resource['resourceType']}/{resource['id']}"  # CDS Hooks 2.0.1 §Action: a relative reference (string)
+    elif kind == "update":
+        out["resource"] = resource
+    else:
+        out["resource"] = {k: v for k, v in resource.items() if k != "id"}
+    return out
+
+
+def _suggestions(action: AppliedAction, hook_instance: str) -> list[dict]:
+    groups: list[tuple[AppliedAction, list]] = []
+    if action.resource is not None:
+        groups.append((action, [(action, action.resource)]))
+    for child in action.children:
+        items = _resources(child)
+        if items:
+            groups.append((child, items))
+    suggestions = []
+    for owner, items in groups:
+        suggestion = {
+            "label": owner.text_equivalent or owner.title or items[0][0].title or "Proposed order",
+            "uuid": stable_id(hook_instance, owner.key, "suggestion"),
+            "actions": [_cds_action(o, r) for o, r in items],
+        }
+        if owner.is_recommended:
+            suggestion["isRecommended"] = True
+        suggestions.append(suggestion)
+    return suggestions
+
+
+def _card(result: ApplyResult, action: AppliedAction, hook_instance: str) -> dict:
+    summary = action.title
+    if len(summary) > SUMMARY_LIMIT:
+        summary = summary[: SUMMARY_LIMIT - 1] + "…"
+    card: dict = {
+        "uuid": stable_id(hook_instance, action.key),
+        "summary": summary,
+        "indicator": INDICATOR.get(action.priority or "routine", "info"),
+        "source": _source(result, action),
+    }
+    if action.description:
+        card["detail"] = action.description
+    suggestions = _suggestions(action, hook_instance)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = SELECTION.get(action.selection_behavior or "", "at-most-one")
+    if action.override_reasons:
+        card["overrideReasons"] = action.override_reasons
+    links = _links(action)
+    if links:
+        card["links"] = links
+    return card

@@ -1,0 +1,47 @@
+"""Flask app factory: wiring only."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Flask
+
+from service.config import load_config
+from service.engine import ContentSet, load_content
+from service.feedback import FeedbackStore
+from service.fhir.client import FhirClient
+from service.hooks import prefetch
+from service.runtime import Runtime, utc_now
+
+
+def _fetcher_factory(config):
+    def factory(base_url: str, token: str | None):
+        client = FhirClient(base_url, access_token=token, timeout=config.fhir_timeout_seconds,
+                            retries=config.fhir_retries, max_pages=config.fhir_max_pages)
+        return lambda url: client.get(url) if prefetch.is_read(url) else client.search_all(url)
+
+    return factory
+
+
+def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | None = None,
+               content: ContentSet | None = None) -> Flask:
+    """Build the service.  Bad content raises ContentErrors (file and path): the service
+    refuses to start rather than serve part of the guidance."""
+    cfg = load_config(config)
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from service.web import register
+
+    app = Flask(__name__)
+    runtime = Runtime(
+        config=cfg,
+        content=content if content is not None else load_content(cfg.content_dir),
+        store=FeedbackStore(cfg.database_url),
+        fetcher_factory=_fetcher_factory(cfg),
+        clock=clock or utc_now,
+    )
+    for issue in runtime.content.issues:
+        logging.getLogger("service.content").warning("%s", issue)
+    register(app, runtime)
+    return app

@@ -1,0 +1,219 @@
+"""FHIR REST client for the EHR's `fhirServer` (CDS Hooks 2.0 §FHIR Resource Access).
+
+The only module that talks HTTP.  Rules:
+- GET only, `Accept: application/fhir+json`, `Authorization: Bearer <token>` when a token is
+  given; the token appears in no exception text and in no log line;
+- retries (idempotent GETs only) on connection errors and 502/503/504, with a short backoff;
+  timeouts are not retried (the EHR is waiting for the cards);
+- errors are service.errors types: 401/403 FhirAuthError, 404/410 FhirNotFoundError, other
+  4xx/5xx and non-JSON bodies FhirServerError, timeout FhirTimeout, no connection FhirUnavailable;
+- a 200 body is returned as is, even an OperationOutcome (the caller decides);
+- `search_all` follows searchset `next` links on the base URL's origin only (the token must not
+  leave it), up to `max_pages`; when it stops early the merged Bundle keeps the unfollowed
+  `next` link, carries the `SUBSETTED` meta.tag, and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import time
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+
+from service.errors import (
+    FhirAuthError,
+    FhirNotFoundError,
+    FhirServerError,
+    FhirTimeout,
+    FhirUnavailable,
+)
+
+log = logging.getLogger("service.fhir")
+
+RETRY_STATUS = frozenset({502, 503, 504})
+BACKOFF_SECONDS = 0.1  # doubled on each retry
+# FHIR R4 §Search (_summary/_elements): an incomplete resource is marked with this meta.tag.
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
+             "display": "subsetted"}
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII (RFC 6750 b64token is a subset)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+class FhirClient:
+    """Reads and searches one FHIR server on behalf of one CDS call."""
+
+    def __init__(self, base_url: str, access_token: str | None = None, timeout: float = 10.0,
+                 retries: int = 2, max_pages: int = 20, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.max_pages = max(1, max_pages)
+        self._session = session
+        self._token = access_token
+        self._origin = origin(self.base_url)
+        if access_token is not None and not _TOKEN_CHARS.match(access_token):
+            raise FhirAuthError("the fhirAuthorization access token is not a usable bearer token")
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"FhirClient({self.base_url!r}, token={'yes' if self._token else 'no'})"
+
+    # ---- public -----------------------------------------------------------------------------
+
+    def read(self, resource_type: str, id: str) -> dict:
+        """GET [base]/[type]/[id] (the id is percent-encoded, so it cannot change the path)."""
+        return self.get(f"{quote(resource_type, safe='')}/{quote(id, safe='')}")
+
+    def get(self, url: str) -> dict:
+        """GET a read or search, relative to the base URL (or absolute on the base's origin)."""
+        with self._session_scope() as session:
+            return self._get(session, self._resolve(url))
+
+    def search_all(self, url: str) -> dict:
+        """GET a search and every `next` page: one searchset Bundle with all entries."""
+        with self._session_scope() as session:
+            first_url = self._resolve(url)
+            first = self._get(session, first_url)
+            if first.get("resourceType") != "Bundle":
+                return first
+            merged = copy.deepcopy(first)
+            merged["entry"] = list(first.get("entry") or [])
+            seen, page, pages = {first_url}, first, 1
+            while (next_url := _next_link(page)) is not None:
+                absolute = urljoin(self.base_url, next_url)
+                if origin(absolute) != self._origin:
+                    return self._incomplete(merged, next_url, f"next link {absolute} is not on the origin of "
+                                                              f"{self.base_url}; not followed")
+                if absolute in seen:
+                    return self._incomplete(merged, next_url, f"next link {absolute} repeats a page; stopped")
+                if pages >= self.max_pages:
+                    return self._incomplete(merged, next_url, f"search {first_url} has more than {self.max_pages} "
+                                                              f"pages; stopped")
+                page = self._get(session, absolute)
+                if page.get("resourceType") != "Bundle":
+                    raise FhirServerError(f"FHIR server answered a {page.get('resourceType')!r}, not a Bundle, "
+                                          f"to GET {absolute}")
+                seen.add(absolute)
+                pages += 1
+                merged["entry"].extend(page.get("entry") or [])
+            merged["link"] = [link for link in first.get("link") or [] if link.get("relation") != "next"]
+            if not merged["entry"]:
+                del merged["entry"]
+            return merged
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _session_scope(self):
+        return _Borrowed(self._session) if self._session is not None else requests.Session()
+
+    def _resolve(self, url: str) -> str:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+            if origin(url) != self._origin:
+                raise FhirServerError(f"refusing to send the access token to {url}: not the origin of "
+                                      f"{self.base_url}")
+            return url
+        return self.base_url + url.lstrip("/")
+
+    def _headers(self) -> dict:
+        headers = {"Accept": "application/fhir+json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _get(self, session: requests.Session, url: str) -> dict:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = session.get(url, headers=self._headers(), timeout=(self.timeout, self.timeout))
+            except requests.Timeout:
+                log.warning("GET %s timed out after %.1f s", url, self.timeout)
+                raise FhirTimeout(f"FHIR server did not answer GET {url} within {self.timeout:g} s") from None
+            except requests.ConnectionError as exc:
+                if attempt < self.retries:
+                    attempt += 1
+                    log.warning("GET %s: %s, retry %d/%d", url, type(exc).__name__, attempt, self.retries)
+                    time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+                    continue
+                raise FhirUnavailable(f"FHIR server unreachable for GET {url} ({type(exc).__name__})") from None
+            except requests.RequestException as exc:
+                raise FhirServerError(f"GET {url} failed ({type(exc).__name__})") from None
+            elapsed = (time.perf_counter() - started) * 1000
+            log.debug("GET %s -> %d (%.0f ms)", url, response.status_code, elapsed)
+            if response.status_code in RETRY_STATUS and attempt < self.retries:
+                attempt += 1
+                log.warning("GET %s -> %d, retry %d/%d", url, response.status_code, attempt, self.retries)
+                time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+                continue
+            return self._body(response, url)
+
+    def _body(self, response: requests.Response, url: str) -> dict:
+        status = response.status_code
+        if status in (401, 403):
+            raise FhirAuthError(f"FHIR server refused the access token ({status}) for GET {url}")
+        if status in (404, 410):
+            raise FhirNotFoundError(f"FHIR server answered {status} to GET {url}")
+        if not 200 <= status < 300:
+            raise FhirServerError(f"FHIR server answered {status} to GET {url}{self._diagnostics(response)}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise FhirServerError(f"FHIR server answered GET {url} with a body that is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise FhirServerError(f"FHIR server answered GET {url} with JSON that is not a FHIR resource")
+        return body
+
+    def _diagnostics(self, response: requests.Response) -> str:
+        """': <first OperationOutcome diagnostics>' when the error body has one (token scrubbed)."""
+        try:
+            body = response.json()
+            text = str(body["issue"][0].get("diagnostics") or "")[:200]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return ""
+        if self._token:
+            text = text.replace(self._token, "***")
+        return f": {text}" if text else ""
+
+    def _incomplete(self, merged: dict, next_url: str, reason: str) -> dict:
+        log.warning("%s; the merged Bundle is marked SUBSETTED", reason)
+        merged["link"] = [link for link in merged.get("link") or [] if link.get("relation") != "next"]
+        merged["link"].append({"relation": "next", "url": next_url})
+        tags = merged.setdefault("meta", {}).setdefault("tag", [])
+        if not any(t.get("code") == SUBSETTED["code"] for t in tags if isinstance(t, dict)):
+            tags.append(dict(SUBSETTED))
+        if not merged["entry"]:
+            del merged["entry"]
+        return merged
+
+
+def _next_link(bundle: dict) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+class _Borrowed:
+    """A caller's session used as a context manager without closing it."""
+
+    def __init__(self, session: requests.Session):
+        self.session = session
+
+    def __enter__(self) -> requests.Session:
+        return self.session
+
+    def __exit__(self, *exc) -> None:
+        return None

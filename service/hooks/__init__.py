@@ -1,0 +1,1 @@
+"""CDS Hooks protocol without Flask: request validation, prefetch, discovery, service calls."""

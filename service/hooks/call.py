@@ -1,0 +1,80 @@
+"""One CDS service call (CDS Hooks 2.0 §Calling a CDS Service), without Flask.
+
+validate the request -> resolve prefetch (fetching what is missing) -> $apply the
+service's PlanDefinition -> render cards.  Raises service.errors types only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cards.render import render_cards
+from cards.schema import response_errors
+from service.engine import ApplyContext, ApplyResult, ContentSet, ServiceDef, apply_plan
+from service.hooks import prefetch
+from service.hooks.validation import validate_request
+
+TRACE_EXTENSION = "http://example.org/fhir/cds-hooks/extension/trace"
+log = logging.getLogger("service.calls")
+
+# (fhirServer base URL, bearer token or None) -> fetch(relative url) -> resource or Bundle
+FetcherFactory = Callable[[str, "str | None"], Callable[[str], Any]]
+
+
+@dataclass
+class CallOutcome:
+    response: dict
+    result: ApplyResult
+
+
+def call_service(
+    content: ContentSet,
+    service: ServiceDef,
+    body: Any,
+    now: datetime,
+    fetcher_factory: FetcherFactory | None = None,
+    trace: bool = False,
+) -> CallOutcome:
+    hook = body.get("hook") if isinstance(body, dict) and body.get("hook") in service.hooks else service.hook
+    validate_request(body, hook)
+    context = body["context"]
+    fetcher = None
+    if body.get("fhirServer") and fetcher_factory is not None:
+        token = (body.get("fhirAuthorization") or {}).get("access_token")
+        fetcher = fetcher_factory(body["fhirServer"], token)
+    data = prefetch.resolve(service.plan, content.terminology, body, fetcher, now)
+    encounter = context.get("encounterId")
+    ctx = ApplyContext(
+        now=now,
+        subject=f"Patient/{context['patientId']}",
+        data=data,
+        hook=hook,
+        hook_instance=body["hookInstance"],
+        encounter=f"Encounter/{encounter}" if encounter else None,
+        practitioner=context.get("userId"),
+        draft_orders=context.get("draftOrders"),
+        selections=list(context.get("selections") or []),
+    )
+    result = apply_plan(content, service.plan, ctx)
+    response: dict = {"cards": _conformant(render_cards([result], body["hookInstance"]), result)}
+    if trace:
+        response["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": result.issues}}
+    return CallOutcome(response, result)
+
+
+def _conformant(cards: list[dict], result: ApplyResult) -> list[dict]:
+    """Strict on our own output: a card that breaks the spec's invariants is not sent."""
+    kept = []
+    for card in cards:
+        errors = response_errors({"cards": [card]})
+        if errors:
+            log.error("card %s withheld: %s", card.get("uuid"), "; ".join(errors))
+            result.issues.append({"severity": "error", "location": card.get("source", {}).get("topic", {}).get("code"),
+                                  "message": "card withheld, not CDS Hooks conformant: " + "; ".join(errors)})
+        else:
+            kept.append(card)
+    return kept

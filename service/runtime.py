@@ -1,0 +1,25 @@
+"""What a running service holds: configuration, loaded content, feedback store, clock, FHIR access."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from service.config import Config
+from service.engine import ContentSet
+from service.feedback import FeedbackStore
+from service.hooks.call import FetcherFactory
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    content: ContentSet
+    store: FeedbackStore
+    fetcher_factory: FetcherFactory
+    clock: Callable[[], datetime] = utc_now

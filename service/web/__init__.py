@@ -1,0 +1,20 @@
+"""HTTP layer: the only Flask/werkzeug importers besides app.py."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.runtime import Runtime
+
+
+def register(app: Flask, runtime: Runtime) -> None:
+    from service.web import errors, routes
+
+    from flask_cors import CORS
+
+    app.extensions["cds"] = runtime
+    app.register_blueprint(routes.blueprint)
+    errors.register(app)
+    # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS).
+    CORS(app, origins=runtime.config.cors_origins, allow_headers=["Authorization", "Content-Type"],
+         methods=["GET", "POST", "OPTIONS"], max_age=600)

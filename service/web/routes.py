@@ -1,0 +1,106 @@
+"""CDS Hooks 2.0 endpoints: discovery, service calls, feedback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+
+from service.errors import NotFound, Unprocessable
+from service.hooks.call import call_service
+from service.hooks.discovery import discovery
+from service.hooks.validation import validate_feedback
+from service import operations
+from service.runtime import Runtime
+from service.web import security
+
+blueprint = Blueprint("cds", __name__)
+log = logging.getLogger("service.calls")
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["cds"]
+
+
+@blueprint.before_request
+def _guard():
+    security.guard(request)
+
+
+def _service(service_id: str):
+    svc = runtime().content.services.get(service_id)
+    if svc is None:
+        raise NotFound(f"no CDS service {service_id!r}", expression="id")
+    return svc
+
+
+def _trace_requested() -> bool:
+    flag = request.args.get("_trace") or request.headers.get("X-CDS-Trace")
+    if flag is None:
+        return runtime().config.trace_default
+    return flag.strip().lower() in ("1", "true", "yes")
+
+
+@blueprint.get("/cds-services")
+def get_discovery():
+    return jsonify(discovery(runtime().content))
+
+
+@blueprint.post("/cds-services/<service_id>")
+def post_service(service_id: str):
+    started = time.perf_counter()
+    rt = runtime()
+    svc = _service(service_id)
+    body = security.json_body(request)
+    outcome = call_service(rt.content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested())
+    cards = outcome.response["cards"]
+    rt.store.record_cards(svc.id, body["hookInstance"], cards)
+    if outcome.result.issues and not _trace_requested():
+        log.info("trace hookInstance=%s issues=%s", body["hookInstance"], outcome.result.issues)
+    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", body["hookInstance"], svc.id, len(cards),
+             (time.perf_counter() - started) * 1000)
+    return jsonify(outcome.response)
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def post_feedback(service_id: str):
+    rt = runtime()
+    svc = _service(service_id)
+    items = validate_feedback(security.json_body(request))
+    stored = 0
+    for i, item in enumerate(items):
+        card = rt.store.issued(item["card"])
+        if card is None or card["service_id"] != svc.id:
+            raise Unprocessable(f"card {item['card']!r} was not issued by service {svc.id!r}",
+                                expression=f"feedback[{i}].card")
+    for item in items:
+        stored += rt.store.add_feedback(svc.id, item, rt.store.issued(item["card"]))
+    return jsonify({"stored": stored, "duplicates": len(items) - stored}), 200
+
+
+# ---- FHIR operations: PlanDefinition/$apply, ActivityDefinition/$apply -------------------------
+
+
+def _fhir_json(payload: dict, status: int = 200):
+    response = jsonify(payload)
+    response.status_code = status
+    response.mimetype = "application/fhir+json"
+    return response
+
+
+@blueprint.post("/PlanDefinition/$apply")
+@blueprint.post("/PlanDefinition/<plan_id>/$apply")
+def post_plan_apply(plan_id: str | None = None):
+    rt = runtime()
+    body = security.json_body(request)
+    return _fhir_json(operations.plan_apply(rt.content, plan_id, body, rt.clock(), rt.fetcher_factory,
+                                            trace=_trace_requested()))
+
+
+@blueprint.post("/ActivityDefinition/$apply")
+@blueprint.post("/ActivityDefinition/<activity_id>/$apply")
+def post_activity_apply(activity_id: str | None = None):
+    rt = runtime()
+    body = security.json_body(request)
+    return _fhir_json(operations.activity_apply(rt.content, activity_id, body, rt.clock(), rt.fetcher_factory))

@@ -1,0 +1,92 @@
+"""Scenario (golden) tests: every case in plandefinitions/tests/<RULE-ID>/ runs through the
+Flask test client; the whole response must equal the golden file beside it, the rule ids it
+expects must be present, the ones it forbids absent, and every suggested resource must be
+valid FHIR R4.  Regenerate goldens after a reviewed content change with UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from cards.schema import response_errors
+from tests.conftest import CONTENT, shared_path
+
+CASES = sorted(p for p in (CONTENT / "tests").glob("*/*.json") if not p.name.endswith(".response.json"))
+
+
+def case_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def golden_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".response.json")
+
+
+def topics(response: dict) -> list[str]:
+    return [c["source"].get("topic", {}).get("code") for c in response["cards"]]
+
+
+def suggested_resources(response: dict):
+    for card in response["cards"]:
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion["actions"]:
+                if "resource" in action:
+                    yield action["resource"]
+
+
+@pytest.fixture(scope="module")
+def fhir_schema():
+    import jsonschema
+
+    try:
+        schema = json.loads(shared_path("external", "fhir-schema", "fhir.schema.json").read_text())
+    except pytest.skip.Exception:
+        return None
+    return jsonschema.Draft6Validator(schema)
+
+
+def call(tmp_path, content, case: dict) -> dict:
+    from service.app import create_app
+
+    now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: now, content=content)
+    response = app.test_client().post(f"/cds-services/{case['service']}", json=case["request"])
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+@pytest.mark.parametrize("path", CASES, ids=case_id)
+def test_scenario(path: Path, tmp_path, content, fhir_schema):
+    case = json.loads(path.read_text())
+    response = call(tmp_path, content, case)
+
+    found = topics(response)
+    for rule in case["expect"]["present"]:
+        assert rule in found, f"{rule} expected in {found}"
+    for rule in case["expect"]["absent"]:
+        assert rule not in found, f"{rule} must not fire ({found})"
+    assert response_errors(response) == []
+    assert len(found) == len(response["cards"]), "every card names its rule in source.topic"
+
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for resource in suggested_resources(response):
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        if fhir_schema is not None:
+            errors = sorted(fhir_schema.iter_errors(resource), key=str)
+            assert not errors, errors[0].message
+
+    golden = golden_path(path)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(json.dumps(response, indent=2, ensure_ascii=False) + "\n")
+    assert golden.exists(), f"no golden file {golden.name}; run with UPDATE_GOLDEN=1 after reviewing the response"
+    assert response == json.loads(golden.read_text())
+
+
+def test_there_are_scenarios():
+    assert len(CASES) >= 20

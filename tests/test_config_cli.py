@@ -1,0 +1,58 @@
+"""Configuration precedence and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.cli import main
+from service.config import load_config
+from tests.conftest import CONTENT
+
+
+def test_environment_then_overrides():
+    cfg = load_config({"fhir_retries": 5}, environ={"CDS_FHIR_TIMEOUT_SECONDS": "2.5", "CDS_TRACE_DEFAULT": "true",
+                                                    "CDS_FHIR_RETRIES": "1"})
+    assert cfg.fhir_timeout_seconds == 2.5 and cfg.trace_default is True and cfg.fhir_retries == 5
+
+
+def test_unknown_override_is_refused():
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        load_config({"nope": 1})
+
+
+def test_validate_reports_services(capsys):
+    assert main(["validate", str(CONTENT)]) == 0
+    assert "dah-patient-view" in capsys.readouterr().out
+
+
+def test_validate_names_file_and_path_of_bad_content(tmp_path, capsys):
+    (tmp_path / "PlanDefinition-x.json").write_text(json.dumps({
+        "resourceType": "PlanDefinition", "id": "x", "url": "http://example.org/fhir/PlanDefinition/x", "status": "active",
+        "action": [{"title": "t", "condition": [{"kind": "applicability", "expression": {"language": "text/fhirpath", "expression": "1 +"}}]}]}))
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "PlanDefinition-x.json: PlanDefinition.action[0].condition[0].expression" in err
+
+
+def test_service_refuses_to_start_on_bad_content(tmp_path):
+    from service.app import create_app
+    from service.errors import ContentErrors
+
+    (tmp_path / "ValueSet-v.json").write_text(json.dumps({"resourceType": "ValueSet", "id": "v", "status": "active"}))
+    with pytest.raises(ContentErrors, match="ValueSet-v.json"):
+        create_app({"content_dir": str(tmp_path), "database_url": "sqlite:///:memory:"})
+
+
+def test_feedback_report_counts_per_rule(client, app, capsys, monkeypatch):
+    case = json.loads((CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json").read_text())
+    cards = client.post("/cds-services/dah-patient-view", json=case["request"]).get_json()["cards"]
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "DAH-05")
+    client.post("/cds-services/dah-patient-view/feedback", json={"feedback": [
+        {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-03-01T12:01:00Z",
+         "overrideReason": {"reason": {"code": "declined", "system": "http://example.org/fhir/CodeSystem/dah-cds-override-reason"}}}]})
+    monkeypatch.setenv("CDS_DATABASE_URL", app.extensions["cds"].config.database_url)
+    assert main(["feedback-report", "--json"]) == 0
+    rows = {r["rule"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["DAH-05"]["issued"] == 1 and rows["DAH-05"]["overridden"] == 1 and rows["DAH-05"]["accepted"] == 0 and rows["DAH-05"]["override_rate"] == 1.0

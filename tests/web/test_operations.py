@@ -1,0 +1,107 @@
+"""PlanDefinition/$apply and ActivityDefinition/$apply over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import CONTENT
+
+CASE = json.loads((CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json").read_text())
+PREFETCH = CASE["request"]["prefetch"]
+SUBJECT = "Patient/" + CASE["request"]["context"]["patientId"]
+
+
+def parameters(*params) -> dict:
+    return {"resourceType": "Parameters", "parameter": list(params)}
+
+
+def prefetch_parts() -> list[dict]:
+    return [{"name": "prefetchData", "part": [{"name": "key", "valueString": key}, {"name": "data", "resource": value}]}
+            for key, value in PREFETCH.items() if value is not None]
+
+
+def data_bundle() -> dict:
+    resources = [PREFETCH["patient"]]
+    for value in PREFETCH.values():
+        if value and value.get("resourceType") == "Bundle":
+            resources += [e["resource"] for e in value["entry"]]
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def rule_ids(care_plan: dict) -> list[str]:
+    group = next(r for r in care_plan["contained"] if r["resourceType"] == "RequestGroup")
+    return [a["code"][0]["coding"][0]["code"] for a in group.get("action", [])]
+
+
+def test_plan_apply_with_prefetch_data_returns_a_careplan(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "hook", "valueCode": "patient-view"},
+                      *prefetch_parts())
+    response = client.post("/PlanDefinition/dah/$apply", json=body)
+    assert response.status_code == 200, response.get_json()
+    plan = response.get_json()
+    assert plan["resourceType"] == "CarePlan" and plan["subject"] == {"reference": SUBJECT}
+    assert "DAH-05" in rule_ids(plan)
+    group = plan["contained"][0]
+    card = next(a for a in group["action"] if a["code"][0]["coding"][0]["code"] == "DAH-05")
+    suggestion = card["action"][0]
+    refs = [a["resource"]["reference"][1:] for a in suggestion["action"]]
+    contained = {r["id"]: r for r in plan["contained"][1:]}
+    assert [contained[r]["resourceType"] for r in refs] == ["ServiceRequest", "CommunicationRequest"]
+    from fhir.resources.R4B.careplan import CarePlan
+
+    CarePlan.model_validate(plan)
+
+
+def test_plan_apply_with_a_data_bundle_gives_the_same_actions(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "data", "resource": data_bundle()})
+    plan = client.post("/PlanDefinition/$apply", json=dict(body, parameter=body["parameter"] + [
+        {"name": "url", "valueUri": "http://example.org/fhir/PlanDefinition/dah"}])).get_json()
+    with_prefetch = client.post("/PlanDefinition/dah/$apply", json=parameters(
+        {"name": "subject", "valueString": SUBJECT}, *prefetch_parts())).get_json()
+    assert "DAH-05" in rule_ids(plan) and rule_ids(plan) == rule_ids(with_prefetch)
+
+
+def test_trace_is_returned_on_request(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT}, *prefetch_parts())
+    plan = client.post("/PlanDefinition/dah/$apply?_trace=true", json=body).get_json()
+    trace = json.loads(plan["extension"][0]["valueString"])
+    entry = next(a for a in trace["actions"] if a["action"] == "dah-05")
+    assert entry["applied"] is True and entry["conditions"][0]["result"] is True
+    assert any(r.startswith("Observation/") or r.startswith("Condition/") for r in entry["conditions"][0].get("resources", []))
+
+
+def test_activity_apply_returns_the_resource(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT})
+    resource = client.post("/ActivityDefinition/ad-plex/$apply", json=body).get_json()
+    assert resource["resourceType"] == "ServiceRequest" and resource["subject"] == {"reference": SUBJECT}
+    assert resource["occurrenceTiming"]["repeat"]["count"] == 7
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"resourceType": "Patient"}, 400, "Parameters"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "nope"}]}, 400, "subject"),
+    ({"resourceType": "Parameters", "parameter": []}, 400, "subject"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "prefetchData", "part": [{"name": "key", "valueString": "x"}]}]}, 400, "prefetchData"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "Patient/1"},
+                                                  {"name": "subject", "valueString": "Patient/2"}]}, 400, "only once"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "Patient/1"},
+                                                  {"name": "data", "resource": {"resourceType": "Patient"}}]}, 400, "data"),
+])
+def test_bad_parameters_are_400_naming_the_parameter(client, body, status, needle):
+    response = client.post("/PlanDefinition/dah/$apply", json=body)
+    assert response.status_code == status
+    issue = response.get_json()["issue"][0]
+    assert needle in issue["diagnostics"] + " ".join(issue.get("expression", []))
+
+
+def test_unknown_plan_is_404(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT})
+    assert client.post("/PlanDefinition/nope/$apply", json=body).status_code == 404
+    assert client.post("/ActivityDefinition/nope/$apply", json=body).status_code == 404
+
+
+def test_type_level_apply_needs_url(client):
+    response = client.post("/PlanDefinition/$apply", json=parameters({"name": "subject", "valueString": SUBJECT}))
+    assert response.status_code == 400 and "url" in response.get_json()["issue"][0]["diagnostics"]
