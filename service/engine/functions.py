@@ -12,7 +12,7 @@ every code, unit and threshold comes from the content that calls them.
 | `clinicalTime()` | resource | that time, as a dateTime |
 | `resolve()` | Reference | the referenced resource from the request's data (FHIRPath §resolve) |
 | `hoursAgo()` | dateTime or resource | hours from it to the evaluation time (`%now`) |
-| `inUnit(unit)` | Quantity | its value converted to the UCUM `unit` (error for incompatible units) |
+| `inUnit(unit [, molarMass])` | Quantities | their values in the UCUM `unit` (error for incompatible units); with a molar mass (g/mol), substance amounts and masses convert (umol/L <-> mg/dL) |
 | `dailyDose(unit)` | MedicationRequest, Dosage | dose x frequency / period, in `unit` per day |
 | `ageInYears()` | Patient or date | completed years at `%now` |
 | `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
@@ -218,13 +218,18 @@ def _quantity(item) -> tuple[Decimal, str] | None:
         return None
 
 
-def _in_unit(inputs, unit):
-    if len(inputs) != 1 or not isinstance(unit, str):
+def _in_unit(inputs, unit, molar_mass=None):
+    """Maps over the input (one value per Quantity), so lists convert without a select()."""
+    if not isinstance(unit, str):
         return []
-    q = _quantity(inputs[0])
-    if q is None:
-        return []
-    return ucum.convert(q[0], q[1], unit)
+    if isinstance(molar_mass, list):
+        molar_mass = molar_mass[0] if molar_mass else None
+    out = []
+    for item in inputs:
+        q = _quantity(item)
+        if q is not None:
+            out.append(ucum.convert(q[0], q[1], unit, None if molar_mass is None else Decimal(str(molar_mass))))
+    return out
 
 
 def _dosage_daily(dosage: dict, unit: str) -> Decimal | None:
@@ -295,7 +300,7 @@ TABLE = {
     "resolve": {"fn": _resolve},
     "clinicalTime": {"fn": _clinical_time},
     "hoursAgo": {"fn": _hours_ago},
-    "inUnit": {"fn": _in_unit, "arity": {1: ["String"]}},
+    "inUnit": {"fn": _in_unit, "arity": {1: ["String"], 2: ["String", "Number"]}},
     "dailyDose": {"fn": _daily_dose, "arity": {1: ["String"]}},
     "ageInYears": {"fn": _age_in_years},
     "round": {"fn": _round, "arity": {0: [], 1: ["Integer"]}},

@@ -44,5 +44,29 @@ def factor(from_unit: str, to_unit: str) -> Decimal:
     return Decimal(f"{float(value):.15g}")
 
 
-def convert(value: Decimal, from_unit: str, to_unit: str) -> Decimal:
-    return Decimal(value) * factor(from_unit, to_unit)
+@lru_cache(maxsize=4096)
+def molar_factor(from_unit: str, to_unit: str, molar_mass: Decimal) -> Decimal:
+    """Multiplier between a substance-amount unit and a mass unit (either way) for a molar mass
+    in g/mol, e.g. creatinine umol/L -> mg/dL with 113.12 g/mol."""
+    try:
+        return factor(from_unit, to_unit)
+    except UnitError:
+        pass
+    reg = _registry()
+    try:
+        src, dst = 1 * reg.from_ucum(from_unit), reg.from_ucum(to_unit)
+        mass = float(molar_mass) * reg.from_ucum("g") / reg.from_ucum("mol")
+    except Exception as exc:
+        raise UnitError(f"not a UCUM unit: {exc}") from None
+    for candidate in (src * mass, src / mass):
+        try:
+            return Decimal(f"{float(candidate.to(dst).magnitude):.15g}")
+        except Exception:
+            continue
+    raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}, even with molar mass {molar_mass} g/mol")
+
+
+def convert(value: Decimal, from_unit: str, to_unit: str, molar_mass: Decimal | None = None) -> Decimal:
+    if molar_mass is None:
+        return Decimal(value) * factor(from_unit, to_unit)
+    return Decimal(value) * molar_factor(from_unit, to_unit, Decimal(molar_mass))

@@ -124,3 +124,24 @@ def test_conditions_need_a_single_boolean():
         as_boolean([Decimal(1)], "x")
     with pytest.raises(ExpressionError):
         as_boolean([True, False], "x")
+
+
+def q(value, unit):
+    return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+
+def test_in_unit_maps_over_a_collection():
+    assert ev("%q.inUnit('g/dL').max()", q=[q(90, "g/L"), q(8.1, "g/dL")]) == [9]
+    assert ev("%q.inUnit('mm[Hg]')", q=[q(7.5, "kPa")]) == [pytest.approx(56.2546)]
+
+
+def test_in_unit_with_molar_mass_converts_substance_to_mass():
+    assert ev("%q.inUnit('mg/dL', 113.12)", q=[q(212, "umol/L")]) == [pytest.approx(2.398, abs=1e-3)]
+    assert ev("%q.inUnit('g/dL', 16114.5)", q=[q(5, "mmol/L")]) == [pytest.approx(8.057, abs=1e-3)]
+    with pytest.raises(ExpressionError, match="molar mass"):
+        ev("%q.inUnit('kg', 10)", q=[q(3, "mL")])
+
+
+def test_offset_units_are_refused():
+    with pytest.raises(ExpressionError, match="offset|cannot convert"):
+        ev("%q.inUnit('[degF]')", q=[q(37, "Cel")])
