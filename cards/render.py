@@ -33,11 +33,19 @@ ACTION_TYPE = {"create": "create", "update": "update", "remove": "delete", None:
 SUMMARY_LIMIT = 139  # CDS Hooks 2.0: summary "<140 characters"
 
 
-def render_cards(results: list[ApplyResult], hook_instance: str) -> list[dict]:
+TRACE_EXTENSION = "http://example.org/fhir/cds-hooks/extension/trace"
+
+
+def render_cards(results: list[ApplyResult], hook_instance: str, trace: bool = False) -> list[dict]:
     cards = []
     for result in results:
         for action in _card_actions(result.actions):
-            cards.append(_card(result, action, hook_instance))
+            card = _card(result, action, hook_instance)
+            if trace:  # why this card fired: its action's and sub-actions' conditions and resources
+                path = action.definition.path
+                card["extension"] = {TRACE_EXTENSION: [
+                    e for e in result.trace if e["path"] == path or e["path"].startswith(path + ".")]}
+            cards.append(card)
     cards.sort(key=lambda c: SEVERITY[c["indicator"]])
     return cards
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cards.render import render_cards
+from cards.render import TRACE_EXTENSION, render_cards
 from cards.schema import response_errors
 from service.engine import ApplyContext, ApplyResult, ContentSet, ServiceDef, apply_plan
 from service.hooks import prefetch
 from service.hooks.validation import validate_request
 
-TRACE_EXTENSION = "http://example.org/fhir/cds-hooks/extension/trace"
 log = logging.getLogger("service.calls")
 
 # (fhirServer base URL, bearer token or None) -> fetch(relative url) -> resource or Bundle
@@ -60,7 +59,7 @@ def call_service(
         selections=list(context.get("selections") or []),
     )
     result = apply_plan(content, service.plan, ctx)
-    response: dict = {"cards": _conformant(render_cards([result], body["hookInstance"]), result)}
+    response: dict = {"cards": _conformant(render_cards([result], body["hookInstance"], trace), result)}
     if trace:
         response["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": result.issues}}
     return CallOutcome(response, result)

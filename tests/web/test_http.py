@@ -139,3 +139,18 @@ def test_malformed_feedback_is_400(client, body):
 def test_feedback_for_a_card_never_issued_is_422(client):
     issues = outcome(client.post("/cds-services/dah-patient-view/feedback", json=_feedback("never-issued")), 422)
     assert issues[0]["expression"] == ["feedback[0].card"]
+
+
+def test_trace_on_request_explains_each_card_and_what_did_not_fire(client):
+    body = client.post("/cds-services/dah-patient-view?_trace=true", json=REQUEST).get_json()
+    from cards.render import TRACE_EXTENSION
+
+    card_trace = dah05(body)["extension"][TRACE_EXTENSION]
+    assert card_trace[0]["action"] == "dah-05" and card_trace[0]["conditions"][0]["result"] is True
+    assert any(r.startswith("Observation/") for r in card_trace[0]["conditions"][0]["resources"])
+    everything = body["extension"][TRACE_EXTENSION]["actions"]
+    assert any(entry["applied"] is False for entry in everything)
+    plain = client.post("/cds-services/dah-patient-view", json=REQUEST).get_json()
+    assert "extension" not in plain and "extension" not in dah05(plain)
+    header = client.post("/cds-services/dah-patient-view", json=REQUEST, headers={"X-CDS-Trace": "true"}).get_json()
+    assert "extension" in header
