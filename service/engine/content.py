@@ -52,6 +52,7 @@ PRIORITIES = ("routine", "urgent", "asap", "stat")
 SELECTION_BEHAVIORS = ("any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more")
 CONDITION_KINDS = ("applicability", "start", "stop")
 ACTION_TYPES = ("create", "update", "remove", "fire-event")
+PACKAGE_FILES = ("package.json", ".index.json")  # FHIR NPM package manifests, not resources
 _VALUESET_URL = re.compile(r"'(https?://[^']*/ValueSet/[^']*)'")
 
 
@@ -136,8 +137,11 @@ def _data_requirements(items: list, path: str, file: str, loader: _Loader) -> li
             elif ext.get("url") == EXT_QUERY_PATTERN:
                 query = ext.get("valueString")
         if not key:
-            loader.error(src, "dataRequirement needs an id (its prefetch key)")
-            continue
+            if not dr.get("type"):
+                loader.error(src, "dataRequirement needs a type")
+                continue
+            key = dr["type"][0].lower() + dr["type"][1:] + (str(i) if i else "")
+            loader.issues.append(ContentIssue(src, f"dataRequirement has no id; prefetch key {key!r} derived from its type"))
         out.append(DataRequirementDef(key=key, type=dr.get("type"), raw=dr, source=src, query=query))
     return out
 
@@ -265,6 +269,8 @@ def load_content(directory: str | Path) -> ContentSet:
         raise ContentErrors([ContentError(str(directory), "", "content folder does not exist")])
     raws: list[tuple[str, dict]] = []
     for path in sorted(directory.glob("*.json")):
+        if path.name in PACKAGE_FILES:
+            continue
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -285,6 +291,7 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
     libraries: dict[str, LibraryDef] = {}
     valuesets: dict[str, dict] = {}
     resources: dict[str, dict] = {}
+    aliases: dict[str, str] = {}  # "Type/id" -> canonical key, for relative references
     for file, raw in raws:
         rtype = raw["resourceType"]
         if rtype not in SUPPORTED_TYPES:
@@ -293,13 +300,22 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
         if not _validate_model(raw, file, loader):
             continue
         url = raw.get("url")
+        local = f"{rtype}/{raw['id']}" if raw.get("id") else None
+        if not url and not local:
+            loader.error(Source(file, f"{rtype}.url"), "a canonical url (or at least an id) is required")
+            continue
         if not url:
-            loader.error(Source(file, f"{rtype}.url"), "a canonical url is required for content resources")
-            continue
+            loader.issues.append(ContentIssue(Source(file, f"{rtype}.url"), f"no canonical url; referenced as {local}"))
+            url = local
         if url in resources:
-            loader.error(Source(file, f"{rtype}.url"), f"duplicate canonical url {url}")
-            continue
+            if raw.get("version") and raw.get("version") != resources[url].get("version"):
+                url = f"{url}|{raw['version']}"  # another version of the same artifact
+            else:
+                loader.error(Source(file, f"{rtype}.url"), f"duplicate canonical url {url}")
+                continue
         resources[url] = raw
+        if local:
+            aliases.setdefault(local, url)
         try:
             if rtype == "ValueSet":
                 valuesets[url] = raw
@@ -313,6 +329,11 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
             elif rtype == "ActivityDefinition":
                 activities[url] = ActivityDef(url, raw, Source(file, rtype), _dynamic_values(raw, rtype, file, loader))
             else:
+                for i, inner in enumerate(raw.get("contained", [])):
+                    if inner.get("resourceType") == "ActivityDefinition" and inner.get("id"):
+                        curl = f"{url}#{inner['id']}"
+                        activities[curl] = ActivityDef(curl, inner, Source(file, f"PlanDefinition.contained[{i}]"),
+                                                       _dynamic_values(inner, f"PlanDefinition.contained[{i}]", file, loader))
                 plan = PlanDef(url, raw, Source(file, rtype),
                                [_action(a, f"PlanDefinition.action[{i}]", file, loader) for i, a in enumerate(raw.get("action", []))])
                 plan.variables = {v.name: v for v in _variables(raw, rtype, file, loader)}
@@ -327,26 +348,67 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
             terminology.expand(url)
         except TerminologyError as exc:
             loader.error(Source(_file_of(raws, vs), "ValueSet.compose"), str(exc))
-    for plan in list(plans.values()):
-        _link_plan(plan, libraries, activities, plans, terminology, loader)
-    for act in activities.values():
-        _link_activity(act, libraries, terminology, loader)
+    libraries = _Aliased(libraries, aliases)
+    activities = _Aliased(activities, aliases)
+    plans_by_ref = _Aliased(plans, aliases)
+    for act in list(activities.values()):
+        if not _link_activity(act, libraries, terminology, loader):
+            del activities[act.url]
+            continue
         _check_valuesets(((dv.expression, dv.source) for dv in act.dynamic_values), terminology, loader)
+    for plan in list(plans.values()):
+        try:
+            _link_plan(plan, libraries, activities, plans_by_ref, terminology, loader)
+        except _Unsupported as exc:
+            loader.issues.append(ContentIssue(plan.source, str(exc)))
+            del plans[plan.url]
     services = _services(plans, loader)
     if loader.errors:
         raise ContentErrors(loader.errors)
-    return ContentSet(plans, activities, libraries, terminology, services, loader.issues, resources)
+    return ContentSet(dict(plans), dict(activities), dict(libraries), terminology, services, loader.issues, resources)
+
+
+class _Aliased(dict):
+    """A table by canonical URL that also answers relative ("Library/x") and versioned references."""
+
+    def __init__(self, table: dict, aliases: dict[str, str]):
+        super().__init__(table)
+        self.aliases = aliases
+
+    def resolve(self, ref: str | None):
+        if not ref:
+            return None
+        for key in (ref, canonical(ref)):
+            if key in self:
+                return self[key]
+            alias = self.aliases.get(key) or self.aliases.get(key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1]
+                                                              if key.count("/") >= 2 else key)
+            if alias in self:
+                return self[alias]
+        return None
 
 
 def _file_of(raws, resource) -> str:
     return next((f for f, r in raws if r is resource), "?")
 
 
+CQL_CONTENT = ("text/cql", "application/elm+json", "application/elm+xml")
+
+
+class _Unsupported(Exception):
+    """A PlanDefinition or ActivityDefinition depends on logic this engine cannot run (CQL)."""
+
+
 def _library_closure(urls: list[str], libraries: dict[str, LibraryDef], src: Source, loader: _Loader) -> list[LibraryDef]:
     seen: list[LibraryDef] = []
 
     def visit(url: str, stack: tuple[str, ...]):
-        lib = libraries.get(canonical(url))
+        if url.split("/")[-2:-1] and url.split("/")[-2] != "Library" and "/Library/" not in url:
+            return  # depends-on a ValueSet or CodeSystem: terminology, not logic
+        lib = libraries.resolve(url)
+        if lib is not None and any(c.get("contentType") in CQL_CONTENT for c in lib.raw.get("content", [])) \
+                and not lib.variables:
+            raise _Unsupported(f"depends on Library {lib.url}, whose logic is CQL (expression language not supported)")
         if lib is None:
             loader.error(src, f"library {url} does not resolve to a loaded Library")
             return
@@ -378,16 +440,22 @@ def _library_scope(urls, libraries, src: Source, loader: _Loader, requirements: 
     return scope
 
 
-def _link_activity(act: ActivityDef, libraries, terminology, loader: _Loader) -> None:
+def _link_activity(act: ActivityDef, libraries, terminology, loader: _Loader) -> bool:
+    """Link an activity to its Libraries; False when it depends on CQL (reported, skipped)."""
     if not act.raw.get("library"):
-        return
-    act.variables = _library_scope(act.raw["library"], libraries, Source(act.source.file, "ActivityDefinition.library"),
-                                   loader, act.data_requirements)
+        return True
+    try:
+        act.variables = _library_scope(act.raw["library"], libraries, Source(act.source.file, "ActivityDefinition.library"),
+                                       loader, act.data_requirements)
+    except _Unsupported as exc:
+        loader.issues.append(ContentIssue(act.source, str(exc)))
+        return False
     known = ENGINE_VARIABLES | STANDARD_VARIABLES | set(act.variables) | set(act.data_requirements)
     for dv in act.dynamic_values:
         missing = sorted(dv.expression.variables - known)
         if missing:
             loader.error(dv.source, "undefined variable(s): " + ", ".join("%" + m for m in missing))
+    return True
 
 
 def _link_plan(plan: PlanDef, libraries, activities, plans, terminology, loader: _Loader) -> None:
@@ -401,9 +469,13 @@ def _link_plan(plan: PlanDef, libraries, activities, plans, terminology, loader:
         for dr in _data_requirements(a.raw.get("input"), f"{a.path}.input", plan.source.file, loader):
             plan.data_requirements.setdefault(dr.key, dr)
         if a.definition:
-            if canonical(a.definition) not in activities and canonical(a.definition) not in plans:
+            ref = plan.url + a.definition if a.definition.startswith("#") else a.definition  # contained
+            target = activities.resolve(ref) or plans.resolve(ref)
+            if target is None:
                 loader.error(Source(plan.source.file, f"{a.path}.definitionCanonical"),
                              f"{a.definition} does not resolve to a loaded ActivityDefinition or PlanDefinition")
+            else:
+                a.definition = target.url
     plan.variables = scope
     known = ENGINE_VARIABLES | STANDARD_VARIABLES | set(scope) | set(plan.data_requirements)
     for var in scope.values():
@@ -419,7 +491,7 @@ def _link_plan(plan: PlanDef, libraries, activities, plans, terminology, loader:
     plan.hooks = sorted({h for a in _walk(plan.actions) for h in (a.triggers or ())})
     # The same activities' expressions see the plan's variables: check them too.
     for a in _walk(plan.actions):
-        act = activities.get(canonical(a.definition or ""))
+        act = activities.resolve(a.definition)
         for dv in act.dynamic_values if act else ():
             missing = sorted(dv.expression.variables - known)
             if missing:
