@@ -101,11 +101,35 @@ def _cds_action(owner: AppliedAction, resource: dict) -> dict:
     return out
 
 
+def _ordered(children: list[AppliedAction]) -> list[AppliedAction]:
+    """Content order, adjusted by relatedAction (FHIR R4 action-relationship-type): an action
+    related `after*` another comes after it, `before*` comes before it."""
+    ids = {c.id for c in children}
+    after: dict[str, set[str]] = {c.id: set() for c in children}  # id -> ids that must come first
+    for c in children:
+        for rel in c.definition.raw.get("relatedAction", []):
+            other, kind = rel.get("actionId"), rel.get("relationship", "")
+            if other not in ids or other == c.id:
+                continue
+            if kind.startswith("after") or kind == "concurrent-with-end":
+                after[c.id].add(other)
+            elif kind.startswith("before"):
+                after[other].add(c.id)
+    ordered, placed = [], set()
+    while len(ordered) < len(children):
+        ready = [c for c in children if c.id not in placed and after[c.id] <= placed]
+        if not ready:  # a cycle in relatedAction: keep content order for the rest
+            ready = [c for c in children if c.id not in placed]
+        ordered.append(ready[0])
+        placed.add(ready[0].id)
+    return ordered
+
+
 def _suggestions(action: AppliedAction, hook_instance: str) -> list[dict]:
     groups: list[tuple[AppliedAction, list]] = []
     if action.resource is not None:
         groups.append((action, [(action, action.resource)]))
-    for child in action.children:
+    for child in _ordered(action.children):
         items = _resources(child)
         if items:
             groups.append((child, items))

@@ -148,3 +148,18 @@ def test_variables_from_library_drive_conditions(tmp_path, weights, expected):
     result = run(tmp_path, [{"id": "c", "title": "c", "trigger": PV, "condition": [cond("%weightKg.exists()")]}],
                  data={"observations": observations(*weights)})
     assert bool(result.actions) is expected
+
+
+def test_related_action_orders_suggestions(tmp_path):
+    from cards.render import render_cards
+
+    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV, "selectionBehavior": "any", "action": [
+        {"id": "second", "title": "Second", "definitionCanonical": f"{BASE}/ActivityDefinition/dose",
+         "relatedAction": [{"actionId": "first", "relationship": "after-end"}]},
+        {"id": "first", "title": "First", "definitionCanonical": f"{BASE}/ActivityDefinition/dose"},
+        {"id": "zero", "title": "Zero", "definitionCanonical": f"{BASE}/ActivityDefinition/dose",
+         "relatedAction": [{"actionId": "first", "relationship": "before-start"}]}]}],
+        data={"observations": observations(70)})
+    card = render_cards([result], "hi")[0]
+    assert [s["label"] for s in card["suggestions"]] == ["Zero", "First", "Second"]
+    assert card["selectionBehavior"] == "any"

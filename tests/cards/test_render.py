@@ -1,0 +1,45 @@
+"""Card rendering rules that are not visible in one scenario."""
+
+from __future__ import annotations
+
+import pytest
+
+from cards.render import INDICATOR, SELECTION, render_cards
+from tests.engine.test_apply import BASE, PV, observations, run
+
+
+@pytest.mark.parametrize("fhir,cds", [("exactly-one", "at-most-one"), ("at-most-one", "at-most-one"), ("any", "any"),
+                                      ("all", "any"), ("all-or-none", "any"), ("one-or-more", "any")])
+def test_fhir_selection_behavior_maps_to_the_two_cds_values(fhir, cds):
+    assert SELECTION[fhir] == cds
+
+
+def test_priority_maps_to_indicator_j41():
+    assert INDICATOR == {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
+
+
+def test_cards_sort_critical_warning_info_and_truncate_long_summaries(tmp_path):
+    result = run(tmp_path, [
+        {"id": "i", "title": "Info", "priority": "routine", "trigger": PV},
+        {"id": "c", "title": "x" * 200, "priority": "stat", "trigger": PV},
+        {"id": "w", "title": "Warn", "priority": "urgent", "trigger": PV}])
+    cards = render_cards([result], "hi")
+    assert [c["indicator"] for c in cards] == ["critical", "warning", "info"]
+    assert len(cards[0]["summary"]) == 139 and cards[0]["summary"].endswith("…")
+
+
+def test_remove_action_becomes_delete_with_resource_id(tmp_path):
+    draft = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "MedicationRequest", "id": "m1",
+                                                               "status": "draft", "intent": "order"}}]}
+    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
+               "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest').first()"}}]
+    remove = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "remove"}]}
+    result = run(tmp_path, [{"id": "c", "title": "Replace", "trigger": PV, "action": [
+        {"id": "swap", "title": "Replace the draft", "action": [
+            {"id": "del", "title": "Remove draft", "type": remove, "extension": target},
+            {"id": "new", "title": "New order", "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}]}]}],
+        data={"observations": observations(70)}, draft=draft)
+    card = render_cards([result], "hi")[0]
+    actions = card["suggestions"][0]["actions"]
+    assert actions[0] == {"type": "delete", "description": "Remove draft", "resourceId": "MedicationRequest/m1"}
+    assert actions[1]["type"] == "create" and "id" not in actions[1]["resource"]
