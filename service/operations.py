@@ -126,16 +126,21 @@ def _context(params: dict, now: datetime, subject: str) -> ApplyContext:
                         selections=[s for s in params["selections"] if isinstance(s, str)])
 
 
-def plan_apply(content: ContentSet, ref: str | None, body: Any, now: datetime,
-               fetcher_factory: Callable | None = None, trace: bool = False) -> dict:
-    params = parse_parameters(body)
+def _prepare(params: dict, ref: str | None, lookup: Callable, kind: str):
+    """The artifact named by the path or the `url` parameter, and the subject."""
     ref = ref or params.get("url")
     if not ref:
         raise BadRequest("type-level $apply needs the 'url' parameter", expression="url")
-    plan = content.plan(ref)
-    if plan is None:
-        raise NotFound(f"no PlanDefinition {ref!r}", expression="url")
-    subject = _reference(params, "subject", "Patient", required=True)
+    artifact = lookup(ref)
+    if artifact is None:
+        raise NotFound(f"no {kind} {ref!r}", expression="url")
+    return artifact, _reference(params, "subject", "Patient", required=True)
+
+
+def plan_apply(content: ContentSet, ref: str | None, body: Any, now: datetime,
+               fetcher_factory: Callable | None = None, trace: bool = False) -> dict:
+    params = parse_parameters(body)
+    plan, subject = _prepare(params, ref, content.plan, "PlanDefinition")
     ctx = _context(params, now, subject)
     ctx.data = _data_for(plan, content.terminology, params, subject, fetcher_factory)
     return care_plan(apply_plan(content, plan, ctx), trace)
@@ -144,13 +149,7 @@ def plan_apply(content: ContentSet, ref: str | None, body: Any, now: datetime,
 def activity_apply(content: ContentSet, ref: str | None, body: Any, now: datetime,
                    fetcher_factory: Callable | None = None) -> dict:
     params = parse_parameters(body)
-    ref = ref or params.get("url")
-    if not ref:
-        raise BadRequest("type-level $apply needs the 'url' parameter", expression="url")
-    activity = content.activity(ref)
-    if activity is None:
-        raise NotFound(f"no ActivityDefinition {ref!r}", expression="url")
-    subject = _reference(params, "subject", "Patient", required=True)
+    activity, subject = _prepare(params, ref, content.activity, "ActivityDefinition")
     ctx = _context(params, now, subject)
     scope = PlanDef(activity.url, {}, activity.source, [], activity.variables, activity.data_requirements)
     ctx.data = _data_for(scope, content.terminology, params, subject, fetcher_factory)
