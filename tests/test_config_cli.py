@@ -40,7 +40,9 @@ def test_service_refuses_to_start_on_bad_content(tmp_path):
     from service.app import create_app
     from service.errors import ContentErrors
 
-    (tmp_path / "ValueSet-v.json").write_text(json.dumps({"resourceType": "ValueSet", "id": "v", "status": "active"}))
+    (tmp_path / "ValueSet-v.json").write_text(json.dumps({
+        "resourceType": "ValueSet", "id": "v", "url": "http://example.org/fhir/ValueSet/v", "status": "active",
+        "compose": {"include": [{"system": "http://snomed.info/sct", "filter": [{"property": "concept", "op": "is-a", "value": "1"}]}]}}))
     with pytest.raises(ContentErrors, match="ValueSet-v.json"):
         create_app({"content_dir": str(tmp_path), "database_url": "sqlite:///:memory:"})
 

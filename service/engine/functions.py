@@ -264,7 +264,14 @@ def _daily_dose(inputs, unit):
         if daily is None:
             return []
         total += daily
-    return total.quantize(Decimal("0.0001")).normalize()
+    return _plain(total.quantize(Decimal("0.0001")))
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Drop trailing zeros without exponent notation (200.0000 -> 200, never 2E+2)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
 
 
 def _age_in_years(inputs):

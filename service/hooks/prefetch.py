@@ -164,23 +164,25 @@ def resolve(
     context = body.get("context") or {}
     data: dict[str, Any] = {}
     all_templates = templates(plan, terminology)
-    missing = [key for key in all_templates if key not in sent or _is_outcome(sent[key])]
-    if missing and fetcher is None:
-        raise PreconditionFailed(
-            f"prefetch key(s) {', '.join(sorted(missing))} missing and no fhirServer to fetch them from",
-            expression="prefetch." + sorted(missing)[0],
-        )
+    urls: dict[str, str] = {}
     for key in _order(all_templates):
-        if key not in missing:
+        if key in sent and not _is_outcome(sent[key]):
             check_value(key, sent[key])
             data[key] = sent[key]
             continue
         url = render(all_templates[key], context, context.get("userId"), now, data)
-        if url is None:
+        if url is None:  # e.g. no encounterId: this key has no data to fetch
             data[key] = None
-            continue
-        value = fetcher(url)
-        data[key] = None if _is_outcome(value) else value
+        elif fetcher is None:
+            urls[key] = url
+        else:
+            value = fetcher(url)
+            data[key] = None if _is_outcome(value) else value
+    if urls:
+        raise PreconditionFailed(
+            f"prefetch key(s) {', '.join(sorted(urls))} missing and no fhirServer to fetch them from",
+            expression="prefetch." + sorted(urls)[0],
+        )
     return data
 
 

@@ -154,3 +154,13 @@ def test_trace_on_request_explains_each_card_and_what_did_not_fire(client):
     assert "extension" not in plain and "extension" not in dah05(plain)
     header = client.post("/cds-services/dah-patient-view", json=REQUEST, headers={"X-CDS-Trace": "true"}).get_json()
     assert "extension" in header
+
+
+def test_a_key_whose_template_cannot_be_filled_needs_no_server(client, content):
+    """No encounterId: the encounter key means no data, even when the EHR did not send it."""
+    services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
+    keys = [k for k, t in services["dah-patient-view"]["prefetch"].items() if "context.encounterId" in t]
+    body = copy.deepcopy(REQUEST)
+    for key in keys:
+        body["prefetch"].pop(key, None)
+    assert client.post("/cds-services/dah-patient-view", json=body).status_code == 200
