@@ -160,6 +160,7 @@ def test_a_key_whose_template_cannot_be_filled_needs_no_server(client, content):
     """No encounterId: the encounter key means no data, even when the EHR did not send it."""
     services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
     keys = [k for k, t in services["dah-patient-view"]["prefetch"].items() if "context.encounterId" in t]
+    assert keys
     body = copy.deepcopy(REQUEST)
     for key in keys:
         body["prefetch"].pop(key, None)
