@@ -8,12 +8,15 @@ every code, unit and threshold comes from the content that calls them.
 | `memberOf(valueSet)` | Coding, CodeableConcept | whether a coding is in the ValueSet (FHIR R4 §FHIRPath extensions) |
 | `withStatus(code...)` | resources | those whose `status` (or, lacking one, `clinicalStatus` code) is in `code...` |
 | `since(dateTime)` | resources | those whose clinically relevant time is at or after `dateTime` |
-| `latest()` | resources | the one with the latest clinically relevant time |
+| `interpreted(code...)` | Observations | those with an `interpretation` coding whose code is in `code...` |
+| `aboveReferenceRange()` | Observations | those whose valueQuantity exceeds `referenceRange.high` (units converted) |
+| `before(dateTime)` | resources | those whose clinically relevant time is before `dateTime` |
+| `latest([element])` | resources | the one with the latest clinically relevant time (among those where `element`, e.g. `value` for value[x], is present) |
 | `clinicalTime()` | resource | that time, as a dateTime |
 | `resolve()` | Reference | the referenced resource from the request's data (FHIRPath §resolve) |
 | `hoursAgo()` | dateTime or resource | hours from it to the evaluation time (`%now`) |
 | `inUnit(unit [, molarMass])` | Quantities | their values in the UCUM `unit` (error for incompatible units); with a molar mass (g/mol), substance amounts and masses convert (umol/L <-> mg/dL) |
-| `dailyDose(unit)` | MedicationRequest, Dosage | dose x frequency / period, in `unit` per day |
+| `dailyDose(unit)` | MedicationRequests, Dosages | for each: dose x frequency / period, in `unit` per day (those without dose or timing give nothing) |
 | `ageInYears()` | Patient or date | completed years at `%now` |
 | `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
 
@@ -149,9 +152,21 @@ def _resolve(inputs):
     return out
 
 
-def _latest(inputs):
+def _has(item: Any, element: str) -> bool:
+    """Whether `element` is present, a choice element (value[x]) under any of its type names."""
+    if not isinstance(item, dict):
+        return False
+    if item.get(element) not in (None, [], {}):
+        return True
+    n = len(element)
+    return any(k.startswith(element) and len(k) > n and k[n].isupper() and v not in (None, [], {}) for k, v in item.items())
+
+
+def _latest(inputs, element=None):
     best, best_time = None, None
     for item in inputs:
+        if element and not _has(item, element):
+            continue
         moment = clinical_time(item)
         if moment is not None and (best_time is None or moment >= best_time):
             best, best_time = item, moment
@@ -169,7 +184,7 @@ def _with_status(inputs, *codes):
     return [r for r in inputs if isinstance(r, dict) and not wanted.isdisjoint(_status(r))]
 
 
-def _since(inputs, moment):
+def _by_time(inputs, moment, keep_after: bool):
     """Filter in Python: FHIRPath date comparison per item is the engine's slowest path."""
     bound = parse_datetime(moment[0] if isinstance(moment, list) and moment else moment)
     if bound is None:
@@ -177,9 +192,41 @@ def _since(inputs, moment):
     out = []
     for item in inputs:
         when = clinical_time(item)
-        if when is not None and when >= bound:
+        if when is not None and (when >= bound) == keep_after:
             out.append(item)
     return out
+
+
+def _interpreted(inputs, *codes):
+    wanted = set(codes)
+    return [r for r in inputs if isinstance(r, dict)
+            and any(c.get("code") in wanted for c in _codings(r.get("interpretation")))]
+
+
+def _above_reference_range(inputs):
+    out = []
+    for r in inputs:
+        if not isinstance(r, dict):
+            continue
+        value = _quantity(r.get("valueQuantity"))
+        ranges = r.get("referenceRange") if isinstance(r.get("referenceRange"), list) else []
+        high = _quantity((ranges[0] or {}).get("high")) if ranges and isinstance(ranges[0], dict) else None
+        if value is None or high is None:
+            continue
+        try:
+            if ucum.convert(value[0], value[1], high[1]) > high[0]:
+                out.append(r)
+        except ucum.UnitError:
+            continue  # units that do not compare say nothing
+    return out
+
+
+def _since(inputs, moment):
+    return _by_time(inputs, moment, True)
+
+
+def _before(inputs, moment):
+    return _by_time(inputs, moment, False)
 
 
 def _clinical_time(inputs):
@@ -251,20 +298,24 @@ def _dosage_daily(dosage: dict, unit: str) -> Decimal | None:
 
 
 def _daily_dose(inputs, unit):
-    """Sum of the daily amounts of all dosage instructions; empty if any lacks dose or timing."""
-    if len(inputs) != 1 or not isinstance(inputs[0], dict):
-        return []
-    item = inputs[0]
-    dosages = item.get("dosageInstruction") if "resourceType" in item else [item]
-    if not isinstance(dosages, list) or not dosages:
-        return []
-    total = Decimal(0)
-    for dosage in dosages:
-        daily = _dosage_daily(dosage, unit) if isinstance(dosage, dict) else None
-        if daily is None:
-            return []
-        total += daily
-    return _plain(total.quantize(Decimal("0.0001")))
+    """One value per input: the sum of the daily amounts of its dosage instructions; an input
+    any of whose instructions lacks dose or timing gives nothing (FHIRPath select semantics)."""
+    out = []
+    for item in inputs:
+        if not isinstance(item, dict):
+            continue
+        dosages = item.get("dosageInstruction") if "resourceType" in item else [item]
+        if not isinstance(dosages, list) or not dosages:
+            continue
+        total = Decimal(0)
+        for dosage in dosages:
+            daily = _dosage_daily(dosage, unit) if isinstance(dosage, dict) else None
+            if daily is None:
+                break
+            total += daily
+        else:
+            out.append(_plain(total.quantize(Decimal("0.0001"))))
+    return out
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -303,7 +354,10 @@ TABLE = {
     "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},
     "withStatus": {"fn": _with_status, "variadic": "String"},
     "since": {"fn": _since, "arity": {1: ["Any"]}},
-    "latest": {"fn": _latest},
+    "interpreted": {"fn": _interpreted, "variadic": "String"},
+    "aboveReferenceRange": {"fn": _above_reference_range},
+    "before": {"fn": _before, "arity": {1: ["Any"]}},
+    "latest": {"fn": _latest, "arity": {0: [], 1: ["String"]}},
     "resolve": {"fn": _resolve},
     "clinicalTime": {"fn": _clinical_time},
     "hoursAgo": {"fn": _hours_ago},

@@ -53,6 +53,12 @@ def tokens_of(codings) -> frozenset[str]:
 
 def _tokens(value: Any) -> frozenset[str]:
     """"system|code" tokens of a CodeableConcept (or a list of them); plain loops, this is hot."""
+    if type(value) is dict:  # the common case: one CodeableConcept with one coding
+        codings = value.get("coding")
+        if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:
+            code = codings[0].get("code")
+            if type(code) is str:
+                return frozenset((f"{codings[0].get('system', '')}|{code}",))
     tokens = set()
     for concept in value if isinstance(value, list) else (value,):
         if not isinstance(concept, dict):
@@ -75,6 +81,7 @@ class DataIndex:
         self._codes: dict[int, frozenset[str]] = {}
         self._home: dict[int, dict] = {}  # resource -> the Bundle it came in
         self._by_reference: dict[str, dict] = {}  # "Type/id" -> resource, over every indexed Bundle
+        self._pending: list[Any] = []  # values added for resolve(), indexed on first use
         self._keep: list[Any] = []  # keep indexed objects alive so id() stays unique
 
     def bundle_resources(self, bundle: dict) -> dict[str, list[dict]]:
@@ -95,7 +102,15 @@ class DataIndex:
         return found
 
     def add(self, value: Any) -> None:
-        """Make a request value (a Bundle or a single resource) resolvable by reference."""
+        """Make a request value (a Bundle or a single resource) resolvable by reference (lazily)."""
+        self._pending.append(value)
+
+    def _index_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for value in pending:
+            self._add_now(value)
+
+    def _add_now(self, value: Any) -> None:
         if isinstance(value, dict) and value.get("resourceType") == "Bundle":
             self.bundle_resources(value)
         elif isinstance(value, dict) and isinstance(value.get("resourceType"), str) and isinstance(value.get("id"), str):
@@ -103,6 +118,8 @@ class DataIndex:
 
     def resolve(self, reference: str) -> dict | None:
         """A resource by relative reference ("Type/id"; a trailing "/_history/n" or base URL is ignored)."""
+        if self._pending:
+            self._index_pending()
         parts = reference.split("/_history/")[0].rstrip("/").split("/")
         return self._by_reference.get("/".join(parts[-2:])) if len(parts) >= 2 else None
 

@@ -145,3 +145,39 @@ def test_in_unit_with_molar_mass_converts_substance_to_mass():
 def test_offset_units_are_refused():
     with pytest.raises(ExpressionError, match="offset|cannot convert"):
         ev("%q.inUnit('[degF]')", q=[q(37, "Cel")])
+
+
+def test_status_and_time_filters_run_in_python():
+    items = [dict(obs("a", "1", 1, "kg", "2026-02-28T00:00:00Z"), status="final"),
+             dict(obs("b", "1", 2, "kg", "2026-01-01T00:00:00Z"), status="cancelled"),
+             {"resourceType": "Condition", "id": "c", "clinicalStatus": {"coding": [{"code": "active"}]},
+              "onsetDateTime": "2026-02-01"}]
+    assert ev("%i.withStatus('final', 'active').id", i=items) == ["a", "c"]
+    assert ev("%i.since(%now - 7 days).id", i=items) == ["a"]
+    assert ev("%i.before(%now - 7 days).id", i=items) == ["b", "c"]
+
+
+def test_latest_with_an_element_skips_items_without_it():
+    items = [obs("old", "1", 80, "kg", "2026-02-01T00:00:00Z"),
+             {"resourceType": "Observation", "id": "new", "status": "final", "effectiveDateTime": "2026-02-28T00:00:00Z",
+              "dataAbsentReason": {"text": "refused"}}]
+    assert ev("%i.latest().id", i=items) == ["new"]
+    assert ev("%i.latest('value').id", i=items) == ["old"]
+
+
+def test_interpretation_and_reference_range_filters():
+    pos = dict(obs("p", "31254-6", 0.5, "[U]", "2026-02-28"), interpretation=[{"coding": [{"code": "POS"}]}])
+    high = dict(obs("h", "31254-6", 5.2, "[U]", "2026-02-28"), referenceRange=[{"high": {"value": 1.0, "code": "[U]"}}])
+    normal = dict(obs("n", "31254-6", 0.2, "[U]", "2026-02-28"), referenceRange=[{"high": {"value": 1.0, "code": "[U]"}}])
+    items = [pos, high, normal]
+    assert ev("%i.interpreted('POS', 'H').id", i=items) == ["p"]
+    assert ev("%i.aboveReferenceRange().id", i=items) == ["h"]
+
+
+def test_daily_dose_maps_over_orders():
+    def mr(dose):
+        return {"resourceType": "MedicationRequest", "dosageInstruction": [{
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+    assert ev("%m.dailyDose('mg').sum()", m=[mr(20), mr(40), {"resourceType": "MedicationRequest"}]) == [60]
+    assert ev("%m.dailyDose('mg').toString()", m=[mr(200)]) == ["200"]
