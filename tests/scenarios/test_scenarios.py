@@ -90,3 +90,49 @@ def test_scenario(path: Path, tmp_path, content, fhir_schema):
 
 def test_there_are_scenarios():
     assert len(CASES) >= 20
+
+
+def apply_parameters(case: dict) -> dict:
+    """The hook call as PlanDefinition/$apply Parameters (subject, hook, prefetchData, drafts)."""
+    request = case["request"]
+    context = request["context"]
+    params = [{"name": "subject", "valueString": f"Patient/{context['patientId']}"},
+              {"name": "hook", "valueCode": request["hook"]}]
+    if context.get("encounterId"):
+        params.append({"name": "encounter", "valueString": f"Encounter/{context['encounterId']}"})
+    for key, value in request.get("prefetch", {}).items():
+        if value is not None:
+            params.append({"name": "prefetchData", "part": [{"name": "key", "valueString": key},
+                                                            {"name": "data", "resource": value}]})
+    if context.get("draftOrders"):
+        params.append({"name": "draftOrders", "resource": context["draftOrders"]})
+    params += [{"name": "selections", "valueString": s} for s in context.get("selections", [])]
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def request_group_rules(care_plan: dict) -> list[str]:
+    group = next(r for r in care_plan["contained"] if r["resourceType"] == "RequestGroup")
+
+    def walk(actions):
+        for action in actions:
+            if action.get("title"):
+                yield action["code"][0]["coding"][0]["code"]
+            else:
+                yield from walk(action.get("action", []))
+
+    return list(walk(group.get("action", [])))
+
+
+@pytest.mark.parametrize("path", CASES, ids=case_id)
+def test_scenario_through_apply(path: Path, tmp_path, content):
+    """The same case through PlanDefinition/$apply gives the same rules as the hook call."""
+    from service.app import create_app
+
+    case = json.loads(path.read_text())
+    golden = json.loads(golden_path(path).read_text())
+    plan_id = content.services[case["service"]].plan.id
+    now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: now, content=content)
+    response = app.test_client().post(f"/PlanDefinition/{plan_id}/$apply", json=apply_parameters(case))
+    assert response.status_code == 200, response.get_json()
+    assert sorted(request_group_rules(response.get_json())) == sorted(topics(golden))
