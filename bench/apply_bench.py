@@ -1,6 +1,6 @@
 """Engine-only $apply benchmark: every PlanDefinition of the bundled content that answers a hook
 (patient-view by default), against one patient with 500 Observations, 50 Conditions and 50
-MedicationRequests: all of them back to back (what the EHR gets when it calls every service)
+MedicationRequests (and, for order hooks, four drafted orders of which two are selected): all of them back to back (what the EHR gets when it calls every service)
 and each on its own (one service call).
 
 Reports medians over many runs and the ratio to a plain `json.loads` of the same request,
@@ -74,8 +74,16 @@ def request(n_obs: int = 500, n_cond: int = 50, n_med: int = 50, seed: int = 7) 
         return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in items]}
 
     patient = {"resourceType": "Patient", "id": pid, "gender": "male", "birthDate": "1980-05-05"}
+    drafts = [{"resourceType": "MedicationRequest", "id": f"d{code}", "status": "draft", "intent": "order",
+               "subject": {"reference": f"Patient/{pid}"},
+               "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}]},
+               "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                                      "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+              for code, dose in (("6902", 40), ("3002", 1500), ("68149", 1000), ("5521", 600))]
     return {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"userId": "Practitioner/1", "patientId": pid},
+            "context": {"userId": "Practitioner/1", "patientId": pid,
+                        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]},
+                        "selections": ["MedicationRequest/d6902", "MedicationRequest/d3002"]},
             "prefetch": {"patient": patient, "conditions": bundle(conds), "observations": bundle(obs), "medications": bundle(meds),
                          "procedures": bundle([]), "services": bundle([]), "allergies": bundle([]), "encounter": None}}
 
@@ -95,11 +103,17 @@ def main() -> int:
     text = json.dumps(request())
     body = json.loads(text)
 
+    def _context(svc, data) -> ApplyContext:
+        drafts = body["context"]["draftOrders"] if svc.hook != "patient-view" else None
+        selections = body["context"]["selections"] if svc.hook == "order-select" else []
+        return ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook, hook_instance=body["hookInstance"],
+                            draft_orders=drafts, selections=selections)
+
     def engine_once() -> int:
         cards = 0
         for svc in services:
             data = prefetch.resolve(svc.plan, content.terminology, body, None)
-            ctx = ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook, hook_instance=body["hookInstance"])
+            ctx = _context(svc, data)
             cards += len(apply_plan(content, svc.plan, ctx).actions)
         return cards
 
@@ -108,8 +122,7 @@ def main() -> int:
         engine_once()
     def service_once(svc) -> None:
         data = prefetch.resolve(svc.plan, content.terminology, body, None)
-        apply_plan(content, svc.plan, ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook,
-                                                   hook_instance=body["hookInstance"]))
+        apply_plan(content, svc.plan, _context(svc, data))
 
     loads, engine = [], []
     per_service: dict[str, list[float]] = {s.id: [] for s in services}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -44,4 +45,7 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     for issue in runtime.content.issues:
         logging.getLogger("service.content").warning("%s", issue)
     register(app, runtime)
+    # Loaded content lives as long as the process: keep it out of the collector's way.
+    gc.collect()
+    gc.freeze()
     return app

@@ -84,9 +84,28 @@ class ApplyResult:
     issues: list[dict]
 
 
-class _VariableFailed(Exception):
+class _VariableFailed(ExpressionError):
+    """A variable an expression reads could not be computed (the cause is already an issue)."""
+
     def __init__(self, name: str):
+        super().__init__("%" + name, f"variable %{name} failed")
         self.name = name
+
+
+class _Lazy:
+    """The variables of one run, computed on first read (each at most once)."""
+
+    def __init__(self, run: "_Run"):
+        self.run = run
+
+    def has(self, name: str) -> bool:
+        run = self.run
+        return name in run.bindings or name in run.values or name in run.plan.variables
+
+    def get(self, name: str) -> Any:
+        if name in self.run.bindings:
+            return self.run.bindings[name]
+        return self.run.variable(name)
 
 
 def stable_id(*parts: str) -> str:
@@ -118,23 +137,13 @@ class _Run:
         index = fhirpath.current.get().index
         for value in [*ctx.data.values(), ctx.draft_orders]:
             index.add(value)
+        self.lazy = _Lazy(self)
         self.focus = next(
             (v for v in ctx.data.values() if isinstance(v, dict) and v.get("resourceType") == "Patient"),
             {"resourceType": "Patient", "id": ctx.subject.rsplit("/", 1)[-1]},
         )
 
     # ---- expressions ----------------------------------------------------------------
-
-    def env(self, expr: Expression) -> dict[str, Any]:
-        env = {}
-        for name in expr.variables:
-            if name in self.bindings:
-                env[name] = self.bindings[name]
-            elif name in self.plan.variables:
-                env[name] = self.variable(name)
-            elif name in self.values:
-                env[name] = self.values[name]
-        return env
 
     def variable(self, name: str) -> Any:
         if name in self.values:
@@ -143,7 +152,7 @@ class _Run:
             raise _VariableFailed(name)
         var = self.plan.variables[name]
         try:
-            value = var.expression.evaluate(self.focus, self.env(var.expression))
+            value = var.expression.evaluate(self.focus, {}, self.lazy)
         except _VariableFailed:
             self.failed.add(name)
             raise
@@ -157,12 +166,23 @@ class _Run:
     def evaluate(self, expr: Expression, where: str, focus: Any = None) -> list | None:
         """Evaluate, or record why not and return None (fail closed)."""
         try:
-            return expr.evaluate(self.focus if focus is None else focus, self.env(expr))
+            return expr.evaluate(self.focus if focus is None else focus, {}, self.lazy)
         except _VariableFailed as exc:
             self.issue(where, f"not evaluated: variable %{exc.name} failed")
         except ExpressionError as exc:
             self.issue(where, exc.message)
         return None
+
+    def holds(self, expr: Expression, where: str) -> tuple[bool, str | None]:
+        """A condition's verdict, and the reason when it could not be decided (fail closed)."""
+        try:
+            return expr.holds(self.focus, {}, self.lazy), None
+        except _VariableFailed as exc:
+            message = f"not evaluated: variable %{exc.name} failed"
+        except ExpressionError as exc:
+            message = exc.message
+        self.issue(where, message)
+        return False, message
 
     def issue(self, where: str, message: str, severity: str = "error") -> None:
         self.issues.append({"severity": severity, "location": where, "message": message})
@@ -178,19 +198,11 @@ class _Run:
                 entry["result"] = "not evaluated (start/stop conditions time the proposed activity)"
                 results.append(entry)
                 continue
-            values = self.evaluate(cond.expression, str(cond.source))
-            if values is None:
-                entry["result"], entry["error"] = False, self.issues[-1]["message"]
-                verdicts.append(False)
-            else:
-                try:
-                    verdict = as_boolean(values, cond.expression.text)
-                except ExpressionError as exc:
-                    self.issue(str(cond.source), exc.message)
-                    entry["error"] = exc.message
-                    verdict = False
-                entry["result"] = verdict
-                verdicts.append(verdict)
+            verdict, error = self.holds(cond.expression, str(cond.source))
+            entry["result"] = verdict
+            if error:
+                entry["error"] = error
+            verdicts.append(verdict)
             used = self.resources_used(cond.expression)
             if used:
                 entry["resources"] = used

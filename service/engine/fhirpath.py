@@ -7,6 +7,9 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
 - `now()`, `today()` and `%now` read the evaluation time the engine binds, never the clock.
 - Library exceptions become ExpressionError; nothing from fhirpathpy leaks out.
 - The generic functions of `service.engine.functions` are registered here.
+- Variables may be supplied lazily (computed on first use), and a condition that is an
+  `and` chain stops at the first operand that is not true (FHIRPath §6.5 allows not
+  evaluating the second operand): rules that do not apply cost little.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from typing import Any
 from antlr4 import CommonTokenStream, InputStream, Token
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.tree.Tree import ParseTreeWalker
-from fhirpathpy import apply_parsed_path
+from fhirpathpy.engine import do_eval
+from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.engine.nodes import FP_DateTime, FP_Quantity, FP_Time, FP_Type, ResourceNode
+from fhirpathpy.engine.util import arraify, process_user_invocation_table
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
@@ -106,6 +111,32 @@ def _function_table() -> dict[str, dict]:
 
 
 _TABLE: dict[str, dict] | None = None
+_PROCESSED: dict[str, dict] | None = None  # the table in fhirpathpy's calling convention, built once
+
+
+class Variables(dict):
+    """`%variables` for one evaluation: given values, plus names computed on first use by `lazy`
+    (an object with `has(name)` and `get(name)`)."""
+
+    def __init__(self, given: Mapping[str, Any], lazy=None):
+        super().__init__(given)
+        self._lazy = lazy
+
+    def __contains__(self, name) -> bool:
+        return dict.__contains__(self, name) or (self._lazy is not None and self._lazy.has(name))
+
+    def __missing__(self, name):
+        if self._lazy is None or not self._lazy.has(name):
+            raise KeyError(name)
+        value = self._lazy.get(name)
+        self[name] = value
+        return value
+
+
+def _conjuncts(node: dict) -> list[dict]:
+    if node.get("type") == "AndExpression" and len(node.get("children", [])) == 2:
+        return _conjuncts(node["children"][0]) + _conjuncts(node["children"][1])
+    return [node]
 
 
 def _known_functions() -> set[str]:
@@ -130,16 +161,17 @@ def _function_names(node: dict) -> set[str]:
 class Expression:
     """A compiled FHIRPath expression."""
 
-    __slots__ = ("text", "variables", "_ast", "_options")
+    __slots__ = ("text", "variables", "_ast", "_root", "_conjuncts")
 
     def __init__(self, text: str, language: str = "text/fhirpath"):
         if language not in FHIRPATH_LANGUAGES:
             raise UnsupportedLanguage(text, f"expression language {language!r} is not supported (only text/fhirpath)")
         if not isinstance(text, str) or not text.strip():
             raise ExpressionError(str(text), "empty expression")
-        global _TABLE
+        global _TABLE, _PROCESSED
         if _TABLE is None:
             _TABLE = _function_table()
+            _PROCESSED = process_user_invocation_table(_TABLE)
         self.text = text
         try:
             self._ast = _parse_strict(text)
@@ -151,16 +183,18 @@ class Expression:
         if unknown:
             raise ExpressionError(text, f"unknown function(s): {', '.join(unknown)}")
         self.variables = frozenset(a or b for a, b in _VARIABLE.findall(text))
-        self._options = {"userInvocationTable": _TABLE, "returnRawData": True}
+        self._root = self._ast["children"][0]
+        self._conjuncts = _conjuncts(self._root)
 
-    def evaluate(self, resource: Any, variables: Mapping[str, Any]) -> list:
-        """Evaluate on `resource` with `%variables`; returns a list (FHIRPath collection).
-
-        The caller must have activated an `Evaluation` (see `evaluating`)."""
-        env = dict(variables)
+    def _run(self, node: dict, resource: Any, variables: Mapping[str, Any], lazy) -> list:
+        focus = resource if resource is not None else {}
+        env = Variables({"context": focus, "ucum": "http://unitsofmeasure.org", **variables}, lazy)
         env["now"] = current.get().fp_now
+        constants.reset()
+        data_root = arraify(focus)
+        ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _PROCESSED}
         try:
-            result = apply_parsed_path(resource if resource is not None else {}, self._ast, env, _R4, self._options)
+            result = do_eval(ctx, data_root, node)
         except ExpressionError:
             raise
         except RecursionError:
@@ -168,6 +202,19 @@ class Expression:
         except Exception as exc:  # fhirpathpy raises bare Exception for type and arity errors
             raise ExpressionError(self.text, str(exc) or type(exc).__name__) from None
         return result if isinstance(result, list) else [result]
+
+    def evaluate(self, resource: Any, variables: Mapping[str, Any], lazy=None) -> list:
+        """Evaluate on `resource` with `%variables` (and `lazy` ones); returns a collection.
+
+        The caller must have activated an `Evaluation`."""
+        return self._run(self._root, resource, variables, lazy)
+
+    def holds(self, resource: Any, variables: Mapping[str, Any], lazy=None) -> bool:
+        """A condition's truth: a single `true`; an `and` chain stops at its first operand that is not."""
+        for node in self._conjuncts:
+            if not as_boolean(self._run(node, resource, variables, lazy), self.text):
+                return False
+        return True
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"

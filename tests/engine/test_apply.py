@@ -109,14 +109,32 @@ def test_expression_error_fails_closed_and_is_traced(tmp_path):
 
 
 def test_variables_are_evaluated_once_per_call(tmp_path, monkeypatch):
-    from service.engine import functions
+    from service.engine.fhirpath import Expression
 
     calls = []
-    original = functions.TABLE["latest"]["fn"]
-    monkeypatch.setitem(functions.TABLE["latest"], "fn", lambda inputs: calls.append(1) or original(inputs))
+    original = Expression.evaluate
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.text)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Expression, "evaluate", counting)
     run(tmp_path, [{"id": f"c{i}", "title": "x", "trigger": PV, "condition": [cond("%calls > 0 and %weightKg > 0")]}
                    for i in range(5)], data={"observations": observations(70)})
-    assert len(calls) == 1
+    weight = WEIGHT_LIB["extension"][0]["valueExpression"]["expression"]
+    assert calls.count(weight) == 1 and calls.count("%weightKg * 2") == 1
+
+
+def test_variables_are_computed_only_when_read(tmp_path, monkeypatch):
+    """An `and` chain stops at its first false operand: later variables are never computed."""
+    from service.engine.fhirpath import Expression
+
+    calls = []
+    original = Expression.evaluate
+    monkeypatch.setattr(Expression, "evaluate", lambda self, *a, **k: calls.append(self.text) or original(self, *a, **k))
+    result = run(tmp_path, [{"id": "c", "title": "x", "trigger": PV, "condition": [cond("false and %calls > 0")]}],
+                 data={"observations": observations(70)})
+    assert result.actions == [] and "%weightKg * 2" not in calls
 
 
 def test_for_each_and_update_target(tmp_path):
