@@ -31,7 +31,7 @@ from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from service.engine.model import DataRequirementDef, PlanDef
 from service.engine.terminology import Terminology
-from service.errors import BadRequest, ExpressionError, PreconditionFailed
+from service.errors import BadRequest, ExpressionError, FhirAccessError, PreconditionFailed
 
 log = logging.getLogger("service.prefetch")
 
@@ -176,7 +176,10 @@ def resolve(
         elif fetcher is None:
             urls[key] = url
         else:
-            value = fetcher(url)
+            try:
+                value = fetcher(url)
+            except FhirAccessError as exc:  # still a 412, now naming the key the EHR could prefetch
+                raise type(exc)(f"prefetch key {key!r}: {exc.message}", expression=f"prefetch.{key}") from None
             data[key] = None if _is_outcome(value) else value
     if urls:
         raise PreconditionFailed(

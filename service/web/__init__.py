@@ -16,5 +16,7 @@ def register(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(routes.blueprint)
     errors.register(app)
     # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS).
-    CORS(app, origins=runtime.config.cors_origins, allow_headers=["Authorization", "Content-Type"],
+    # `cors_origins` is "*" or a comma-separated list of origins (CDS_CORS_ORIGINS).
+    origins = [o.strip() for o in runtime.config.cors_origins.split(",") if o.strip()]
+    CORS(app, origins=origins, allow_headers=["Authorization", "Content-Type"],
          methods=["GET", "POST", "OPTIONS"], max_age=600)
