@@ -220,6 +220,13 @@ class Expression:
         return f"Expression({self.text!r})"
 
 
+def typed(items: list) -> list:
+    """Resources returned by a generic function, typed by their resourceType so that
+    `ofType()`, `is` and choice-type navigation work on them (fhirpathpy types nodes, not dicts)."""
+    return [ResourceNode.create_node(r, r["resourceType"])
+            if isinstance(r, dict) and isinstance(r.get("resourceType"), str) else r for r in items]
+
+
 def to_python(value: Any) -> Any:
     """Unwrap fhirpathpy nodes into plain JSON-ready Python values."""
     if isinstance(value, list):

@@ -118,13 +118,13 @@ def _resources(inputs, rtype, *codes):
             out.extend(index.bundle_resources(bundle).get(rtype, ()))
         else:
             out.extend(index.with_codes(bundle, rtype, allowed))
-    return out
+    return fhirpath.typed(out)
 
 
 def _coded(inputs, *codes):
     index = fhirpath.current.get().index
     allowed = _allowed(codes)
-    return [r for r in inputs if isinstance(r, dict) and not allowed.isdisjoint(index.codes(r))]
+    return fhirpath.typed([r for r in inputs if isinstance(r, dict) and not allowed.isdisjoint(index.codes(r))])
 
 
 def _member_of(inputs, valueset):
@@ -149,7 +149,7 @@ def _resolve(inputs):
                 found = {"resourceType": parts[-2], "id": parts[-1]}
         if found is not None:
             out.append(found)
-    return out
+    return fhirpath.typed(out)
 
 
 def _has(item: Any, element: str) -> bool:
@@ -170,7 +170,7 @@ def _latest(inputs, element=None):
         moment = clinical_time(item)
         if moment is not None and (best_time is None or moment >= best_time):
             best, best_time = item, moment
-    return [] if best is None else best
+    return [] if best is None else fhirpath.typed([best])
 
 
 def _status(resource: dict):
@@ -181,7 +181,7 @@ def _status(resource: dict):
 
 def _with_status(inputs, *codes):
     wanted = set(codes)
-    return [r for r in inputs if isinstance(r, dict) and not wanted.isdisjoint(_status(r))]
+    return fhirpath.typed([r for r in inputs if isinstance(r, dict) and not wanted.isdisjoint(_status(r))])
 
 
 def _by_time(inputs, moment, keep_after: bool):
@@ -194,13 +194,13 @@ def _by_time(inputs, moment, keep_after: bool):
         when = clinical_time(item)
         if when is not None and (when >= bound) == keep_after:
             out.append(item)
-    return out
+    return fhirpath.typed(out)
 
 
 def _interpreted(inputs, *codes):
     wanted = set(codes)
-    return [r for r in inputs if isinstance(r, dict)
-            and any(c.get("code") in wanted for c in _codings(r.get("interpretation")))]
+    return fhirpath.typed([r for r in inputs if isinstance(r, dict)
+                           and any(c.get("code") in wanted for c in _codings(r.get("interpretation")))])
 
 
 def _above_reference_range(inputs):
@@ -218,7 +218,7 @@ def _above_reference_range(inputs):
                 out.append(r)
         except ucum.UnitError:
             continue  # units that do not compare say nothing
-    return out
+    return fhirpath.typed(out)
 
 
 def _since(inputs, moment):

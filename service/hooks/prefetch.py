@@ -109,7 +109,7 @@ def _fhirpath_token(token: str, context: dict, now: datetime | None, resolved: d
     evaluation = Evaluation(now, index, None, stub_references=True)
     handle = evaluation.activate()
     try:
-        values = expr.evaluate({"context": context}, {k: v for k, v in resolved.items() if v is not None})
+        values = expr.evaluate({"context": context}, {k: ([] if v is None else v) for k, v in resolved.items()})
     except ExpressionError as exc:
         log.warning("prefetch token {{%s}}: %s", token, exc.message)
         return []
@@ -168,7 +168,7 @@ def resolve(
     for key in _order(all_templates):
         if key in sent and not _is_outcome(sent[key]):
             check_value(key, sent[key])
-            data[key] = sent[key]
+            data[key] = _rest_of_pages(key, sent[key], fetcher)
             continue
         url = render(all_templates[key], context, context.get("userId"), now, data)
         if url is None:  # e.g. no encounterId: this key has no data to fetch
@@ -187,6 +187,34 @@ def resolve(
             expression="prefetch." + sorted(urls)[0],
         )
     return data
+
+
+def _next_link(bundle: Any) -> str | None:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return None
+    links = bundle.get("link") if isinstance(bundle.get("link"), list) else []
+    return next((link.get("url") for link in links if isinstance(link, dict) and link.get("relation") == "next"
+                 and isinstance(link.get("url"), str)), None)
+
+
+def _rest_of_pages(key: str, bundle: Any, fetcher: Callable[[str], Any] | None) -> Any:
+    """A prefetched searchset the EHR paginated (2.0.1 §Prefetch Template: "It is the CDS Service's
+    responsibility ... to programmatically retrieve any additional necessary data"): fetch the
+    remaining pages and merge them.  Without a server the data is incomplete: 412, never a guess."""
+    next_url = _next_link(bundle)
+    if next_url is None:
+        return bundle
+    if fetcher is None:
+        raise PreconditionFailed(f"prefetch key {key!r} is one page of several (it has a next link) and there is "
+                                 "no fhirServer to fetch the rest from", expression=f"prefetch.{key}")
+    try:
+        rest = fetcher(next_url)
+    except FhirAccessError as exc:
+        raise type(exc)(f"prefetch key {key!r}, next page: {exc.message}", expression=f"prefetch.{key}") from None
+    merged = dict(bundle)
+    merged["entry"] = list(bundle.get("entry") or []) + list((rest or {}).get("entry") or [])
+    merged["link"] = [link for link in bundle.get("link", []) if link.get("relation") != "next"]
+    return merged
 
 
 def is_read(url: str) -> bool:

@@ -181,3 +181,14 @@ def test_daily_dose_maps_over_orders():
             "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
     assert ev("%m.dailyDose('mg').sum()", m=[mr(20), mr(40), {"resourceType": "MedicationRequest"}]) == [60]
     assert ev("%m.dailyDose('mg').toString()", m=[mr(200)]) == ["200"]
+
+
+def test_resources_from_generic_functions_keep_their_fhir_type():
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": {"resourceType": "Condition", "id": "c1"}},
+        {"resource": {"resourceType": "ServiceRequest", "id": "s", "reasonReference": [{"reference": "Condition/c1"}]}}]}
+    from service.engine import fhirpath
+
+    fhirpath.current.get().index.add(bundle)
+    assert ev("%b.resources('ServiceRequest').reasonReference.resolve().ofType(Condition).id", b=bundle) == ["c1"]
+    assert ev("%b.resources('Condition').first() is Condition", b=bundle) == [True]
