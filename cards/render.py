@@ -17,6 +17,7 @@ Mapping (CDS Hooks 2.0 §Card Attributes; cds-hooks-clinical-reasoning IG):
 from __future__ import annotations
 
 from service.engine.apply import AppliedAction, ApplyResult, stable_id
+from service.engine.model import EXT_APP_CONTEXT, EXT_LINK_TYPE
 
 INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
@@ -73,11 +74,19 @@ def _source(result: ApplyResult, action: AppliedAction) -> dict:
 
 
 def _links(action: AppliedAction) -> list[dict]:
+    """Documentation with a url -> links; `smart` (a SMART app launch URL) when the content says so,
+    with its appContext (CDS Hooks 2.0 §Link: appContext only on smart links)."""
     links = []
     for doc in action.documentation:
         if doc.get("type") == "citation" or not doc.get("url"):
             continue
-        links.append({"label": doc.get("display") or doc.get("label") or doc["url"], "url": doc["url"], "type": "absolute"})
+        ext = {e.get("url"): e for e in doc.get("extension", [])}
+        kind = (ext.get(EXT_LINK_TYPE) or {}).get("valueCode", "absolute")
+        link = {"label": doc.get("display") or doc.get("label") or doc["url"], "url": doc["url"],
+                "type": "smart" if kind == "smart" else "absolute"}
+        if link["type"] == "smart" and EXT_APP_CONTEXT in ext:
+            link["appContext"] = ext[EXT_APP_CONTEXT].get("valueString")
+        links.append(link)
     return links
 
 

@@ -16,6 +16,8 @@ EXT_IS_RECOMMENDED = PROJECT_BASE + "cds-is-recommended"
 EXT_OVERRIDE_REASON = PROJECT_BASE + "cds-override-reason"
 EXT_SERVICE_ID = PROJECT_BASE + "cds-service-id"
 EXT_PREFETCH_KEY = PROJECT_BASE + "cds-prefetch-key"
+EXT_LINK_TYPE = PROJECT_BASE + "cds-link-type"  # on documentation: valueCode absolute | smart
+EXT_APP_CONTEXT = PROJECT_BASE + "cds-app-context"  # on documentation of a smart link: valueString
 EXT_FOR_EACH = PROJECT_BASE + "cds-for-each"  # valueExpression: apply the action once per item, as %item
 EXT_TARGET = PROJECT_BASE + "cds-target"  # valueExpression: the existing resource an update/remove acts on
 

@@ -43,3 +43,18 @@ def test_remove_action_becomes_delete_with_resource_id(tmp_path):
     actions = card["suggestions"][0]["actions"]
     assert actions[0] == {"type": "delete", "description": "Remove draft", "resourceId": "MedicationRequest/m1"}
     assert actions[1]["type"] == "create" and "id" not in actions[1]["resource"]
+
+
+def test_documentation_becomes_absolute_and_smart_links(tmp_path):
+    ext = "http://example.org/fhir/StructureDefinition/"
+    docs = [{"type": "citation", "display": "Guideline", "url": "https://example.org/g"},
+            {"type": "documentation", "display": "Protocol", "url": "https://example.org/p"},
+            {"type": "documentation", "display": "Dosing app", "url": "https://apps.example.org/launch",
+             "extension": [{"url": ext + "cds-link-type", "valueCode": "smart"},
+                           {"url": ext + "cds-app-context", "valueString": "drug=cyclophosphamide"}]}]
+    result = run(tmp_path, [{"id": "c", "title": "Card", "trigger": PV, "documentation": docs}])
+    card = render_cards([result], "hi")[0]
+    assert card["source"] == {"label": "Guideline", "url": "https://example.org/g"}
+    assert card["links"] == [
+        {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
+        {"label": "Dosing app", "url": "https://apps.example.org/launch", "type": "smart", "appContext": "drug=cyclophosphamide"}]
