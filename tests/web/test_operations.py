@@ -105,3 +105,39 @@ def test_unknown_plan_is_404(client):
 def test_type_level_apply_needs_url(client):
     response = client.post("/PlanDefinition/$apply", json=parameters({"name": "subject", "valueString": SUBJECT}))
     assert response.status_code == 400 and "url" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_use_server_data_fetches_from_the_data_endpoint(client):
+    """useServerData + dataEndpoint (CPG $apply): data comes from that FHIR server, queried with
+    the plan's prefetch templates; the result equals the one with all data given."""
+    from tests.conformance.helpers import FhirStub
+
+    by_type = {value["resourceType"] if value.get("resourceType") != "Bundle" else
+               (value["entry"][0]["resource"]["resourceType"] if value.get("entry") else key): value
+               for key, value in PREFETCH.items() if value is not None}
+
+    def answer(seen):
+        rtype = seen.path.split("/")[0]
+        value = by_type.get(rtype)
+        if value is None:
+            return 200, {"resourceType": "Bundle", "type": "searchset", "entry": []}, 0
+        return 200, value, 0
+
+    stub = FhirStub(answer)
+    try:
+        body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "useServerData", "valueBoolean": True},
+                          {"name": "dataEndpoint", "resource": {"resourceType": "Endpoint", "status": "active",
+                                                                "address": stub.base}})
+        fetched = client.post("/PlanDefinition/dah/$apply", json=body).get_json()
+    finally:
+        stub.close()
+    given = client.post("/PlanDefinition/dah/$apply", json=parameters(
+        {"name": "subject", "valueString": SUBJECT}, *prefetch_parts())).get_json()
+    assert "DAH-05" in rule_ids(fetched) and rule_ids(fetched) == rule_ids(given)
+    assert "Patient/" + SUBJECT.split("/")[1] in stub.urls()
+
+
+def test_use_server_data_needs_an_endpoint_address(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "useServerData", "valueBoolean": True})
+    response = client.post("/PlanDefinition/dah/$apply", json=body)
+    assert response.status_code == 400 and "dataEndpoint" in response.get_json()["issue"][0]["diagnostics"]
