@@ -1,12 +1,16 @@
 """FHIR REST client for the EHR's `fhirServer` (CDS Hooks 2.0 §FHIR Resource Access).
 
 The only module that talks HTTP.  Rules:
-- GET only, `Accept: application/fhir+json`, `Authorization: Bearer <token>` when a token is
-  given; the token appears in no exception text and in no log line;
-- retries (idempotent GETs only) on connection errors and 502/503/504, with a short backoff;
-  timeouts are not retried (the EHR is waiting for the cards);
+- reads and searches (GET) for hook calls; `put` (PUT [base]/Type/id), `transaction` (POST
+  [base]) and `delete` for publishing content and loading sample data;
+- `Accept: application/fhir+json`, `Authorization: Bearer <token>` when a token is given; the
+  token appears in no exception text and in no log line;
+- retries (idempotent GET/PUT/DELETE only; a transaction POST is never repeated) on connection
+  errors and 502/503/504, with a short backoff; timeouts are not retried (the EHR is waiting
+  for the cards);
 - errors are service.errors types: 401/403 FhirAuthError, 404/410 FhirNotFoundError, other
   4xx/5xx and non-JSON bodies FhirServerError, timeout FhirTimeout, no connection FhirUnavailable;
+  an error from an HTTP answer carries its status as `http_status`;
 - a 200 body is returned as is, even an OperationOutcome (the caller decides);
 - `search_all` follows searchset `next` links on the base URL's origin only (the token must not
   leave it), up to `max_pages`; when it stops early the merged Bundle keeps the unfollowed
@@ -16,6 +20,7 @@ The only module that talks HTTP.  Rules:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 import time
@@ -82,6 +87,42 @@ class FhirClient:
         with self._session_scope() as session:
             return self._get(session, self._resolve(url))
 
+    def put(self, resource: dict, timeout: float | None = None) -> dict:
+        """PUT [base]/[type]/[id] (create with that id, or update): the resource as stored."""
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        rid = resource.get("id") if isinstance(resource, dict) else None
+        if not isinstance(rtype, str) or not rtype or not isinstance(rid, str) or not rid:
+            raise ValueError("put needs a FHIR resource with resourceType and id")
+        path = f"{quote(rtype, safe='')}/{quote(rid, safe='')}"
+        with self._session_scope() as session:
+            url = self._resolve(path)
+            stored = self._send(session, "PUT", url, resource, timeout=timeout)
+            if stored is None:  # the server answered without a body (Prefer: return=minimal)
+                stored = self._get(session, url)
+            return stored
+
+    def transaction(self, bundle: dict, timeout: float | None = None) -> dict:
+        """POST a transaction (or batch) Bundle to the base URL: the transaction-response Bundle.
+        Not retried: the server may have committed it."""
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
+                or bundle.get("type") not in ("transaction", "batch"):
+            raise ValueError("transaction needs a Bundle of type transaction or batch")
+        with self._session_scope() as session:
+            response = self._send(session, "POST", self.base_url, bundle, timeout=timeout, retry=False)
+        if response is None or response.get("resourceType") != "Bundle":
+            kind = "no body" if response is None else f"a {response.get('resourceType')!r}"
+            raise FhirServerError(f"FHIR server answered {kind}, not a Bundle, to POST {self.base_url}")
+        return response
+
+    def delete(self, resource_type: str, id: str) -> None:
+        """DELETE [base]/[type]/[id] (a resource already gone is not an error)."""
+        url = self._resolve(f"{quote(resource_type, safe='')}/{quote(id, safe='')}")
+        with self._session_scope() as session:
+            try:
+                self._send(session, "DELETE", url, None)
+            except FhirNotFoundError:
+                pass
+
     def search_all(self, url: str) -> dict:
         """GET a search and every `next` page: one searchset Bundle with all entries."""
         with self._session_scope() as session:
@@ -134,53 +175,69 @@ class FhirClient:
         return headers
 
     def _get(self, session: requests.Session, url: str) -> dict:
+        return self._send(session, "GET", url, None)
+
+    def _send(self, session: requests.Session, method: str, url: str, payload: dict | None,
+              timeout: float | None = None, retry: bool = True) -> dict | None:
+        timeout = self.timeout if timeout is None else timeout
+        headers = self._headers()
+        data = None
+        if payload is not None:
+            headers["Content-Type"] = "application/fhir+json"
+            headers["Prefer"] = "return=representation"
+            data = json.dumps(payload).encode("utf-8")
+        retries = self.retries if retry else 0
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                response = session.get(url, headers=self._headers(), timeout=(self.timeout, self.timeout))
+                response = session.request(method, url, headers=headers, data=data, timeout=(timeout, timeout))
             except requests.Timeout:
-                log.warning("GET %s timed out after %.1f s", url, self.timeout)
-                raise FhirTimeout(f"FHIR server did not answer GET {url} within {self.timeout:g} s") from None
+                log.warning("%s %s timed out after %.1f s", method, url, timeout)
+                raise FhirTimeout(f"FHIR server did not answer {method} {url} within {timeout:g} s") from None
             except requests.ConnectionError as exc:
-                if attempt < self.retries:
+                if attempt < retries:
                     attempt += 1
-                    log.warning("GET %s: %s, retry %d/%d", url, type(exc).__name__, attempt, self.retries)
+                    log.warning("%s %s: %s, retry %d/%d", method, url, type(exc).__name__, attempt, retries)
                     time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
                     continue
-                raise FhirUnavailable(f"FHIR server unreachable for GET {url} ({type(exc).__name__})") from None
+                raise FhirUnavailable(f"FHIR server unreachable for {method} {url} ({type(exc).__name__})") from None
             except requests.RequestException as exc:
-                raise FhirServerError(f"GET {url} failed ({type(exc).__name__})") from None
+                raise FhirServerError(f"{method} {url} failed ({type(exc).__name__})") from None
             elapsed = (time.perf_counter() - started) * 1000
-            log.debug("GET %s -> %d (%.0f ms)", url, response.status_code, elapsed)
-            if response.status_code in RETRY_STATUS and attempt < self.retries:
+            log.debug("%s %s -> %d (%.0f ms)", method, url, response.status_code, elapsed)
+            if response.status_code in RETRY_STATUS and attempt < retries:
                 attempt += 1
-                log.warning("GET %s -> %d, retry %d/%d", url, response.status_code, attempt, self.retries)
+                log.warning("%s %s -> %d, retry %d/%d", method, url, response.status_code, attempt, retries)
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
                 continue
-            return self._body(response, url)
+            if method != "GET" and 200 <= response.status_code < 300 and not response.content.strip():
+                return None  # 204, or 200/201 with Prefer: return=minimal
+            return self._body(response, url, method)
 
-    def _body(self, response: requests.Response, url: str) -> dict:
+    def _body(self, response: requests.Response, url: str, method: str = "GET") -> dict:
         status = response.status_code
         if status in (401, 403):
-            raise FhirAuthError(f"FHIR server refused the access token ({status}) for GET {url}")
+            raise _with_status(FhirAuthError(f"FHIR server refused the access token ({status}) for {method} {url}"),
+                               status)
         if status in (404, 410):
-            raise FhirNotFoundError(f"FHIR server answered {status} to GET {url}")
+            raise _with_status(FhirNotFoundError(f"FHIR server answered {status} to {method} {url}"), status)
         if not 200 <= status < 300:
-            raise FhirServerError(f"FHIR server answered {status} to GET {url}{self._diagnostics(response)}")
+            raise _with_status(FhirServerError(f"FHIR server answered {status} to {method} {url}"
+                                               f"{self._diagnostics(response)}"), status)
         try:
             body = response.json()
         except ValueError:
-            raise FhirServerError(f"FHIR server answered GET {url} with a body that is not JSON") from None
+            raise FhirServerError(f"FHIR server answered {method} {url} with a body that is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            raise FhirServerError(f"FHIR server answered GET {url} with JSON that is not a FHIR resource")
+            raise FhirServerError(f"FHIR server answered {method} {url} with JSON that is not a FHIR resource")
         return body
 
     def _diagnostics(self, response: requests.Response) -> str:
         """': <first OperationOutcome diagnostics>' when the error body has one (token scrubbed)."""
         try:
-            body = response.json()
-            text = str(body["issue"][0].get("diagnostics") or "")[:200]
+            issue = response.json()["issue"][0]
+            text = str(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or "")[:200]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return ""
         if self._token:
@@ -197,6 +254,11 @@ class FhirClient:
         if not merged["entry"]:
             del merged["entry"]
         return merged
+
+
+def _with_status(error: FhirAccessError, http_status: int) -> FhirAccessError:
+    error.http_status = http_status
+    return error
 
 
 def _next_link(bundle: dict) -> str | None:

@@ -25,20 +25,31 @@ TOKEN = "s3cr3t-T0KEN-value.abc"
 
 
 class FakeFhirServer:
-    """Answers GETs from `routes`: path-with-query -> (status, body) or a list of them (one per hit)."""
+    """Answers GETs from `routes`: path-with-query -> (status, body) or a list of them (one per hit);
+    PUT/POST/DELETE from `routes[(method, path)]`, recording (method, path, json body) in `writes`."""
 
     def __init__(self):
         self.routes: dict = {}
         self.hits: list[tuple[str, dict]] = []
+        self.writes: list[tuple[str, str, object]] = []
         self.delay = 0.0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (stdlib name)
+            def do_PUT(self):  # noqa: N802 (stdlib name)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                server.writes.append((self.command, self.path, json.loads(raw) if raw else None))
+                self.do_GET(key=(self.command, self.path))
+
+            do_POST = do_PUT  # noqa: N815
+            do_DELETE = do_PUT  # noqa: N815
+
+            def do_GET(self, key=None):  # noqa: N802 (stdlib name)
                 server.hits.append((self.path, dict(self.headers)))
                 if server.delay:
                     time.sleep(server.delay)
-                answer = server.routes.get(self.path, (404, {"resourceType": "OperationOutcome", "issue": [
+                answer = server.routes.get(key or self.path, (404, {"resourceType": "OperationOutcome", "issue": [
                     {"severity": "error", "code": "not-found", "diagnostics": f"no {self.path}"}]}))
                 if isinstance(answer, list):
                     answer = answer.pop(0) if len(answer) > 1 else answer[0]
@@ -315,3 +326,119 @@ def test_unusable_token_is_rejected_without_echoing_it(server):
     with pytest.raises(FhirAuthError) as info:
         FhirClient(server.base, access_token="abc\r\nX-Injected: 1")
     assert "abc" not in str(info.value) and server.hits == []
+
+
+# ---- writes: put, transaction, delete -------------------------------------------------------------
+
+
+def test_put_sends_the_resource_to_type_and_id_and_returns_the_stored_one(server):
+    stored = {"resourceType": "PlanDefinition", "id": "dah", "meta": {"versionId": "2"}}
+    server.routes[("PUT", "/fhir/PlanDefinition/dah")] = (200, stored)
+    resource = {"resourceType": "PlanDefinition", "id": "dah", "status": "active"}
+    assert client(server).put(resource) == stored
+    assert server.writes == [("PUT", "/fhir/PlanDefinition/dah", resource)]
+    headers = server.hits[0][1]
+    assert headers["Content-Type"] == "application/fhir+json"
+    assert headers["Accept"] == "application/fhir+json"
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_put_without_a_body_in_the_answer_reads_the_resource_back(server):
+    server.routes[("PUT", "/fhir/Library/lib")] = (201, b"")
+    server.routes["/fhir/Library/lib"] = (200, {"resourceType": "Library", "id": "lib", "meta": {"versionId": "1"}})
+    assert client(server).put({"resourceType": "Library", "id": "lib"})["meta"]["versionId"] == "1"
+    assert server.paths() == ["/fhir/Library/lib", "/fhir/Library/lib"]
+
+
+def test_put_id_cannot_escape_the_resource_path(server):
+    server.routes[("PUT", "/fhir/Patient/..%2Fx")] = (200, {"resourceType": "Patient", "id": "../x"})
+    client(server).put({"resourceType": "Patient", "id": "../x"})
+    assert server.writes[0][1] == "/fhir/Patient/..%2Fx"
+
+
+@pytest.mark.parametrize("resource", [{"resourceType": "Patient"}, {"id": "x"}, [], None])
+def test_put_needs_type_and_id(server, resource):
+    with pytest.raises(ValueError):
+        client(server).put(resource)
+    assert server.hits == []
+
+
+@pytest.mark.parametrize("status,error", [(400, FhirServerError), (401, FhirAuthError), (404, FhirNotFoundError),
+                                          (409, FhirServerError), (422, FhirServerError)])
+def test_put_errors_are_typed_with_the_http_status_and_diagnostics(server, status, error):
+    server.routes[("PUT", "/fhir/Patient/p1")] = (status, {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "invalid", "details": {"text": "client ids not allowed"}}]})
+    with pytest.raises(error) as info:
+        client(server).put({"resourceType": "Patient", "id": "p1"})
+    assert info.value.http_status == status
+    assert f"PUT {server.base}/Patient/p1" in info.value.message
+    if error is FhirServerError:
+        assert "client ids not allowed" in info.value.message
+
+
+def test_put_is_retried_on_gateway_errors(server):
+    server.routes[("PUT", "/fhir/Patient/p1")] = [(503, b""), (200, {"resourceType": "Patient", "id": "p1"})]
+    assert client(server, retries=1).put({"resourceType": "Patient", "id": "p1"})["id"] == "p1"
+    assert len(server.writes) == 2
+
+
+def test_transaction_posts_to_the_base_and_returns_the_response_bundle(server):
+    answer = {"resourceType": "Bundle", "type": "transaction-response",
+              "entry": [{"response": {"status": "201 Created", "location": "Patient/1/_history/1"}}]}
+    server.routes[("POST", "/fhir/")] = (200, answer)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]}
+    assert client(server).transaction(bundle) == answer
+    assert server.writes == [("POST", "/fhir/", bundle)]
+
+
+def test_transaction_is_not_retried(server):
+    server.routes[("POST", "/fhir/")] = (503, b"")
+    with pytest.raises(FhirServerError, match="503 to POST"):
+        client(server, retries=3).transaction({"resourceType": "Bundle", "type": "transaction", "entry": []})
+    assert len(server.writes) == 1
+
+
+@pytest.mark.parametrize("answer", [(200, {"resourceType": "OperationOutcome", "issue": []}), (200, b"")])
+def test_transaction_answer_must_be_a_bundle(server, answer):
+    server.routes[("POST", "/fhir/")] = answer
+    with pytest.raises(FhirServerError, match="not a Bundle"):
+        client(server).transaction({"resourceType": "Bundle", "type": "batch", "entry": []})
+
+
+def test_transaction_needs_a_transaction_or_batch_bundle(server):
+    with pytest.raises(ValueError):
+        client(server).transaction({"resourceType": "Bundle", "type": "collection"})
+    assert server.hits == []
+
+
+def test_transaction_timeout_and_refused_connection_are_typed(server):
+    server.delay = 1.0
+    with pytest.raises(FhirTimeout, match="POST"):
+        client(server).transaction({"resourceType": "Bundle", "type": "transaction"}, timeout=0.2)
+    with pytest.raises(FhirUnavailable, match="POST"):
+        FhirClient(f"http://127.0.0.1:{free_port()}/fhir", retries=0).transaction(
+            {"resourceType": "Bundle", "type": "transaction"})
+
+
+def test_delete_tolerates_a_resource_already_gone(server):
+    server.routes[("DELETE", "/fhir/PlanDefinition/x")] = [(200, {"resourceType": "OperationOutcome", "issue": []}),
+                                                         (404, b"")]
+    fhir = client(server)
+    fhir.delete("PlanDefinition", "x")
+    fhir.delete("PlanDefinition", "x")
+    assert [w[:2] for w in server.writes] == [("DELETE", "/fhir/PlanDefinition/x")] * 2
+
+
+def test_token_never_in_write_errors_or_logs(server, caplog):
+    server.routes[("PUT", "/fhir/Patient/p1")] = (400, {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "invalid", "diagnostics": f"header Bearer {TOKEN} rejected"}]})
+    server.routes[("POST", "/fhir/")] = (401, b"")
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(FhirServerError) as put_error:
+            client(server).put({"resourceType": "Patient", "id": "p1"})
+        with pytest.raises(FhirAuthError) as post_error:
+            client(server).transaction({"resourceType": "Bundle", "type": "transaction"})
+    for exc in (put_error.value, post_error.value):
+        assert TOKEN not in str(exc) and TOKEN not in json.dumps(exc.operation_outcome())
+    assert TOKEN not in caplog.text
