@@ -1,4 +1,4 @@
-"""Command line for operators and informaticians: `dah-cds serve|validate|feedback-report`."""
+"""Command line for operators and informaticians: `dah-cds serve|validate|publish|feedback-report`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,42 @@ def _serve(args) -> int:
     return 0
 
 
+def _publish(args) -> int:
+    from service.errors import ContentErrors, FhirAccessError
+    from service.fhir.client import FhirClient
+    from service.publish import PublishError, Skipped, load_patients, publish_content
+
+    cfg = load_config()
+    base_url = args.fhir_base_url or cfg.content_fhir_base_url
+    if not base_url:
+        print("ERROR --fhir-base-url (or CDS_CONTENT_FHIR_BASE_URL) is required", file=sys.stderr)
+        return 2
+    token = args.token or cfg.content_fhir_token or None
+    try:
+        client = FhirClient(base_url, access_token=token, timeout=args.timeout, retries=cfg.fhir_retries)
+        if not args.no_content:
+            folder = args.content or cfg.content_dir
+            report = publish_content(client, folder)
+            print(f"PUT {report.summary()} from {folder} to {client.base_url}")
+        for result in load_patients(client, args.patients or [], args.id_mode, args.id_prefix, args.timeout):
+            if isinstance(result, Skipped):
+                print(f"SKIPPED {result.source}: {result.reason}")
+                continue
+            print(f"LOADED {result.summary()}" + (f"; {', '.join(result.patients)}" if result.patients else ""))
+    except ContentErrors as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=sys.stderr)
+        print(f"{len(exc.errors)} error(s) in the content: nothing published", file=sys.stderr)
+        return 1
+    except PublishError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 1
+    except FhirAccessError as exc:
+        print(f"ERROR {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _feedback_report(args) -> int:
     from service.feedback import FeedbackStore
 
@@ -61,6 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(fn=_serve)
+    p = sub.add_parser("publish", help="PUT the content (and load sample patients) to a FHIR server")
+    p.add_argument("--fhir-base-url", help="FHIR base URL (default CDS_CONTENT_FHIR_BASE_URL)")
+    p.add_argument("--token", help="bearer token (default CDS_CONTENT_FHIR_TOKEN)")
+    p.add_argument("--content", help="content folder (default CDS_CONTENT_DIR)")
+    p.add_argument("--no-content", action="store_true", help="load only the --patients files")
+    p.add_argument("--patients", nargs="+", metavar="FILE_OR_DIR",
+                   help="transaction/collection Bundles, resources or scenario case files to load")
+    p.add_argument("--id-mode", choices=("auto", "keep", "server"), default="auto",
+                   help="keep the files' ids (PUT), let the server assign them (POST), or keep unless refused")
+    p.add_argument("--id-prefix", default="", help="put this in front of every kept id")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.set_defaults(fn=_publish)
     p = sub.add_parser("feedback-report", help="acceptance and override rates per rule")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_feedback_report)
