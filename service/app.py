@@ -10,6 +10,7 @@ from datetime import datetime
 from flask import Flask
 
 from service.config import load_config
+from service.content_source import FhirContentSource
 from service.engine import ContentSet, load_content
 from service.feedback import FeedbackStore
 from service.fhir.client import FhirClient
@@ -26,15 +27,27 @@ def _fetcher_factory(config):
     return factory
 
 
+def _content_source(cfg) -> FhirContentSource:
+    client = FhirClient(cfg.content_fhir_base_url, access_token=cfg.content_fhir_token or None,
+                        timeout=cfg.fhir_timeout_seconds, retries=cfg.fhir_retries, max_pages=1000)
+    return FhirContentSource(client, refresh_seconds=cfg.content_refresh_seconds, statuses=cfg.content_fhir_status)
+
+
 def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | None = None,
                content: ContentSet | None = None) -> Flask:
     """Build the service.  Bad content raises ContentErrors (file and path): the service
-    refuses to start rather than serve part of the guidance."""
+    refuses to start rather than serve part of the guidance.  With `content_fhir_base_url` the
+    content comes from that FHIR server instead (service.content_source: bad resources there are
+    skipped and reported, and it is refreshed every `content_refresh_seconds`)."""
     cfg = load_config(config)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from service.web import register
 
     app = Flask(__name__)
+    source = None
+    if content is None and cfg.content_fhir_base_url:
+        source = _content_source(cfg)
+        content = source.initial()
     runtime = Runtime(
         config=cfg,
         content=content if content is not None else load_content(cfg.content_dir),
@@ -45,6 +58,9 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     for issue in runtime.content.issues:
         logging.getLogger("service.content").warning("%s", issue)
     register(app, runtime)
+    if source is not None:
+        app.extensions["cds_content_source"] = source
+        source.start(runtime)
     # Loaded content lives as long as the process: keep it out of the collector's way.
     gc.collect()
     gc.freeze()

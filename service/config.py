@@ -14,6 +14,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Config:
     content_dir: str = str(PROJECT_ROOT / "plandefinitions")
+    # Content from a FHIR server instead of content_dir (service.content_source); "" = the folder.
+    content_fhir_base_url: str = ""
+    content_fhir_token: str = ""
+    content_fhir_status: str = "active"  # PlanDefinition.status values served ("active,draft": unsigned content)
+    content_refresh_seconds: float = 300.0
     database_url: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "feedback.sqlite3")
     fhir_timeout_seconds: float = 10.0
     fhir_max_pages: int = 20

@@ -28,8 +28,8 @@ def _guard():
     security.guard(request)
 
 
-def _service(service_id: str):
-    svc = runtime().content.services.get(service_id)
+def _service(service_id: str, content=None):
+    svc = (content or runtime().content).services.get(service_id)
     if svc is None:
         raise NotFound(f"no CDS service {service_id!r}", expression="id")
     return svc
@@ -51,9 +51,10 @@ def get_discovery():
 def post_service(service_id: str):
     started = time.perf_counter()
     rt = runtime()
-    svc = _service(service_id)
+    content = rt.content  # read once: a content refresh may swap it while this call runs
+    svc = _service(service_id, content)
     body = security.json_body(request)
-    outcome = call_service(rt.content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested())
+    outcome = call_service(content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested())
     cards = outcome.response["cards"]
     rt.store.record_cards(svc.id, body["hookInstance"], cards)
     if outcome.result.issues and not _trace_requested():
