@@ -138,6 +138,9 @@ class _Run:
         for value in [*ctx.data.values(), ctx.draft_orders]:
             index.add(value)
         self.lazy = _Lazy(self)
+        # Results of expressions that do not read %item, by text: several rules often share one
+        # condition or collection (they depend only on variables, each fixed for the run).
+        self.memo: dict[str, list] = {}
         self.focus = next(
             (v for v in ctx.data.values() if isinstance(v, dict) and v.get("resourceType") == "Patient"),
             {"resourceType": "Patient", "id": ctx.subject.rsplit("/", 1)[-1]},
@@ -165,8 +168,14 @@ class _Run:
 
     def evaluate(self, expr: Expression, where: str, focus: Any = None) -> list | None:
         """Evaluate, or record why not and return None (fail closed)."""
+        shared = focus is None and "item" not in expr.variables
+        if shared and expr.text in self.memo:
+            return self.memo[expr.text]
         try:
-            return expr.evaluate(self.focus if focus is None else focus, {}, self.lazy)
+            values = expr.evaluate(self.focus if focus is None else focus, {}, self.lazy)
+            if shared:
+                self.memo[expr.text] = values
+            return values
         except _VariableFailed as exc:
             self.issue(where, f"not evaluated: variable %{exc.name} failed")
         except ExpressionError as exc:

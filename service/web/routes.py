@@ -57,8 +57,10 @@ def post_service(service_id: str):
     outcome = call_service(content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested())
     cards = outcome.response["cards"]
     rt.store.record_cards(svc.id, body["hookInstance"], cards)
-    if outcome.result.issues and not _trace_requested():
-        log.info("trace hookInstance=%s issues=%s", body["hookInstance"], outcome.result.issues)
+    if not _trace_requested():  # the trace goes to the log when the caller did not ask for it
+        if outcome.result.issues:
+            log.info("hookInstance=%s issues=%s", body["hookInstance"], outcome.result.issues)
+        log.debug("hookInstance=%s trace=%s", body["hookInstance"], outcome.result.trace)
     log.info("hookInstance=%s service=%s cards=%d ms=%.1f", body["hookInstance"], svc.id, len(cards),
              (time.perf_counter() - started) * 1000)
     return jsonify(outcome.response)
