@@ -213,14 +213,21 @@ class FhirContentSource:
 
     # ---- refresh ----------------------------------------------------------------------------
 
-    def initial(self) -> ContentSet:
-        """The first content: loaded now, or an empty set with the reason as an issue."""
+    def _try_load(self, failure: str) -> ContentSet | None:
+        """The server's content, or None with the reason logged and kept in `last_error`."""
         try:
             content = self.load()
         except (FhirAccessError, ContentSourceError) as exc:
             self.last_error = getattr(exc, "message", None) or str(exc)
-            log.error("content from %s not loaded: %s; serving no services until it loads", self.base_url,
-                      self.last_error)
+            log.error("%s from %s: %s", failure, self.base_url, self.last_error)
+            return None
+        self.last_error = None
+        return content
+
+    def initial(self) -> ContentSet:
+        """The first content: loaded now, or an empty set with the reason as an issue."""
+        content = self._try_load("content not loaded (serving no services until it loads)")
+        if content is None:
             content = build_content([])
             content.issues.append(ContentIssue(Source(self.base_url, ""), f"content not loaded: {self.last_error}",
                                                "error"))
@@ -231,14 +238,9 @@ class FhirContentSource:
     def refresh(self, runtime) -> bool:
         """Reload and swap `runtime.content`; False (previous content kept) when it fails."""
         with self._lock:
-            try:
-                content = self.load()
-            except (FhirAccessError, ContentSourceError) as exc:
-                self.last_error = getattr(exc, "message", None) or str(exc)
-                log.error("content refresh from %s failed, previous content kept: %s", self.base_url,
-                          self.last_error)
+            content = self._try_load("content refresh failed, previous content kept")
+            if content is None:
                 return False
-            self.last_error = None
             if content is not runtime.content:
                 runtime.content = content  # one assignment: a request sees the old set or the new one
                 self._log_issues(content)

@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -474,8 +475,6 @@ def activity_resource(activity: ActivityDef, ctx: ApplyContext, resource_id: str
 
 
 def _copy(value: Any) -> Any:
-    import copy
-
     return copy.deepcopy(value)
 
 
