@@ -10,12 +10,18 @@ Mapping (CDS Hooks 2.0 §Card Attributes; cds-hooks-clinical-reasoning IG):
   (with its descendants) proposes resources; action.type create/update/remove -> CDS
   create/update/delete; `selectionBehavior` is always sent with suggestions, FHIR codes
   mapped to the two CDS values;
-- uuids are stable for the same hookInstance and action, so retries and feedback match;
+- a suggestion's actions are ordered create -> update -> delete, so a client that acts on the
+  first action alone never removes an order without placing its replacement;
+- uuids are stable for the same hookInstance, patient and action, so retries and feedback match
+  and a hookInstance reused for another patient never repeats a card id;
+- fail visible: card actions the engine could not evaluate, and prefetch data that was cut short,
+  become one notice card each (`notices.py`), never silence;
 - cards are sorted critical -> warning -> info (J-29), otherwise in content order.
 """
 
 from __future__ import annotations
 
+from cards import notices
 from service.engine.apply import AppliedAction, ApplyResult, stable_id
 from service.engine.model import EXT_APP_CONTEXT, EXT_LINK_TYPE
 
@@ -31,22 +37,30 @@ SELECTION = {
     "one-or-more": "any",
 }
 ACTION_TYPE = {"create": "create", "update": "update", "remove": "delete", None: "create"}
+ACTION_ORDER = {"create": 0, "update": 1, "delete": 2}
 SUMMARY_LIMIT = 139  # CDS Hooks 2.0: summary "<140 characters"
 
 
 TRACE_EXTENSION = "http://example.org/fhir/cds-hooks/extension/trace"
 
 
-def render_cards(results: list[ApplyResult], hook_instance: str, trace: bool = False) -> list[dict]:
+def render_cards(results: list[ApplyResult], hook_instance: str, trace: bool = False,
+                 incomplete: list[str] | tuple[str, ...] = ()) -> list[dict]:
+    """Cards for the applied plans; `incomplete` names the prefetch keys whose data was cut short."""
     cards = []
     for result in results:
+        scope = (hook_instance, result.context.subject)
         for action in _card_actions(result.actions):
-            card = _card(result, action, hook_instance)
+            card = _card(result, action, scope)
             if trace:  # why this card fired: its action's and sub-actions' conditions and resources
                 path = action.definition.path
                 card["extension"] = {TRACE_EXTENSION: [
                     e for e in result.trace if e["path"] == path or e["path"].startswith(path + ".")]}
             cards.append(card)
+        if result.not_evaluated:
+            cards.append(notices.not_evaluated(result, scope))
+        if incomplete:
+            cards.append(notices.data_incomplete(result, scope, incomplete))
     cards.sort(key=lambda c: SEVERITY[c["indicator"]])
     return cards
 
@@ -134,7 +148,7 @@ def _ordered(children: list[AppliedAction]) -> list[AppliedAction]:
     return ordered
 
 
-def _suggestions(action: AppliedAction, hook_instance: str) -> list[dict]:
+def _suggestions(action: AppliedAction, scope: tuple[str, str]) -> list[dict]:
     groups: list[tuple[AppliedAction, list]] = []
     if action.resource is not None:
         groups.append((action, [(action, action.resource)]))
@@ -146,8 +160,8 @@ def _suggestions(action: AppliedAction, hook_instance: str) -> list[dict]:
     for owner, items in groups:
         suggestion = {
             "label": owner.text_equivalent or owner.title or items[0][0].title or "Proposed order",
-            "uuid": stable_id(hook_instance, owner.key, "suggestion"),
-            "actions": [_cds_action(o, r) for o, r in items],
+            "uuid": stable_id(*scope, owner.key, "suggestion"),
+            "actions": sorted((_cds_action(o, r) for o, r in items), key=lambda a: ACTION_ORDER[a["type"]]),
         }
         if owner.is_recommended:
             suggestion["isRecommended"] = True
@@ -155,19 +169,19 @@ def _suggestions(action: AppliedAction, hook_instance: str) -> list[dict]:
     return suggestions
 
 
-def _card(result: ApplyResult, action: AppliedAction, hook_instance: str) -> dict:
+def _card(result: ApplyResult, action: AppliedAction, scope: tuple[str, str]) -> dict:
     summary = action.title
     if len(summary) > SUMMARY_LIMIT:
         summary = summary[: SUMMARY_LIMIT - 1] + "…"
     card: dict = {
-        "uuid": stable_id(hook_instance, action.key),
+        "uuid": stable_id(*scope, action.key),
         "summary": summary,
         "indicator": INDICATOR.get(action.priority or "routine", "info"),
         "source": _source(result, action),
     }
     if action.description:
         card["detail"] = action.description
-    suggestions = _suggestions(action, hook_instance)
+    suggestions = _suggestions(action, scope)
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = SELECTION.get(action.selection_behavior or "", "at-most-one")

@@ -12,9 +12,16 @@ Rules:
   condition false and the action not fire; a `dynamicValue` that yields nothing for a
   path of the created resource drops that resource (never a default dose).  Every such
   event is an issue in the trace.
+- Fail visible: a card action (one with a `title`) whose applicability could not be decided
+  because of an error (an expression or a variable it reads failed, its cds-for-each
+  collection failed) is listed in `ApplyResult.not_evaluated`, so the caller can tell the
+  clinician which guidance was not checked instead of leaving it out silently.
 - dynamicValue paths starting with `action.` customise the RequestGroup action (title,
   description, priority, textEquivalent, documentation...); all others apply to the
   created resource.
+- Every proposed resource gets a generated narrative from its final structured content
+  (`narrative.with_narrative`), and ids derive from hookInstance, subject and action, so
+  one hookInstance reused for two patients never yields the same ids.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.engine import fhirpath
+from service.engine import fhirpath, narrative
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
 from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
@@ -76,6 +83,22 @@ class AppliedAction:
         return self.definition.id
 
 
+@dataclass(frozen=True)
+class NotEvaluated:
+    """A card action whose applicability could not be decided (fail closed, but visible)."""
+
+    definition: ActionDef
+    reason: str
+
+    @property
+    def priority(self) -> str | None:
+        return self.definition.raw.get("priority")
+
+    @property
+    def code(self) -> list[dict]:
+        return self.definition.raw.get("code", [])
+
+
 @dataclass
 class ApplyResult:
     plan: PlanDef
@@ -83,6 +106,7 @@ class ApplyResult:
     actions: list[AppliedAction]
     trace: list[dict]
     issues: list[dict]
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
 
 
 class _VariableFailed(ExpressionError):
@@ -124,6 +148,7 @@ class _Run:
         self.trace: list[dict] = []
         self.issues: list[dict] = []
         self.failed: set[str] = set()
+        self.not_evaluated: dict[str, NotEvaluated] = {}  # by action id: once per action, not per item
         self.values: dict[str, Any] = {
             "hook": ctx.hook,
             "selections": list(ctx.selections),
@@ -197,6 +222,11 @@ class _Run:
     def issue(self, where: str, message: str, severity: str = "error") -> None:
         self.issues.append({"severity": severity, "location": where, "message": message})
 
+    def not_decided(self, action: ActionDef, reason: str) -> None:
+        """A card action that could not be evaluated: remember it (the first reason) if it is a card."""
+        if action.raw.get("title") and action.id not in self.not_evaluated:
+            self.not_evaluated[action.id] = NotEvaluated(action, reason)
+
     # ---- actions --------------------------------------------------------------------
 
     def applicable(self, action: ActionDef) -> tuple[bool, list[dict]]:
@@ -253,6 +283,8 @@ class _Run:
             applied = self.apply_one(action, triggers, "")
             return [applied] if applied is not None else []
         items = self.evaluate(action.for_each, f"{action.source} (cds-for-each)")
+        if items is None:
+            self.not_decided(action, "the orders it checks could not be selected")
         out = []
         outer = self.bindings.get("item")
         try:
@@ -275,6 +307,9 @@ class _Run:
         entry = {"action": action.id + suffix, "path": action.path, "conditions": conditions, "applied": ok}
         self.trace.append(entry)
         if not ok:
+            failed = next((c["error"] for c in conditions if "error" in c), None)
+            if failed is not None:
+                self.not_decided(action, failed)
             return None
         raw = dict(action.raw)  # dynamicValues on `action.*` customise this copy only
         resource_values = []
@@ -282,6 +317,7 @@ class _Run:
             values = self.evaluate(dv.expression, str(dv.source))
             if values is None:
                 entry.update(applied=False, reason=f"dynamicValue {dv.path} failed")
+                self.not_decided(action, f"dynamicValue {dv.path} failed")
                 return None
             if dv.path.startswith("action."):
                 value = _value(values) if values else None
@@ -349,7 +385,7 @@ class _Run:
             except ValueError as exc:
                 self.issue(str(dv.source), str(exc))
                 return None
-        return resource
+        return narrative.with_narrative(resource)
 
     def is_recommended(self, action: ActionDef) -> bool:
         rec = action.is_recommended
@@ -366,7 +402,8 @@ class _Run:
         if activity is None:
             self.issue(str(action.source), f"definition {action.definition} is not an ActivityDefinition")
             return None
-        resource = activity_resource(activity, self.ctx, stable_id(self.ctx.hook_instance, self.plan.url, action.path + suffix))
+        resource = activity_resource(activity, self.ctx, stable_id(self.ctx.hook_instance, self.ctx.subject,
+                                                                   self.plan.url, action.path + suffix))
         pairs = [(dv, self.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
         return self.apply_values(resource, pairs + action_values)
 
@@ -490,7 +527,7 @@ def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyRe
         actions = [a for x in plan.actions for a in run.apply_action(x, None)]
     finally:
         Evaluation.deactivate(token)
-    return ApplyResult(plan, ctx, actions, run.trace, run.issues)
+    return ApplyResult(plan, ctx, actions, run.trace, run.issues, list(run.not_evaluated.values()))
 
 
 def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext) -> tuple[dict | None, list[dict]]:
@@ -500,7 +537,7 @@ def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext
     token = evaluation.activate()
     try:
         run = _Run(content, scope, ctx)
-        resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, activity.url))
+        resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
         pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
         resource = run.apply_values(resource, pairs)
     finally:

@@ -59,7 +59,8 @@ def call_service(
         selections=list(context.get("selections") or []),
     )
     result = apply_plan(content, service.plan, ctx)
-    response: dict = {"cards": _conformant(render_cards([result], body["hookInstance"], trace), result)}
+    cards = render_cards([result], body["hookInstance"], trace, incomplete=prefetch.incomplete_keys(data))
+    response: dict = {"cards": _conformant(cards, result)}
     if trace:
         response["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": result.issues}}
     return CallOutcome(response, result)

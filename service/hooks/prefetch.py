@@ -217,5 +217,16 @@ def _rest_of_pages(key: str, bundle: Any, fetcher: Callable[[str], Any] | None) 
     return merged
 
 
+def incomplete_keys(data: dict[str, Any]) -> list[str]:
+    """Keys whose Bundle is known to be cut short: tagged SUBSETTED (FHIR R4 §3.1.1.3.1.4; the FHIR
+    client tags a search it stopped paging, and an EHR may send one so tagged)."""
+    out = []
+    for key, value in data.items():
+        tags = ((value.get("meta") or {}).get("tag") if isinstance(value, dict) else None) or []
+        if any(isinstance(t, dict) and t.get("code") == "SUBSETTED" for t in tags if isinstance(tags, list)):
+            out.append(key)
+    return out
+
+
 def is_read(url: str) -> bool:
     return bool(_READ.match(url))

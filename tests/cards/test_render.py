@@ -28,7 +28,9 @@ def test_cards_sort_critical_warning_info_and_truncate_long_summaries(tmp_path):
     assert len(cards[0]["summary"]) == 139 and cards[0]["summary"].endswith("…")
 
 
-def test_remove_action_becomes_delete_with_resource_id(tmp_path):
+def test_remove_action_becomes_delete_with_resource_id_after_the_replacement(tmp_path):
+    """Authored delete-then-create; sent create first, so a client acting on the first action alone
+    (the CDS Hooks sandbox does) places the new order instead of only removing the old one."""
     draft = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "MedicationRequest", "id": "m1",
                                                                "status": "draft", "intent": "order"}}]}
     target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
@@ -41,8 +43,8 @@ def test_remove_action_becomes_delete_with_resource_id(tmp_path):
         data={"observations": observations(70)}, draft=draft)
     card = render_cards([result], "hi")[0]
     actions = card["suggestions"][0]["actions"]
-    assert actions[0] == {"type": "delete", "description": "Remove draft", "resourceId": "MedicationRequest/m1"}
-    assert actions[1]["type"] == "create" and "id" not in actions[1]["resource"]
+    assert actions[0]["type"] == "create" and "id" not in actions[0]["resource"]
+    assert actions[1] == {"type": "delete", "description": "Remove draft", "resourceId": "MedicationRequest/m1"}
 
 
 def test_documentation_becomes_absolute_and_smart_links(tmp_path):

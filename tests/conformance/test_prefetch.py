@@ -272,9 +272,30 @@ def test_fhir_resource_access__next_link_to_another_origin_is_not_followed(clien
     response = call(client, with_server(stub.base, drop=["observations"]))
     assert response.status_code == 200
     assert "DAH-05" not in topics(response)
+    assert "data-incomplete" in topics(response)  # the missing pages are said on a card, never silent
     assert foreign.seen == []
     assert stub.paths() == ["Observation"]
     assert "not followed" in no_token_in_logs.text
+
+
+def test_fhir_resource_access__pages_past_the_limit_are_said_on_a_warning_card(make_app, stubs, case_data):
+    """Data cut short must not look complete: with CDS_FHIR_MAX_PAGES=2 and a 3-page search, the
+    call answers with what it read plus one warning card naming the data that was cut short."""
+    holder = {}
+    stub = stubs(lambda seen: holder["answer"](seen))
+    holder["answer"] = paged_observations(case_data, stub.base)
+    client = make_app(fhir_retries=0, fhir_max_pages=2).test_client()
+    response = call(client, with_server(stub.base, drop=["observations"]))
+    assert response.status_code == 200, response.get_json()
+    notices = [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete"]
+    assert len(notices) == 1 and notices[0]["indicator"] == "warning"
+    assert "observations" in notices[0]["detail"]
+    assert "DAH-05" not in topics(response)  # its oxygenation data was on the page not read
+    assert [s.query.get("_page") for s in stub.seen] == [None, ["2"]]
+
+
+def test_fhir_resource_access__complete_data_has_no_incomplete_notice(client, baseline):
+    assert all(c["source"]["topic"]["code"] != "data-incomplete" for c in baseline["cards"])
 
 
 # ---- the server cannot supply the data -> 412 ------------------------------------------------------

@@ -1,0 +1,66 @@
+"""Notice cards: what the service could not check, said on a card (fail visible).
+
+Rules (content matrix Amendment A2 and the service's fail-visible rule):
+- When card actions of a plan could not be evaluated (an expression or a value it reads
+  failed), one card lists them by their clinician-facing rule names and asks the clinician
+  to review them; its indicator is the most urgent of the rules it lists, so a critical rule
+  that could not be checked is announced as critical, never dropped.
+- When prefetch data was cut short (a search had more pages than the service reads), one
+  warning card says which data, because any card may then be missing.
+- The words here are about the service, not clinical advice; rule names come from the content
+  (`action.code.coding.display`, else the action's title).  Technical reasons stay in the trace.
+"""
+
+from __future__ import annotations
+
+from service.engine.apply import ApplyResult, NotEvaluated, stable_id
+
+NOTICE_SYSTEM = "http://example.org/fhir/CodeSystem/cds-service-notice"
+_PRIORITY = {"stat": ("critical", 0), "urgent": ("warning", 1), "asap": ("warning", 1), "routine": ("info", 2)}
+
+
+def _rule_name(item: NotEvaluated) -> str:
+    for concept in item.code:
+        for coding in concept.get("coding", []) if isinstance(concept, dict) else []:
+            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+                return coding["display"]
+    return str(item.definition.raw.get("title") or item.definition.id)
+
+
+def _source(result: ApplyResult, code: str, display: str) -> dict:
+    plan = result.plan.raw
+    return {"label": plan.get("publisher") or plan.get("title") or result.plan.id,
+            "topic": {"system": NOTICE_SYSTEM, "code": code, "display": display}}
+
+
+def not_evaluated(result: ApplyResult, scope: tuple[str, str]) -> dict:
+    items = result.not_evaluated
+    indicator = min((_PRIORITY.get(i.priority or "routine", _PRIORITY["routine"]) for i in items),
+                    key=lambda p: p[1])[0]
+    names = list(dict.fromkeys(_rule_name(i) for i in items))
+    detail = ("These recommendations could not be checked for this patient because a value in the record "
+              "could not be used, so their cards may be missing:\n\n"
+              + "\n".join(f"- {name}" for name in names)
+              + "\n\nReview them yourself; correcting the record (for example a value in an unknown unit) lets "
+                "them be checked again.")
+    card = {
+        "uuid": stable_id(*scope, result.plan.url, "not-evaluated"),
+        "summary": "Not all guidance could be checked for this patient: review it yourself",
+        "indicator": indicator,
+        "source": _source(result, "not-evaluated", "Guidance not checked"),
+        "detail": detail,
+    }
+    return card
+
+
+def data_incomplete(result: ApplyResult, scope: tuple[str, str], keys: list[str] | tuple[str, ...]) -> dict:
+    named = ", ".join(sorted(keys))
+    return {
+        "uuid": stable_id(*scope, result.plan.url, "data-incomplete"),
+        "summary": "Patient data was cut short: guidance may be incomplete",
+        "indicator": "warning",
+        "source": _source(result, "data-incomplete", "Patient data incomplete"),
+        "detail": (f"Only part of the patient's {named} could be read (the FHIR server returned more pages than "
+                   "this service reads). Cards that depend on the missing records may be absent or wrong; "
+                   "review the record."),
+    }
