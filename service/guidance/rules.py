@@ -14,7 +14,8 @@ Everything a page shows comes from the content (FHIR R4 PlanDefinition.action):
   - `citation`: the evidence (`display` or `label`, `url`);
   - `documentation` other than a SMART app link: further reading.
 
-An entry repeated on several actions is listed once, in content order.  Nothing here knows a
+An entry repeated on several actions is listed once, in content order; a citation without a url
+takes the url the same citation (same text) has elsewhere in the content.  Nothing here knows a
 clinical term: the conventions are the element names above.
 """
 
@@ -102,6 +103,12 @@ def _collect(content: ContentSet) -> tuple[dict[str, Rule], list[PlanRules]]:
             in_plan[rule_id] = rule
         if in_plan:
             groups.append(PlanRules(title, list(in_plan.values())))
+    # A citation authored without a url (set per patient by a dynamicValue) gets the url the
+    # same citation has elsewhere in the content.
+    urls = {ref.label: ref.url for rule in rules.values() for ref in rule.evidence if ref.url}
+    for rule in rules.values():
+        for ref in rule.evidence:
+            ref.url = ref.url or urls.get(ref.label)
     return rules, groups
 
 
