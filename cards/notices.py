@@ -13,6 +13,8 @@ Rules (content matrix Amendment A2 and the service's fail-visible rule):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from service.engine.apply import ApplyResult, NotEvaluated, stable_id
 
 NOTICE_SYSTEM = "http://example.org/fhir/CodeSystem/cds-service-notice"
@@ -33,7 +35,9 @@ def _source(result: ApplyResult, code: str, display: str) -> dict:
             "topic": {"system": NOTICE_SYSTEM, "code": code, "display": display}}
 
 
-def not_evaluated(result: ApplyResult, scope: tuple[str, str]) -> dict:
+def not_evaluated(result: ApplyResult, scope: tuple[str, str],
+                  link_for: Callable[[list[dict]], dict | None] | None = None) -> dict:
+    """`link_for(code)`: the rule page link of a rule's code, so each rule listed can be read."""
     items = result.not_evaluated
     indicator = min((_PRIORITY.get(i.priority or "routine", _PRIORITY["routine"]) for i in items),
                     key=lambda p: p[1])[0]
@@ -50,6 +54,13 @@ def not_evaluated(result: ApplyResult, scope: tuple[str, str]) -> dict:
         "source": _source(result, "not-evaluated", "Guidance not checked"),
         "detail": detail,
     }
+    links: dict[str, dict] = {}
+    for item in items if link_for else ():
+        link = link_for(item.code)
+        if link is not None and link["url"] not in links:
+            links[link["url"]] = dict(link, label=f"{_rule_name(item)}: why this recommendation")
+    if links:
+        card["links"] = list(links.values())
     return card
 
 

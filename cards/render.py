@@ -5,7 +5,9 @@ Mapping (CDS Hooks 2.0 §Card Attributes; cds-hooks-clinical-reasoning IG):
   applied children are considered for cards in its place;
 - summary <- title, detail <- description, indicator <- priority (J-41: routine -> info,
   urgent/asap -> warning, stat -> critical), source <- the first `citation` documentation
-  (label, url) with topic <- action.code, links <- other documentation with a url;
+  (label, url) with topic <- action.code, links <- other documentation with a url, then, when a
+  public base URL is given, "Why this recommendation" -> <base>/guidance/<rule id> (the rule page,
+  service.guidance) for every card that names its rule;
 - suggestions: the card action's own resource, then one suggestion per child action that
   (with its descendants) proposes resources; action.type create/update/remove -> CDS
   create/update/delete; `selectionBehavior` is always sent with suggestions, FHIR codes
@@ -24,6 +26,7 @@ from __future__ import annotations
 from cards import notices
 from service.engine.apply import AppliedAction, ApplyResult, stable_id
 from service.engine.model import EXT_APP_CONTEXT, EXT_LINK_TYPE
+from service.guidance.rules import page_path
 
 INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
@@ -42,23 +45,27 @@ SUMMARY_LIMIT = 139  # CDS Hooks 2.0: summary "<140 characters"
 
 
 TRACE_EXTENSION = "http://example.org/fhir/cds-hooks/extension/trace"
+GUIDANCE_LINK_LABEL = "Why this recommendation"
 
 
 def render_cards(results: list[ApplyResult], hook_instance: str, trace: bool = False,
-                 incomplete: list[str] | tuple[str, ...] = ()) -> list[dict]:
-    """Cards for the applied plans; `incomplete` names the prefetch keys whose data was cut short."""
+                 incomplete: list[str] | tuple[str, ...] = (), guidance_base: str | None = None) -> list[dict]:
+    """Cards of the applied plans.  `incomplete` names the prefetch keys whose data was cut short;
+    `guidance_base` is the service's public root URL: with it, every card whose action has a code
+    links to its rule page."""
     cards = []
     for result in results:
         scope = (hook_instance, result.context.subject)
         for action in _card_actions(result.actions):
-            card = _card(result, action, scope)
+            card = _card(result, action, scope, guidance_base)
             if trace:  # why this card fired: its action's and sub-actions' conditions and resources
                 path = action.definition.path
                 card["extension"] = {TRACE_EXTENSION: [
                     e for e in result.trace if e["path"] == path or e["path"].startswith(path + ".")]}
             cards.append(card)
         if result.not_evaluated:
-            cards.append(notices.not_evaluated(result, scope))
+            link_for = (lambda code: guidance_link(code, guidance_base)) if guidance_base else None
+            cards.append(notices.not_evaluated(result, scope, link_for))
         if incomplete:
             cards.append(notices.data_incomplete(result, scope, incomplete))
     cards.sort(key=lambda c: SEVERITY[c["indicator"]])
@@ -169,7 +176,15 @@ def _suggestions(action: AppliedAction, scope: tuple[str, str]) -> list[dict]:
     return suggestions
 
 
-def _card(result: ApplyResult, action: AppliedAction, scope: tuple[str, str]) -> dict:
+def guidance_link(code: list[dict], base: str) -> dict | None:
+    """The "Why this recommendation" link to the rule page of the first coding of `code`."""
+    coding = next((c for cc in code for c in cc.get("coding", [])), None)
+    if not coding or not coding.get("code"):
+        return None
+    return {"label": GUIDANCE_LINK_LABEL, "url": base.rstrip("/") + page_path(coding["code"]), "type": "absolute"}
+
+
+def _card(result: ApplyResult, action: AppliedAction, scope: tuple[str, str], guidance_base: str | None = None) -> dict:
     summary = action.title
     if len(summary) > SUMMARY_LIMIT:
         summary = summary[: SUMMARY_LIMIT - 1] + "…"
@@ -188,6 +203,9 @@ def _card(result: ApplyResult, action: AppliedAction, scope: tuple[str, str]) ->
     if action.override_reasons:
         card["overrideReasons"] = action.override_reasons
     links = _links(action)
+    guidance = guidance_link(action.code, guidance_base) if guidance_base else None
+    if guidance:
+        links.append(guidance)
     if links:
         card["links"] = links
     return card

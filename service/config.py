@@ -26,6 +26,9 @@ class Config:
     trace_default: bool = False
     log_level: str = "INFO"
     cors_origins: str = "*"
+    # Root URL the service is reached at by clinicians' browsers (card links to rule pages);
+    # "" = the root URL of each request.
+    public_base_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
 

@@ -17,6 +17,11 @@ def test_environment_then_overrides():
     assert cfg.fhir_timeout_seconds == 2.5 and cfg.trace_default is True and cfg.fhir_retries == 5
 
 
+def test_public_base_url_defaults_to_the_request_root_and_reads_the_environment():
+    assert load_config(environ={}).public_base_url == ""
+    assert load_config(environ={"CDS_PUBLIC_BASE_URL": "https://cds.example.org"}).public_base_url == "https://cds.example.org"
+
+
 def test_unknown_override_is_refused():
     with pytest.raises(ValueError, match="unknown configuration keys"):
         load_config({"nope": 1})

@@ -37,7 +37,9 @@ def call_service(
     now: datetime,
     fetcher_factory: FetcherFactory | None = None,
     trace: bool = False,
+    guidance_base: str | None = None,
 ) -> CallOutcome:
+    """`guidance_base`: the service's public root URL; cards then link to their rule pages."""
     hook = body.get("hook") if isinstance(body, dict) and body.get("hook") in service.hooks else service.hook
     validate_request(body, hook)
     context = body["context"]
@@ -59,7 +61,8 @@ def call_service(
         selections=list(context.get("selections") or []),
     )
     result = apply_plan(content, service.plan, ctx)
-    cards = render_cards([result], body["hookInstance"], trace, incomplete=prefetch.incomplete_keys(data))
+    cards = render_cards([result], body["hookInstance"], trace, incomplete=prefetch.incomplete_keys(data),
+                         guidance_base=guidance_base)
     response: dict = {"cards": _conformant(cards, result)}
     if trace:
         response["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": result.issues}}

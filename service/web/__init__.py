@@ -8,12 +8,13 @@ from service.runtime import Runtime
 
 
 def register(app: Flask, runtime: Runtime) -> None:
-    from service.web import errors, routes
+    from service.web import errors, guidance, routes
 
     from flask_cors import CORS
 
     app.extensions["cds"] = runtime
     app.register_blueprint(routes.blueprint)
+    app.register_blueprint(guidance.blueprint)
     errors.register(app)
     # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS).
     # `cors_origins` is "*" or a comma-separated list of origins (CDS_CORS_ORIGINS).

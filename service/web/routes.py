@@ -1,4 +1,4 @@
-"""CDS Hooks 2.0 endpoints: discovery, service calls, feedback."""
+"""CDS Hooks 2.0 endpoints: discovery, service calls (cards link to their rule pages), feedback."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def _guard():
     security.guard(request)
 
 
+def public_base() -> str:
+    """The root URL clinicians' browsers reach the service at, without a trailing slash:
+    `public_base_url` when configured (behind a proxy), else this request's root URL."""
+    return (runtime().config.public_base_url or request.url_root).rstrip("/")
+
+
 def _service(service_id: str, content=None):
     svc = (content or runtime().content).services.get(service_id)
     if svc is None:
@@ -54,7 +60,8 @@ def post_service(service_id: str):
     content = rt.content  # read once: a content refresh may swap it while this call runs
     svc = _service(service_id, content)
     body = security.json_body(request)
-    outcome = call_service(content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested())
+    outcome = call_service(content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested(),
+                           guidance_base=public_base())
     cards = outcome.response["cards"]
     rt.store.record_cards(svc.id, body["hookInstance"], cards)
     if not _trace_requested():  # the trace goes to the log when the caller did not ask for it

@@ -60,3 +60,17 @@ def test_documentation_becomes_absolute_and_smart_links(tmp_path):
     assert card["links"] == [
         {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
         {"label": "Dosing app", "url": "https://apps.example.org/launch", "type": "smart", "appContext": "drug=cyclophosphamide"}]
+
+
+def test_rule_page_link_follows_the_content_links_only_when_a_base_url_is_given(tmp_path):
+    code = [{"coding": [{"system": "http://example.org/fhir/CodeSystem/rule", "code": "R 1/a"}]}]
+    docs = [{"type": "citation", "display": "Guideline", "url": "https://example.org/g"},
+            {"type": "documentation", "display": "Protocol", "url": "https://example.org/p"}]
+    result = run(tmp_path, [{"id": "c", "title": "Card", "trigger": PV, "code": code, "documentation": docs},
+                            {"id": "n", "title": "No rule", "trigger": PV}])
+    with_rule, without_rule = render_cards([result], "hi", guidance_base="https://cds.example.org/svc/")
+    assert with_rule["links"] == [
+        {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
+        {"label": "Why this recommendation", "url": "https://cds.example.org/svc/guidance/R%201%2Fa", "type": "absolute"}]
+    assert "links" not in without_rule
+    assert render_cards([result], "hi")[0]["links"] == with_rule["links"][:1]

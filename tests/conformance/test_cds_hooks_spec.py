@@ -472,10 +472,12 @@ def test_card_attributes__override_reasons_are_codings_with_display(responses):
 
 def test_card_attributes__links_are_an_array_of_links(synthetic_client):
     """cds-hooks_2.0#103 (SHALL): "the link field [SHALL be sent as a] array of link [objects]"
-    (the bundled guidance has no links; a documentation RelatedArtifact with a url becomes one)."""
+    (a documentation RelatedArtifact with a url becomes one; then every card that names its rule
+    links to the rule's page, the same page for every patient: not a context-specific drill-down)."""
     body = minimal_request("patient-view")
     card = synthetic_client.post("/cds-services/greeter", json=body).get_json()["cards"][0]
-    assert card["links"] == [{"label": "More about greetings", "url": "https://example.org/more", "type": "absolute"}]
+    assert card["links"] == [{"label": "More about greetings", "url": "https://example.org/more", "type": "absolute"},
+                             {"label": "Why this recommendation", "url": "http://localhost/guidance/HELLO", "type": "absolute"}]
 
 
 def test_source__label_url_and_topic(responses):
@@ -589,13 +591,15 @@ def test_action__delete_uses_resource_id(responses):
         assert isinstance(action["resourceId"], str) and action["resourceId"] in drafts, (case_id, action)
 
 
-def test_link__label_url_type_and_no_app_context_on_absolute_links(synthetic_client):
+def test_link__label_url_type_and_no_app_context_on_absolute_links(synthetic_client, responses):
     """cds-hooks_2.0#138 (SHALL): label required string; cds-hooks_2.0#139 (SHALL): url required
     URL; cds-hooks_2.0#141/#142 (SHALL): type required, `absolute` or `smart`; cds-hooks_2.0#144
     (SHALL) appContext a string, #146 (SHOULD) "only … if the link type is smart", #147 (SHALL
     NOT) "not valid for absolute links"."""
     body = minimal_request("patient-view")
     links = synthetic_client.post("/cds-services/greeter", json=body).get_json()["cards"][0]["links"]
+    links += [link for _, _, card in cards_of(responses) for link in card.get("links", [])]
+    assert len(links) > 2
     for link in links:
         assert isinstance(link["label"], str) and link["label"]
         assert re.fullmatch(r"https?://[^\s/?#]+[^\s]*", link["url"])
