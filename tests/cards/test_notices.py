@@ -82,3 +82,14 @@ def test_card_and_suggestion_ids_depend_on_the_patient(tmp_path):
     assert a["uuid"] != b["uuid"]
     assert a["suggestions"][0]["uuid"] != b["suggestions"][0]["uuid"]
     assert card_for("p1") == a  # stable for the same patient
+
+
+def test_notice_links_the_page_of_each_rule_it_lists(tmp_path):
+    result = run(tmp_path, [
+        {"id": "a", "title": "A", "priority": "stat", "trigger": PV, "code": coded("R-1", "Induction therapy"),
+         "condition": [cond("('x' + 1) > 0")]},
+        {"id": "b", "title": "B", "priority": "stat", "trigger": PV, "code": coded("R-1", "Induction therapy"),
+         "condition": [cond("('y' + 1) > 0")]}])
+    card = render_cards([result], "hi", guidance_base="https://cds.example.org/")[0]
+    assert card["links"] == [{"label": "Induction therapy: why this recommendation",
+                              "url": "https://cds.example.org/guidance/R-1", "type": "absolute"}]
