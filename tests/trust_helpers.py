@@ -87,9 +87,11 @@ def write_clients(path: Path, *clients: dict) -> str:
 @dataclass
 class Listener:
     """An HTTP server on 127.0.0.1:<free port>.  `routes[path] = (status, json body[, headers])`; every
-    accepted connection is counted in `connections`, every request path in `requests`."""
+    accepted connection is counted in `connections`, every request (path, headers) in `requests`;
+    other paths get `default`."""
 
     routes: dict = field(default_factory=dict)
+    default: tuple = (404, {"resourceType": "OperationOutcome"})
     connections: int = 0
     requests: list = field(default_factory=list)
 
@@ -99,8 +101,7 @@ class Listener:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
                 listener.requests.append((self.path, dict(self.headers.items())))
-                status, body, *extra = listener.routes.get(self.path.split("?")[0],
-                                                           (404, {"resourceType": "OperationOutcome"}))
+                status, body, *extra = listener.routes.get(self.path.split("?")[0], listener.default)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 for name, value in (extra[0] if extra else {}).items():

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 
 import pytest
 
 from service.errors import ConfigurationError
 from tests.conformance.helpers import base_request
-from tests.conftest import T0
+from tests.conftest import T0, shared_path
 from tests.trust_helpers import (
     Listener, claims, es384_key, hs256_with_public_key, jwks, rs384_key, sign, unsigned, write_clients,
 )
@@ -307,3 +308,33 @@ def test_a_bad_trusted_clients_file_stops_the_start_naming_file_and_path(tmp_pat
     with pytest.raises(ConfigurationError) as info:
         create_app({"database_url": "sqlite:///:memory:", "trusted_clients": path}, content=content)
     assert f"{path}: $.clients[0].jku: jku must use https" in str(info.value)
+
+
+# ---- the CDS Hooks sandbox, as captured -------------------------------------------------------
+
+
+def test_a_call_shaped_as_the_sandbox_sends_it_is_served(make_app, listeners):
+    """Header and claims exactly as sandbox-captured/patient-view-request.json shows them (ES384, the
+    sandbox's kid and jku, iat rounded up to 0.5 s ahead, exp = iat + 300), signed here with a key
+    given that kid inline; the FHIR server it names is listed and serves the keys not prefetched."""
+    captured = json.loads(shared_path("external", "cds-hooks-examples", "sandbox-captured",
+                                      "patient-view-request.json").read_text())
+    discovery = json.loads(shared_path("external", "cds-hooks-examples", "sandbox-captured",
+                                       "discovery-call.json").read_text())
+    fhir = listeners()
+    fhir.default = (200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
+    header, sandbox_claims = captured["jwt_header"], captured["jwt_claims"]
+    key = es384_key(header["kid"])
+    client = make_app({"iss": sandbox_claims["iss"], "jwks": jwks(key), "fhirServers": [fhir.origin + "/fhir"]})
+
+    def sandbox_token(path):
+        lifetime = sandbox_claims["exp"] - sandbox_claims["iat"]
+        payload = dict(sandbox_claims, aud="http://localhost" + path, iat=round(NOW + 0.4),
+                       exp=round(NOW + 0.4) + lifetime, jti=str(uuid.uuid4()))
+        return sign(key, payload, jku=header["jku"])
+
+    assert client.get(discovery["path"], headers=bearer(sandbox_token(discovery["path"]))).status_code == 200
+    body = dict(captured["body"], fhirServer=fhir.origin + "/fhir")
+    response = client.post(SERVICE, json=body, headers=bearer(sandbox_token(SERVICE)))
+    assert response.status_code == 200, response.get_json()
+    assert fhir.requests and all(path.startswith("/fhir/") for path, _ in fhir.requests)
