@@ -15,8 +15,11 @@ the content server):
 A URL a trusted client names must, in addition, be `https` unless its host is loopback, and
 lie under one of that client's `fhirServers`: same scheme, host and port (default ports made
 explicit) and a path equal to, or below, the listed path.  `restrict(factory, allowed)` wraps the
-per-call fetcher factory with these checks, so a refused URL is refused before any FhirClient
-(and so any connection) exists.  Messages never repeat the URL (it may carry credentials).
+per-call fetcher factory with these checks: the rules for every URL when the call names it (400),
+the allowlist when the service is about to use it (403; a client that prefetches everything may
+name a server it is not trusted with: it is never contacted).  Either way the check comes before
+any FhirClient, and so any connection, exists.  Messages never repeat the URL (it may carry
+credentials).
 """
 
 from __future__ import annotations
@@ -141,10 +144,18 @@ def restrict(factory: FetcherFactory, allowed: Iterable[BaseUrl] | None, field: 
     allowed = None if allowed is None else tuple(allowed)
 
     def guarded(base_url: str, token: str | None):
+        parse(base_url, field)
         if allowed is None:
-            parse(base_url, field)
-        else:
-            check_trusted(base_url, allowed, field)
-        return factory(base_url, token)
+            return factory(base_url, token)
+        fetcher = None
+
+        def fetch(url: str):
+            nonlocal fetcher
+            if fetcher is None:
+                check_trusted(base_url, allowed, field)
+                fetcher = factory(base_url, token)
+            return fetcher(url)
+
+        return fetch
 
     return guarded

@@ -92,6 +92,8 @@ def test_an_unlisted_fhir_server_is_refused_without_a_connection(make_client, al
 def test_a_client_with_no_fhir_servers_may_only_prefetch(make_client, allowed):
     client = make_client([])
     assert client.post(SERVICE, json=base_request(), headers=headers()).status_code == 200
+    named = dict(base_request(), fhirServer=allowed.origin + "/fhir")  # named, everything prefetched: never used
+    assert client.post(SERVICE, json=named, headers=headers()).status_code == 200
     issue(client.post(SERVICE, json=fetching_from(allowed.origin + "/fhir"), headers=headers()), 403)
     assert allowed.connections == 0
 
@@ -100,6 +102,8 @@ def test_a_client_with_no_fhir_servers_may_only_prefetch(make_client, allowed):
 def test_credentials_in_the_fhir_server_url_are_refused(make_client, allowed, trusted):
     client = make_client([allowed.origin + "/fhir"] if trusted else None)
     base = allowed.origin.replace("http://", "http://ehr-user:s3cret-pw@") + "/fhir"
+    everything_prefetched = dict(base_request(), fhirServer=base)  # refused even when it would not be used
+    issue(client.post(SERVICE, json=everything_prefetched, headers=headers() if trusted else {}), 400)
     response = client.post(SERVICE, json=fetching_from(base), headers=headers() if trusted else {})
     found = issue(response, 400)
     assert found["expression"] == ["fhirServer"] and "s3cret-pw" not in response.get_data(as_text=True)
