@@ -68,7 +68,8 @@ def _b64(data: bytes) -> str:
 
 def unsigned(payload: dict, kid: str) -> str:
     """alg "none" (RFC 7519 §6): no signature at all."""
-    return f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT', 'kid': kid}).encode())}.{_b64(json.dumps(payload).encode())}."
+    header = json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode()
+    return f"{_b64(header)}.{_b64(json.dumps(payload).encode())}."
 
 
 def hs256_with_public_key(key: SigningKey, payload: dict) -> str:

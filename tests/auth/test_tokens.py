@@ -57,7 +57,8 @@ def test_skew_is_the_configured_tolerance(tmp_path):
     key = es384_key()
     path = write_clients(tmp_path / "c.json", {"iss": "https://ehr.example.org", "jwks": jwks(key), "fhirServers": []})
     now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-    ahead = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp()) | {"iat": now.timestamp() + 3})
+    ahead = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp())
+                 | {"iat": now.timestamp() + 3})
     assert verifier(path, now, skew=5).verify(f"Bearer {ahead}", "https://cds/x")
     with pytest.raises(InvalidToken, match="future"):
         verifier(path, now, skew=1).verify(f"Bearer {ahead}", "https://cds/x")

@@ -19,7 +19,8 @@ def test_the_sandbox_example_file_loads():
     clients = load_trusted_clients(ROOT / "config" / "trusted-clients.sandbox.json")
     sandbox = clients.get("https://sandbox.cds-hooks.org")
     assert isinstance(sandbox.keys, RemoteKeys) and sandbox.jku == "https://sandbox.cds-hooks.org/.well-known/jwks.json"
-    assert [(s.scheme, s.host, s.path) for s in sandbox.fhir_servers] == [("https", "launch.smarthealthit.org", "/v/r4/fhir")]
+    assert [(s.scheme, s.host, s.path) for s in sandbox.fhir_servers] == [
+        ("https", "launch.smarthealthit.org", "/v/r4/fhir")]
 
 
 def test_the_sandbox_jwks_can_be_given_inline(tmp_path):

@@ -88,7 +88,8 @@ def refused(response, challenge_error: bool = True):
     assert ('error="invalid_token"' in challenge) is challenge_error
     body = response.get_json()
     assert body["resourceType"] == "OperationOutcome"
-    assert [i["diagnostics"] for i in body["issue"]] == ["invalid token" if challenge_error else "authentication required"]
+    expected = "invalid token" if challenge_error else "authentication required"
+    assert [i["diagnostics"] for i in body["issue"]] == [expected]
     assert body["issue"][0]["code"] == "login"
 
 
@@ -304,7 +305,8 @@ def test_with_trusted_clients_any_host_may_serve(make_app):
 def test_a_bad_trusted_clients_file_stops_the_start_naming_file_and_path(tmp_path, content):
     from service.app import create_app
 
-    path = write_clients(tmp_path / "clients.json", {"iss": ISS, "jku": "http://ehr.example.org/jwks", "fhirServers": []})
+    path = write_clients(tmp_path / "clients.json",
+                         {"iss": ISS, "jku": "http://ehr.example.org/jwks", "fhirServers": []})
     with pytest.raises(ConfigurationError) as info:
         create_app({"database_url": "sqlite:///:memory:", "trusted_clients": path}, content=content)
     assert f"{path}: $.clients[0].jku: jku must use https" in str(info.value)
