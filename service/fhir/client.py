@@ -16,6 +16,8 @@ The only module that talks HTTP.  Rules:
   leave it), up to `max_pages`; when it stops early the merged Bundle keeps the unfollowed
   `next` link, carries the `SUBSETTED` meta.tag, and a warning is logged;
 - the base URL passes service.fhir.outbound's rules (http(s), no user:password@, canonical host);
+- absolute URLs (next links, redirects) are used only on the base URL's origin and without
+  `user:password@` (requests would send those as Basic credentials instead of the token);
 - redirects of a GET are followed only on the base URL's origin, at most MAX_REDIRECTS; a
   redirect to another origin is an error and that origin is never contacted (other methods
   follow no redirect).
@@ -143,7 +145,7 @@ class FhirClient:
             seen, page, pages = {first_url}, first, 1
             while (next_url := _next_link(page)) is not None:
                 absolute = urljoin(self.base_url, next_url)
-                if origin(absolute) != self._origin:
+                if not self._on_origin(absolute):
                     return self._incomplete(merged, next_url, f"next link {absolute} is not on the origin of "
                                                               f"{self.base_url}; not followed")
                 if absolute in seen:
@@ -170,7 +172,7 @@ class FhirClient:
 
     def _resolve(self, url: str) -> str:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
-            if origin(url) != self._origin:
+            if not self._on_origin(url):
                 raise FhirServerError(f"refusing to send the access token to {url}: not the origin of "
                                       f"{self.base_url}")
             return url
@@ -228,13 +230,18 @@ class FhirClient:
                 return None  # 204, or 200/201 with Prefer: return=minimal
             return self._body(response, url, method)
 
+    def _on_origin(self, url: str) -> bool:
+        """`url` is on the base URL's origin and carries no credentials (which would replace the token)."""
+        return origin(url) == self._origin and "@" not in urlsplit(url).netloc
+
     def _redirect_target(self, response: requests.Response, url: str, redirects: int) -> str:
         """The Location of a redirect answered to GET `url`, if it may be followed."""
         target = urljoin(url, response.headers.get("location", ""))
         response.close()
-        if origin(target) != self._origin:
-            log.warning("GET %s redirected to another origin; not followed", url)
-            raise FhirServerError(f"FHIR server redirected GET {url} to another origin; not followed")
+        if not self._on_origin(target):
+            log.warning("GET %s redirected to another origin or to a URL with credentials; not followed", url)
+            raise FhirServerError(f"FHIR server redirected GET {url} to another origin or to a URL with credentials; "
+                                  "not followed")
         if redirects >= MAX_REDIRECTS:
             raise FhirServerError(f"FHIR server redirected GET {url} more than {MAX_REDIRECTS} times; stopped")
         return target

@@ -45,3 +45,17 @@ def test_redirect_loops_stop(servers):
     with pytest.raises(FhirServerError, match="more than"):
         FhirClient(ehr.origin + "/fhir", retries=0).get("Patient/p1")
     assert len(ehr.requests) == MAX_REDIRECTS + 1
+
+
+def test_credentials_in_a_redirect_or_next_link_are_not_used(servers):
+    ehr, _ = servers
+    with_credentials = ehr.origin.replace("http://", "http://evil:pw@")
+    ehr.routes["/fhir/Patient/p1"] = (302, {}, {"Location": with_credentials + "/fhir/Patient/p2"})
+    ehr.routes["/fhir/Observation"] = (200, {"resourceType": "Bundle", "type": "searchset", "entry": [], "link": [
+        {"relation": "next", "url": with_credentials + "/fhir/Observation?page=2"}]})
+    client = FhirClient(ehr.origin + "/fhir", access_token="tok", retries=0)
+    with pytest.raises(FhirServerError, match="another origin"):
+        client.get("Patient/p1")
+    merged = client.search_all("Observation")
+    assert merged["meta"]["tag"][0]["code"] == "SUBSETTED"
+    assert [path for path, _ in ehr.requests] == ["/fhir/Patient/p1", "/fhir/Observation"]
