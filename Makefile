@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 
 install: $(VENV)/.installed
 
+# CDS_HOST tells the app its bind address: without CDS_TRUSTED_CLIENTS only a loopback host may serve.
 serve: install
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'service.app:create_app()'
+	CDS_HOST=$(HOST) $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'service.app:create_app()'
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from flask import Flask
 
+from service.auth import authentication
 from service.config import load_config
 from service.content_source import FhirContentSource
 from service.engine import ContentSet, load_content
@@ -38,12 +39,17 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     """Build the service.  Bad content raises ContentErrors (file and path): the service
     refuses to start rather than serve part of the guidance.  With `content_fhir_base_url` the
     content comes from that FHIR server instead (service.content_source: bad resources there are
-    skipped and reported, and it is refreshed every `content_refresh_seconds`)."""
+    skipped and reported, and it is refreshed every `content_refresh_seconds`).  A bad
+    trusted-clients file, or no trusted clients on a non-loopback host, raises ConfigurationError
+    (service.auth)."""
     cfg = load_config(config)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from service.web import register
 
     app = Flask(__name__)
+    store = FeedbackStore(cfg.database_url)
+    clock = clock or utc_now
+    authenticator = authentication(cfg, store.first_use_of_token, clock)  # refuses unsafe set-ups first
     source = None
     if content is None and cfg.content_fhir_base_url:
         source = _content_source(cfg)
@@ -51,9 +57,10 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     runtime = Runtime(
         config=cfg,
         content=content if content is not None else load_content(cfg.content_dir),
-        store=FeedbackStore(cfg.database_url),
+        store=store,
         fetcher_factory=_fetcher_factory(cfg),
-        clock=clock or utc_now,
+        clock=clock,
+        authenticator=authenticator,
     )
     for issue in runtime.content.issues:
         logging.getLogger("service.content").warning("%s", issue)

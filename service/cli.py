@@ -33,7 +33,9 @@ def _serve(args) -> int:
     from service.app import create_app
 
     cfg = load_config()
-    create_app().run(host=args.host or cfg.host, port=args.port or cfg.port)
+    host, port = args.host or cfg.host, args.port or cfg.port
+    # The app is told its bind host: without trusted clients only a loopback host may serve.
+    create_app({"host": host, "port": port}).run(host=host, port=port)
     return 0
 
 

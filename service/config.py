@@ -26,11 +26,13 @@ class Config:
     trace_default: bool = False
     log_level: str = "INFO"
     cors_origins: str = "*"
-    # Root URL the service is reached at by clinicians' browsers (card links to rule pages);
-    # "" = the root URL of each request.
-    public_base_url: str = ""
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the bind address: without trusted_clients only a loopback host may serve
     port: int = 8080
+    # The URL clients reach the service at, behind a proxy (JWT `aud`, links); "" = the request's own root URL.
+    public_base_url: str = ""
+    # CDS Hooks §Trusting CDS Clients: path of the trusted-clients JSON file (service.auth.clients); "" = open.
+    trusted_clients: str = ""
+    jwt_clock_skew_seconds: float = 5.0
 
 
 def _coerce(kind, raw: str):

@@ -51,10 +51,22 @@ class BadRequest(ServiceError):
 
 
 class Unauthorized(ServiceError):
-    """401: the caller's credentials are missing or not acceptable."""
+    """401: the caller's credentials are missing or not acceptable.  `challenge` is the
+    `WWW-Authenticate` header value (RFC 6750 §3)."""
 
     status = 401
     issue_code = "login"
+
+    def __init__(self, message: str, *, challenge: str = "Bearer"):
+        super().__init__(message)
+        self.challenge = challenge
+
+
+class Forbidden(ServiceError):
+    """403: the caller is known but may not ask for this (e.g. a FHIR server it is not trusted to name)."""
+
+    status = 403
+    issue_code = "forbidden"
 
 
 class NotFound(ServiceError):
@@ -117,6 +129,13 @@ class FhirNotFoundError(FhirAccessError):
 
 class FhirServerError(FhirAccessError):
     issue_code = "exception"
+
+
+# ---- configuration (raised at start; the service refuses to start) ----
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be served safely or is malformed; the message says what to change."""
 
 
 # ---- authored content (raised at load; the service refuses to start) ----

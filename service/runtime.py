@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from service.auth import TokenVerifier
 from service.config import Config
 from service.engine import ContentSet
 from service.feedback import FeedbackStore
@@ -23,3 +24,5 @@ class Runtime:
     store: FeedbackStore
     fetcher_factory: FetcherFactory
     clock: Callable[[], datetime] = utc_now
+    # Verifies the calling CDS client's JWT; None = open (no trusted clients, loopback only).
+    authenticator: TokenVerifier | None = None

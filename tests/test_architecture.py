@@ -1,5 +1,6 @@
 """Layering rules of the design, checked on the source: Flask only in the web layer,
-requests only in the FHIR client, fhirpathpy only in the FHIRPath gateway, no clock in the engine."""
+requests only in the FHIR client, fhirpathpy only in the FHIRPath gateway, JWT handling only in
+service/auth, no clock in the engine."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ RULES = {
     "fhirpathpy": lambda p: p == "service/engine/fhirpath.py",
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
+    "jwt": lambda p: p.startswith("service/auth/"),
+    "cryptography": lambda p: p.startswith("service/auth/"),
 }
 
 

@@ -1,19 +1,24 @@
-"""Issued cards and the feedback EHRs send about them.
+"""Issued cards and the feedback EHRs send about them; the ids of the client tokens in use.
 
 Rules: every card the service returns is recorded (uuid, service, hookInstance, rule id);
 feedback is accepted only for a card this service issued through the same service;
 a repeated feedback item (same card, outcome and outcomeTimestamp) is stored once, so
-EHR retries are idempotent.
+EHR retries are idempotent.  A client token's `jti` is recorded until the token expires
+(`first_use_of_token`): the insert is unique, so of two workers or instances sharing the
+database that see the same token, exactly one is told it is the first use.
 """
 
 from __future__ import annotations
 
-
+import hashlib
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (
-    JSON, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint, create_engine, func, insert, select,
+    JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint, create_engine, delete,
+    func, insert, select, update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -46,6 +51,16 @@ feedback = Table(
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_retry"),
 )
 
+# CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".
+# The key is sha256(iss NUL jti): fixed size, whatever the client sends.
+token_ids = Table(
+    "token_id",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False, index=True),  # epoch seconds
+)
+PURGE_EVERY_SECONDS = 60.0
+
 
 class FeedbackStore:
     def __init__(self, url: str):
@@ -53,6 +68,32 @@ class FeedbackStore:
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, future=True)
         metadata.create_all(self.engine)
+        self._purged_at = 0.0
+        self._purge_lock = threading.Lock()
+
+    def first_use_of_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
+        """Record token id `jti` of `issuer` until `expires_at`; False if it is already recorded
+        and not yet expired (a replay).  An expired record is taken over by one caller only."""
+        key = hashlib.sha256(f"{issuer}\0{jti}".encode("utf-8", "surrogatepass")).hexdigest()
+        self._purge_expired(now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(token_ids), [{"key": key, "expires_at": expires_at}])
+            return True
+        except IntegrityError:
+            with self.engine.begin() as conn:
+                taken = conn.execute(update(token_ids).where(token_ids.c.key == key, token_ids.c.expires_at < now)
+                                     .values(expires_at=expires_at)).rowcount
+            return taken == 1
+
+    def _purge_expired(self, now: int) -> None:
+        """Delete expired token ids, at most once a minute per process."""
+        with self._purge_lock:
+            if time.monotonic() - self._purged_at < PURGE_EVERY_SECONDS and self._purged_at:
+                return
+            self._purged_at = time.monotonic()
+        with self.engine.begin() as conn:
+            conn.execute(delete(token_ids).where(token_ids.c.expires_at < now))
 
     def record_cards(self, service_id: str, hook_instance: str, cards: list[dict]) -> None:
         now = datetime.now(timezone.utc)

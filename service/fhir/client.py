@@ -14,7 +14,13 @@ The only module that talks HTTP.  Rules:
 - a 200 body is returned as is, even an OperationOutcome (the caller decides);
 - `search_all` follows searchset `next` links on the base URL's origin only (the token must not
   leave it), up to `max_pages`; when it stops early the merged Bundle keeps the unfollowed
-  `next` link, carries the `SUBSETTED` meta.tag, and a warning is logged.
+  `next` link, carries the `SUBSETTED` meta.tag, and a warning is logged;
+- the base URL passes service.fhir.outbound's rules (http(s), no user:password@, canonical host);
+- absolute URLs (next links, redirects) are used only on the base URL's origin and without
+  `user:password@` (requests would send those as Basic credentials instead of the token);
+- redirects of a GET are followed only on the base URL's origin, at most MAX_REDIRECTS; a
+  redirect to another origin is an error and that origin is never contacted (other methods
+  follow no redirect).
 """
 
 from __future__ import annotations
@@ -29,17 +35,20 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from service.errors import (
+    FhirAccessError,
     FhirAuthError,
     FhirNotFoundError,
     FhirServerError,
     FhirTimeout,
     FhirUnavailable,
 )
+from service.fhir import outbound
 
 log = logging.getLogger("service.fhir")
 
 RETRY_STATUS = frozenset({502, 503, 504})
 BACKOFF_SECONDS = 0.1  # doubled on each retry
+MAX_REDIRECTS = 5
 # FHIR R4 §Search (_summary/_elements): an incomplete resource is marked with this meta.tag.
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
              "display": "subsetted"}
@@ -63,6 +72,7 @@ class FhirClient:
 
     def __init__(self, base_url: str, access_token: str | None = None, timeout: float = 10.0,
                  retries: int = 2, max_pages: int = 20, session: requests.Session | None = None):
+        outbound.parse(base_url, "FHIR base URL")
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.retries = max(0, retries)
@@ -135,7 +145,7 @@ class FhirClient:
             seen, page, pages = {first_url}, first, 1
             while (next_url := _next_link(page)) is not None:
                 absolute = urljoin(self.base_url, next_url)
-                if origin(absolute) != self._origin:
+                if not self._on_origin(absolute):
                     return self._incomplete(merged, next_url, f"next link {absolute} is not on the origin of "
                                                               f"{self.base_url}; not followed")
                 if absolute in seen:
@@ -162,7 +172,7 @@ class FhirClient:
 
     def _resolve(self, url: str) -> str:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
-            if origin(url) != self._origin:
+            if not self._on_origin(url):
                 raise FhirServerError(f"refusing to send the access token to {url}: not the origin of "
                                       f"{self.base_url}")
             return url
@@ -187,11 +197,12 @@ class FhirClient:
             headers["Prefer"] = "return=representation"
             data = json.dumps(payload).encode("utf-8")
         retries = self.retries if retry else 0
-        attempt = 0
+        attempt = redirects = 0
         while True:
             started = time.perf_counter()
             try:
-                response = session.request(method, url, headers=headers, data=data, timeout=(timeout, timeout))
+                response = session.request(method, url, headers=headers, data=data, timeout=(timeout, timeout),
+                                           allow_redirects=False)
             except requests.Timeout:
                 log.warning("%s %s timed out after %.1f s", method, url, timeout)
                 raise FhirTimeout(f"FHIR server did not answer {method} {url} within {timeout:g} s") from None
@@ -206,6 +217,10 @@ class FhirClient:
                 raise FhirServerError(f"{method} {url} failed ({type(exc).__name__})") from None
             elapsed = (time.perf_counter() - started) * 1000
             log.debug("%s %s -> %d (%.0f ms)", method, url, response.status_code, elapsed)
+            if response.is_redirect and method == "GET":
+                url = self._redirect_target(response, url, redirects)
+                redirects += 1
+                continue
             if response.status_code in RETRY_STATUS and attempt < retries:
                 attempt += 1
                 log.warning("%s %s -> %d, retry %d/%d", method, url, response.status_code, attempt, retries)
@@ -214,6 +229,22 @@ class FhirClient:
             if method != "GET" and 200 <= response.status_code < 300 and not response.content.strip():
                 return None  # 204, or 200/201 with Prefer: return=minimal
             return self._body(response, url, method)
+
+    def _on_origin(self, url: str) -> bool:
+        """`url` is on the base URL's origin and carries no credentials (which would replace the token)."""
+        return origin(url) == self._origin and "@" not in urlsplit(url).netloc
+
+    def _redirect_target(self, response: requests.Response, url: str, redirects: int) -> str:
+        """The Location of a redirect answered to GET `url`, if it may be followed."""
+        target = urljoin(url, response.headers.get("location", ""))
+        response.close()
+        if not self._on_origin(target):
+            log.warning("GET %s redirected to another origin or to a URL with credentials; not followed", url)
+            raise FhirServerError(f"FHIR server redirected GET {url} to another origin or to a URL with credentials; "
+                                  "not followed")
+        if redirects >= MAX_REDIRECTS:
+            raise FhirServerError(f"FHIR server redirected GET {url} more than {MAX_REDIRECTS} times; stopped")
+        return target
 
     def _body(self, response: requests.Response, url: str, method: str = "GET") -> dict:
         status = response.status_code

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from service.errors import ServiceError
+from service.errors import ServiceError, Unauthorized
 
 log = logging.getLogger("service.web")
 _HTTP_ISSUE = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
@@ -23,7 +23,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
         log.info("%s %s", exc.status, exc.message)
-        return outcome_response(exc.status, exc.operation_outcome())
+        response = outcome_response(exc.status, exc.operation_outcome())
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = exc.challenge
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -60,8 +60,8 @@ def post_service(service_id: str):
     content = rt.content  # read once: a content refresh may swap it while this call runs
     svc = _service(service_id, content)
     body = security.json_body(request)
-    outcome = call_service(content, svc, body, rt.clock(), rt.fetcher_factory, trace=_trace_requested(),
-                           guidance_base=public_base())
+    outcome = call_service(content, svc, body, rt.clock(), security.fetchers(rt, "fhirServer"),
+                           trace=_trace_requested(), guidance_base=public_base())
     cards = outcome.response["cards"]
     rt.store.record_cards(svc.id, body["hookInstance"], cards)
     if not _trace_requested():  # the trace goes to the log when the caller did not ask for it
@@ -104,8 +104,8 @@ def _fhir_json(payload: dict, status: int = 200):
 def post_plan_apply(plan_id: str | None = None):
     rt = runtime()
     body = security.json_body(request)
-    return _fhir_json(operations.plan_apply(rt.content, plan_id, body, rt.clock(), rt.fetcher_factory,
-                                            trace=_trace_requested()))
+    return _fhir_json(operations.plan_apply(rt.content, plan_id, body, rt.clock(),
+                                            security.fetchers(rt, "dataEndpoint"), trace=_trace_requested()))
 
 
 @blueprint.post("/ActivityDefinition/$apply")
@@ -113,4 +113,5 @@ def post_plan_apply(plan_id: str | None = None):
 def post_activity_apply(activity_id: str | None = None):
     rt = runtime()
     body = security.json_body(request)
-    return _fhir_json(operations.activity_apply(rt.content, activity_id, body, rt.clock(), rt.fetcher_factory))
+    return _fhir_json(operations.activity_apply(rt.content, activity_id, body, rt.clock(),
+                                                security.fetchers(rt, "dataEndpoint")))

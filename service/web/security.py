@@ -1,24 +1,85 @@
 """The one gate every endpoint passes before its handler (see routes.blueprint.before_request).
 
-It enforces what the protocol layer needs of every call today (JSON bodies on POST).
-Authentication of EHR callers (CDS Hooks 2.0 §Trusting CDS Clients, JWT) belongs here.
+Rules, in order:
+1. CORS preflight (OPTIONS) passes: browsers send it without credentials (Fetch standard).
+2. Authentication (CDS Hooks 2.0 §Trusting CDS Clients; service.auth):
+   - with trusted clients configured, every POST (hook calls, feedback, both `$apply`) needs a
+     valid JWT whose `aud` is the exact URL called: `public_base_url` + path when configured,
+     else the request's own root URL + path.  GET requests (discovery, pages) carry no patient
+     data and need none (the spec asks for authentication where a call "poses any risk of exposing
+     sensitive data"), but a Bearer token sent with one is verified like any other, so a client's
+     set-up errors show at discovery already;
+   - open mode (no trusted clients, loopback bind only): callers from this machine only;
+   - a failure is 401 with `WWW-Authenticate: Bearer` (plus `error="invalid_token"` when a token
+     was sent, RFC 6750 §3.1) and an OperationOutcome that says only that; the reason goes to the
+     log at INFO, never the token.
+3. POST bodies are declared JSON (415).
+
+`fetchers()` gives the handlers the FHIR fetcher factory restricted to what the caller may name
+(service.fhir.outbound): the authenticated client's `fhirServers`, or in open mode the rules
+every outbound URL follows.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from flask import Request
+from flask import Request, current_app, g
 
-from service.errors import BadRequest, UnsupportedMediaType
+from service.auth import InvalidToken
+from service.errors import BadRequest, Unauthorized, UnsupportedMediaType
+from service.fhir import outbound
+
+log = logging.getLogger("service.auth")
+_PUBLIC_METHODS = ("GET", "HEAD")
 
 
 def guard(request: Request) -> None:
+    authenticate(request)
     if request.method == "POST":
         mimetype = (request.mimetype or "").lower()
         if mimetype != "application/json" and not mimetype.endswith("+json"):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
+
+
+def audience(request: Request, public_base_url: str) -> str:
+    """The URL the caller called, as its token's `aud` must name it (CDS Hooks 2.0 §Trusting CDS Clients)."""
+    return (public_base_url or request.url_root).rstrip("/") + request.path
+
+
+def authenticate(request: Request) -> None:
+    g.cds_client = None
+    if request.method == "OPTIONS":
+        return
+    runtime = current_app.extensions["cds"]
+    verifier = runtime.authenticator
+    if verifier is None:
+        if not outbound.is_loopback_host(request.remote_addr or ""):
+            _refuse(request, InvalidToken(f"open mode serves loopback callers only, not {request.remote_addr!r}",
+                                          missing=True))
+        return
+    authorization = request.headers.get("Authorization")
+    if request.method in _PUBLIC_METHODS and not (authorization or "").strip().lower().startswith("bearer "):
+        return
+    try:
+        g.cds_client = verifier.verify(authorization, audience(request, runtime.config.public_base_url))
+    except InvalidToken as exc:
+        _refuse(request, exc)
+
+
+def _refuse(request: Request, exc: InvalidToken) -> None:
+    log.info("401 %s %r: %s", request.method, request.path[:200], exc.reason)
+    if exc.missing:
+        raise Unauthorized("authentication required", challenge="Bearer")
+    raise Unauthorized("invalid token", challenge='Bearer error="invalid_token"')
+
+
+def fetchers(runtime, field: str):
+    """The runtime's fetcher factory, restricted to the FHIR servers this caller may name in `field`."""
+    client = g.get("cds_client")
+    return outbound.restrict(runtime.fetcher_factory, None if client is None else client.fhir_servers, field)
 
 
 def json_body(request: Request) -> Any:

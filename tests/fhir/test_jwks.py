@@ -1,0 +1,44 @@
+"""service.fhir.jwks: one GET of an allowlisted URL, no redirect, bounded size."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.fhir.jwks import MAX_BYTES, JwksUnavailable, fetch_jwks
+from tests.trust_helpers import Listener, es384_key, jwks
+
+
+@pytest.fixture
+def servers():
+    ehr, other = Listener(), Listener()
+    yield ehr, other
+    ehr.close()
+    other.close()
+
+
+def test_a_key_set_is_fetched(servers):
+    ehr, _ = servers
+    ehr.routes["/jwks.json"] = (200, jwks(es384_key()))
+    assert fetch_jwks(ehr.origin + "/jwks.json", timeout=2)["keys"][0]["crv"] == "P-384"
+
+
+@pytest.mark.parametrize("answer, problem", [
+    ((404, {}), "answered 404"),
+    ((200, ["not", "a", "set"]), "not a JWK Set"),
+    ((200, {"keys": {}}), "not a JWK Set"),
+    ((200, {"keys": ["x" * MAX_BYTES]}), "larger than"),
+])
+def test_what_is_not_a_key_set_is_refused(servers, answer, problem):
+    ehr, _ = servers
+    ehr.routes["/jwks.json"] = answer
+    with pytest.raises(JwksUnavailable, match=problem):
+        fetch_jwks(ehr.origin + "/jwks.json", timeout=2)
+
+
+def test_a_redirect_is_not_followed(servers):
+    ehr, other = servers
+    other.routes["/jwks.json"] = (200, jwks(es384_key()))
+    ehr.routes["/jwks.json"] = (302, {}, {"Location": other.origin + "/jwks.json"})
+    with pytest.raises(JwksUnavailable, match="answered 302"):
+        fetch_jwks(ehr.origin + "/jwks.json", timeout=2)
+    assert other.connections == 0
