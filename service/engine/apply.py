@@ -16,6 +16,12 @@ Rules:
   because of an error (an expression or a variable it reads failed, its cds-for-each
   collection failed) is listed in `ApplyResult.not_evaluated`, so the caller can tell the
   clinician which guidance was not checked instead of leaving it out silently.
+- A dynamicValue whose expression is the empty-collection literal `{}` removes the element
+  at its path (R4 `PlanDefinition.action.dynamicValue.path` holds the expression's result,
+  here nothing):
+  an `update` drops what the changed resource no longer says, e.g. a draft's free-text
+  dose instructions.  Only the literal removes; an expression that happens to yield
+  nothing still fails closed.
 - dynamicValue paths starting with `action.` customise the RequestGroup action (title,
   description, priority, textEquivalent, documentation...); all others apply to the
   created resource.
@@ -375,6 +381,13 @@ class _Run:
 
     def apply_values(self, resource: dict, pairs) -> dict | None:
         for dv, values in pairs:
+            if dv.expression.text.strip() == EMPTY_LITERAL:
+                try:
+                    remove_path(resource, dv.path)
+                except ValueError as exc:
+                    self.issue(str(dv.source), str(exc))
+                    return None
+                continue
             if values is None:
                 return None
             if not values:
@@ -418,6 +431,7 @@ def _value(values: list) -> Any:
 
 
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+EMPTY_LITERAL = "{}"  # FHIRPath's empty collection: as a dynamicValue, removes the element
 
 
 def set_path(resource: dict, path: str, value: Any) -> None:
@@ -448,6 +462,39 @@ def set_path(resource: dict, path: str, value: Any) -> None:
                 items[i] = value
             else:
                 node = items[i]
+
+
+def remove_path(resource: dict, path: str) -> None:
+    """Remove the element at a simple FHIRPath path (`a.b[0].c`; a last step with an index
+    removes that item of the list, without one the whole element); nothing when it is absent."""
+    steps = path.split(".")
+    if steps and steps[0] == resource.get("resourceType"):
+        steps = steps[1:]
+    node: Any = resource
+    for n, step in enumerate(steps):
+        m = _STEP.match(step)
+        if not m:
+            raise ValueError(f"dynamicValue path {path!r}: {step!r} is not a simple path step")
+        name, index = m.group(1), m.group(2)
+        if not isinstance(node, dict) or name not in node:
+            return
+        last = n == len(steps) - 1
+        if index is None:
+            if last:
+                del node[name]
+                return
+            node = node[name]
+        else:
+            items = node[name]
+            i = int(index)
+            if not isinstance(items, list) or i >= len(items):
+                return
+            if last:
+                del items[i]
+                if not items:
+                    del node[name]
+                return
+            node = items[i]
 
 
 # ---- ActivityDefinition $apply (R4 §12.21.4.4 mapping of ActivityDefinition elements) ----

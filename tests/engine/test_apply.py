@@ -181,3 +181,51 @@ def test_related_action_orders_suggestions(tmp_path):
     card = render_cards([result], "hi")[0]
     assert [s["label"] for s in card["suggestions"]] == ["Zero", "First", "Second"]
     assert card["selectionBehavior"] == "any"
+
+
+def test_empty_literal_removes_what_an_update_no_longer_says(tmp_path):
+    draft = {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">1050 mg</div>"},
+        "note": [{"text": "1050 mg IV"}, {"text": "with mesna"}],
+        "dosageInstruction": [{"text": "1050 mg IV", "patientInstruction": "1050 mg",
+                               "doseAndRate": [{"doseQuantity": {"value": 1050, "unit": "mg"}}]},
+                              {"text": "then 1050 mg"}]}}]}
+    each = [{"url": "http://example.org/fhir/StructureDefinition/cds-for-each",
+             "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest')"}}]
+    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
+               "valueExpression": {"language": "text/fhirpath", "expression": "%item"}}]
+    update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
+
+    def dv(path, expr):
+        return {"path": path, "expression": {"language": "text/fhirpath", "expression": expr}}
+
+    result = run(tmp_path, [{"id": "dc", "title": "Dose", "trigger": OS, "extension": each, "action": [
+        {"id": "fix", "title": "Set 530 mg", "type": update, "extension": target, "dynamicValue": [
+            dv("dosageInstruction[0].doseAndRate[0].doseQuantity.value", "530"),
+            dv("text", "{}"), dv("note", "{}"), dv("note[0].text", "'530 mg IV'"),
+            dv("dosageInstruction[1]", "{}"), dv("dosageInstruction[0].patientInstruction", " {} "),
+            dv("dosageInstruction[0].text", "'530 mg IV'"), dv("dosageInstruction[0].timing.code", "{}")]}]}],
+        hook="order-select", draft=draft)
+    assert result.issues == []
+    fixed = result.actions[0].children[0].resource
+    # the draft's narrative is removed, and a new one is generated from the corrected order
+    assert "1050" not in fixed["text"]["div"] and "530 mg IV" in fixed["text"]["div"]
+    assert fixed["note"] == [{"text": "530 mg IV"}]
+    assert fixed["dosageInstruction"] == [{"text": "530 mg IV", "doseAndRate": [{"doseQuantity": {"value": 530, "unit": "mg"}}]}]
+    assert draft["entry"][0]["resource"]["note"][0]["text"] == "1050 mg IV"  # the EHR's draft is not changed
+
+
+def test_expression_that_yields_nothing_still_fails_closed(tmp_path):
+    draft = {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order", "note": [{"text": "x"}]}}]}
+    each = [{"url": "http://example.org/fhir/StructureDefinition/cds-for-each",
+             "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest')"}}]
+    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
+               "valueExpression": {"language": "text/fhirpath", "expression": "%item"}}]
+    update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
+    result = run(tmp_path, [{"id": "dc", "title": "Dose", "trigger": OS, "extension": each, "action": [
+        {"id": "fix", "title": "Fix", "type": update, "extension": target, "dynamicValue": [
+            {"path": "note", "expression": {"language": "text/fhirpath", "expression": "iif(false, 'x', {})"}}]}]}],
+        hook="order-select", draft=draft)
+    assert result.actions[0].children == []
