@@ -1,7 +1,7 @@
 """Medication identity from the content's ConceptMaps: which ingredients a product contains, each
 one's strength, the product's dose form, and the route a dose form implies.
 
-Rules (the content format is written down in plandefinitions/README.md):
+Rules (the content format: README.md, "Authoring content"):
 - A product code maps to its ingredients through every ConceptMap that lists it (followed
   transitively, so a product -> salt -> base ingredient chain works); each mapped target is one
   active ingredient.
