@@ -96,7 +96,7 @@ def _ingredient(identity: Identity | None, wanted: frozenset[str] | None, given:
         return None, None
     chosen: dict[str, Ingredient] = {}
     for ing in product.ingredients:
-        if wanted is None or ing.token in wanted:
+        if wanted is None or ing.named_by(wanted):
             chosen.setdefault(ing.token, ing)
     if not chosen:
         return None, "the ordered product does not contain the ingredient asked for"

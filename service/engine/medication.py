@@ -7,10 +7,10 @@ Rules (FHIR R4 MedicationRequest/-Administration/-Statement/-Dispense.medication
   caller's `resolve`: same Bundle first, then any prefetch key or draftOrders).  A Medication
   counts its `code` and its `ingredient[].itemCodeableConcept` codes.
 - Every code adds the concepts the ConceptMaps map it to (product -> ingredients).
-- The product is the first code the maps give a product for; else the Medication's own
-  ingredient strengths (Ratio per one tablet/capsule, or per volume); else, only when none of
-  the medication's codes is known to any ValueSet or ConceptMap, the product its name names
-  (each coding's display first, then the text), and the identity is then "by name".
+- The product is the first coding of the medication's code the maps give a product for; else
+  the Medication's own ingredient strengths (Ratio per one tablet/capsule, or per volume); else,
+  only when none of the medication's codes is known to any ValueSet or ConceptMap, the product
+  its name names (each coding's display first, then the text), and the identity is then "by name".
 - Malformed data gives an empty identity, never an error.
 """
 
@@ -69,35 +69,37 @@ def identify(resource: dict, resolve: Callable[[str, dict], dict | None], tokens
     tokens = set(own)
     product = None
     if catalog is not None:
-        for token in _ordered_tokens(concept, own):
+        for token in own:
             tokens |= catalog.ingredients(token)
-            if product is None:
-                product = catalog.product(token)
+        for token in _concept_tokens(concept):
+            product = catalog.product(token)
+            if product is not None:
+                break
     if product is None and med is not None:
-        product = _from_medication(med, tokens_of)
+        product = _from_medication(med, tokens_of, catalog)
     by_name = False
     if product is None and catalog is not None and not any(terminology.known(t) for t in own):
         for name in _names(concept):
             product = catalog.by_name(name)
             if product is not None:
                 by_name = True
-                tokens |= {i.token for i in product.ingredients}
+                tokens |= {t for i in product.ingredients for t in i.covers or (i.token,)}
                 break
     if not tokens and product is None:
         return EMPTY
     return Identity(frozenset(tokens), product, by_name)
 
 
-def _ordered_tokens(concept: Any, own: set[str]) -> list[str]:
-    """The medication's codes, its CodeableConcept's codings first and in their order."""
-    first = []
+def _concept_tokens(concept: Any) -> list[str]:
+    """The medication's own codes, in the order its codings are sent."""
+    out = []
     codings = concept.get("coding") if isinstance(concept, dict) else None
     for c in codings if isinstance(codings, list) else ():
         if isinstance(c, dict) and isinstance(c.get("code"), str):
             token = f"{c.get('system', '')}|{c['code']}"
-            if token in own and token not in first:
-                first.append(token)
-    return first + sorted(own - set(first))
+            if token not in out:
+                out.append(token)
+    return out
 
 
 def _names(concept: Any) -> list[str]:
@@ -119,15 +121,17 @@ def _ingredients(med: dict | None) -> list[dict]:
     return [i for i in items if isinstance(i, dict) and i.get("isActive") is not False] if isinstance(items, list) else []
 
 
-def _from_medication(med: dict | None, tokens_of) -> Product | None:
-    """A product from Medication.ingredient[].strength (FHIR R4 Ratio), when every part is usable."""
+def _from_medication(med: dict | None, tokens_of, catalog) -> Product | None:
+    """A product from Medication.ingredient[].strength (FHIR R4 Ratio), for the ingredients whose
+    strength is usable."""
     found = []
     for ing in _ingredients(med):
         tokens = sorted(tokens_of(ing.get("itemCodeableConcept")))
         strength = _ratio_strength(ing.get("strength"))
         if not tokens or strength is None:
             continue
-        found.append(Ingredient(tokens[0], (ing.get("itemCodeableConcept") or {}).get("text"), strength))
+        covers = frozenset(tokens).union(*(catalog.ingredients(t) for t in tokens)) if catalog else frozenset(tokens)
+        found.append(Ingredient(tokens[0], (ing.get("itemCodeableConcept") or {}).get("text"), strength, covers))
     return Product(tuple(found)) if found else None
 
 

@@ -38,6 +38,10 @@ class Ingredient:
     token: str  # "system|code"
     display: str | None
     strength: tuple[Decimal, str] | None  # amount per unit of presentation, UCUM unit ("mg", "mg/mL")
+    covers: frozenset[str] = frozenset()  # the token and what the maps map it to (a salt's base ingredient)
+
+    def named_by(self, wanted: frozenset[str]) -> bool:
+        return self.token in wanted or not wanted.isdisjoint(self.covers)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Catalog:
         self._ingredients: dict[str, frozenset[str]] = {}
         self._products: dict[str, Product | None] = {}
         self._names: list[tuple[re.Pattern, Ingredient]] | None = None
+        self._forms: dict[str, str] | None = None
 
     # ---- by code ----------------------------------------------------------------------------
 
@@ -85,6 +90,9 @@ class Catalog:
             self._ingredients[token] = found = frozenset(seen)
         return found
 
+    def _covers(self, token: str) -> frozenset[str]:
+        return frozenset({token}) | self.ingredients(token)
+
     def product(self, token: str) -> Product | None:
         """The product a code names (its mapped ingredients, strengths and dose form), or None."""
         if not self.maps.listed(token):
@@ -98,7 +106,8 @@ class Catalog:
             ingredients = []
             for t in targets:
                 strength = t.property(PROP_STRENGTH)
-                ingredients.append(Ingredient(t.token, t.display, parse_strength(strength[0]) if strength else None))
+                ingredients.append(Ingredient(t.token, t.display, parse_strength(strength[0]) if strength else None,
+                                              self._covers(t.token)))
             system = token.split("|", 1)[0]
             product = Product(tuple(ingredients), form[0] if form else None,
                               f"{system}|{form[0]}" if form else None)
@@ -126,15 +135,24 @@ class Catalog:
         for component in parsed.components:
             matches = _named(component.text.lower(), names)
             if component.strength is None and len(parsed.components) == 1:
-                found.extend(m for m in matches if m.token not in {f.token for f in found})
+                found.extend(Ingredient(m.token, m.display, None, self._covers(m.token))
+                             for m in matches if m.token not in {f.token for f in found})
                 continue  # a pack or a name without strengths: identity of every ingredient named
             if matches:
                 best = max(matches, key=lambda m: len(m.display or ""))
-                found.append(Ingredient(best.token, best.display, component.strength))
+                found.append(Ingredient(best.token, best.display, component.strength, self._covers(best.token)))
         if not found:
             return None
         system = found[0].token.split("|", 1)[0]
-        return Product(tuple(found), parsed.dose_form, f"{system}|{parsed.dose_form}" if parsed.dose_form else None)
+        form = parsed.dose_form
+        if form:  # as the maps spell it ("oral tablet" -> "Oral Tablet")
+            form = self._form_spelling().get(f"{system}|{form.lower()}", form)
+        return Product(tuple(found), form, f"{system}|{form}" if form else None)
+
+    def _form_spelling(self) -> dict[str, str]:
+        if self._forms is None:
+            self._forms = {f"{e.source_system}|{e.code.lower()}": e.code for e in self.maps.elements}
+        return self._forms
 
     def _name_index(self) -> list[tuple[re.Pattern, Ingredient]]:
         if self._names is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.engine.helpers import RXNORM, STRENGTH, DOSE_FORM, product_map, route_map
 from tests.engine.medcontent import (
-    VS_CYC, VS_SMX, VS_TMP, Evaluator, bundle, load, order, quantity, rx,
+    VS_CYC, VS_MP, VS_SMX, VS_TMP, Evaluator, bundle, load, order, quantity, rx,
 )
 
 CYC_TAB = rx("197550", "cyclophosphamide 50 MG Oral Tablet")
@@ -197,3 +198,23 @@ def test_a_unit_not_understood_gives_nothing_while_the_value_is_still_there(cont
     obs = observation(11, unit)
     assert run(content, obs, expr="%d.resources('Observation').value.inUnit('kg')") == []
     assert run(content, obs, expr="%d.resources('Observation').value.value") == [11]
+
+
+def test_an_ingredient_is_asked_for_through_what_it_maps_to(tmp_path):
+    """A local formulary product maps to its salt (with the strength), the salt to the RxNorm base
+    ingredient: asking for the base ingredient's ValueSet finds the salt's strength."""
+    formulary = "http://hospital.example.org/fhir/CodeSystem/formulary"
+    maps = product_map({"F-100": ("methylprednisolone sodium succinate 62.5 mg/mL vial", [
+        {"code": "F-SALT", "display": "methylprednisolone sodium succinate", "equivalence": "wider", "product": [
+            {"property": STRENGTH, "value": "62.5 mg/mL"}, {"property": DOSE_FORM, "value": "Injection"}]}])},
+        mid="formulary")
+    maps["group"][0].update(source=formulary, target=formulary)
+    maps["group"].append({"source": formulary, "target": RXNORM, "element": [
+        {"code": "F-SALT", "target": [{"code": "6902", "display": "methylprednisolone", "equivalence": "wider"}]}]})
+    routes = route_map({"Injection": None}, mid="formulary-routes")
+    routes["group"][0]["source"] = formulary
+    content = load(tmp_path, maps, routes)
+    mr = order("o1", rx("F-100", system=formulary), quantity(2, "mL"), period=None)
+    assert run(content, mr, expr=f"%d.resources('MedicationRequest', '{VS_MP}').id") == ["o1"]
+    assert run(content, mr, expr=f"%d.resources('MedicationRequest').dose('mg', '{VS_MP}')") == [125]
+    assert run(content, mr, expr="%d.resources('MedicationRequest').route()") == []

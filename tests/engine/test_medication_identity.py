@@ -191,3 +191,11 @@ def test_without_concept_maps_codes_are_read_as_sent(tmp_path):
     evaluate = Evaluator(content, drafts)
     assert evaluate(f"%d.resources('MedicationRequest', '{VS_CYC}').id", d=drafts) == ["o2"]
     assert evaluate("%d.resources('MedicationRequest').dailyDose('mg')", d=drafts) == [250]
+
+
+def test_a_dose_form_in_another_case_still_finds_its_route(content):
+    mr = order("o1", rx(text="CYCLOPHOSPHAMIDE 50 MG ORAL TABLET"), quantity(1, "{tbl}"))
+    drafts = bundle(mr)
+    evaluate = Evaluator(content, drafts)
+    assert evaluate("%d.resources('MedicationRequest').route().code", d=drafts) == ["26643006"]
+    assert evaluate("%d.resources('MedicationRequest').dose('mg')", d=drafts) == [50]
