@@ -62,19 +62,20 @@ def medication_of(resource: dict, resolve: Callable[[str, dict], dict | None]) -
 def identify(resource: dict, resolve: Callable[[str, dict], dict | None], tokens_of: Callable[[Any], frozenset[str]],
              terminology=None) -> Identity:
     concept, med = medication_of(resource, resolve)
-    own = set(tokens_of(concept)) if concept is not None else set()
+    own = tokens_of(concept) if concept is not None else frozenset()
     for ing in _ingredients(med):
-        own |= tokens_of(ing.get("itemCodeableConcept"))
+        own = own | tokens_of(ing.get("itemCodeableConcept"))
     catalog = terminology.medications if terminology is not None and terminology.maps else None
-    tokens = set(own)
+    tokens = own
     product = None
     if catalog is not None:
-        for token in own:
-            tokens |= catalog.ingredients(token)
-        for token in _concept_tokens(concept):
-            product = catalog.product(token)
-            if product is not None:
-                break
+        listed = [t for t in own if catalog.maps.listed(t)]  # usually none or one: the hot path is short
+        if listed:
+            tokens = own.union(*(catalog.ingredients(t) for t in listed))
+            for token in _concept_tokens(concept):
+                product = catalog.product(token)
+                if product is not None:
+                    break
     if product is None and med is not None:
         product = _from_medication(med, tokens_of, catalog)
     by_name = False
@@ -83,7 +84,7 @@ def identify(resource: dict, resolve: Callable[[str, dict], dict | None], tokens
             product = catalog.by_name(name)
             if product is not None:
                 by_name = True
-                tokens |= {t for i in product.ingredients for t in i.covers or (i.token,)}
+                tokens = tokens | {t for i in product.ingredients for t in i.covers or (i.token,)}
                 break
     if not tokens and product is None:
         return EMPTY
