@@ -4,7 +4,9 @@ What is served: every `PlanDefinition?status=active` (all pages; `statuses` wide
 "active,draft" for content not yet signed off, "" = any status), plus the Libraries,
 ActivityDefinitions, PlanDefinitions and ValueSets they reference, found by canonical URL
 (`Library?url=...`, ...) and followed transitively (a Library's depends-on, a ValueSet's
-compose.include.valueSet, ValueSet URLs quoted in expressions, ...).  A canonical whose URL
+compose.include.valueSet, ValueSet URLs quoted in expressions, ...), plus every ConceptMap of
+the same statuses (no expression names a ConceptMap: the engine reads all the loaded ones for
+medication identity).  A canonical whose URL
 names its type (`.../Library/x`) is searched as that type; otherwise the type follows from
 where it is used (`library` -> Library, `definitionCanonical` -> ActivityDefinition or
 PlanDefinition, `valueSet` -> ValueSet, relatedArtifact -> Library or ValueSet).
@@ -38,7 +40,7 @@ from service.fhir.client import FhirClient
 
 log = logging.getLogger("service.content")
 
-CONTENT_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet")
+CONTENT_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet", "ConceptMap")
 SEARCH_CHUNK = 20  # canonical URLs per `url=a,b,...` search
 FIRST_LOAD_RETRY_SECONDS = 10.0
 _TYPED = re.compile(r"/(PlanDefinition|ActivityDefinition|Library|ValueSet)/[^/|#]+(\|.*)?$")
@@ -121,6 +123,9 @@ class FhirContentSource:
         by_canonical: dict[tuple[str, str], set[str]] = {}  # (reference, type) -> names found
         query = f"PlanDefinition?status={quote(self.statuses, safe=',')}" if self.statuses else "PlanDefinition"
         for raw in self._search(query):
+            resources.setdefault(_name(raw), raw)
+        maps = f"ConceptMap?status={quote(self.statuses, safe=',')}" if self.statuses else "ConceptMap"
+        for raw in self._search(maps):
             resources.setdefault(_name(raw), raw)
         pending = {ref for raw in resources.values() for ref in references(raw)}
         while pending:

@@ -1,8 +1,8 @@
 """Publish the content folder to a FHIR server and load sample patients (`dah-cds publish`).
 
 Content: the folder is validated first (`load_content`; bad content is never published), then
-every ValueSet, Library, ActivityDefinition and PlanDefinition is PUT by id, dependencies
-first, so a service reading its content from that server (service.content_source) never sees
+every ConceptMap, ValueSet, Library, ActivityDefinition and PlanDefinition is PUT by id,
+dependencies first, so a service reading its content from that server (service.content_source) never sees
 a PlanDefinition before what it uses.
 
 Sample patients, one JSON file each (a folder means its `*.json` files):
@@ -39,7 +39,7 @@ from service.fhir.client import FhirClient
 log = logging.getLogger("service.publish")
 
 # Dependencies first: a PlanDefinition is written after everything it can reference.
-CONTENT_ORDER = ("ValueSet", "Library", "ActivityDefinition", "PlanDefinition")
+CONTENT_ORDER = ("ConceptMap", "ValueSet", "Library", "ActivityDefinition", "PlanDefinition")
 ID_MODES = ("auto", "keep", "server")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 

@@ -127,8 +127,24 @@ def test_bundled_content_from_the_server_serves_the_same_services():
     assert sorted(content.services) == sorted(folder.services)
     assert {s: v.hooks for s, v in content.services.items()} == {s: v.hooks for s, v in folder.services.items()}
     assert server.queries[0] == "PlanDefinition?status=active,draft&_count=100"
-    assert all("url=" in q for q in server.queries[1:])
+    assert server.queries[1] == "ConceptMap?status=active,draft&_count=100"
+    assert all("url=" in q for q in server.queries[2:])
     assert [i for i in content.issues if i.severity == "error"] == []
+
+
+def test_concept_maps_are_fetched_and_a_broken_one_only_takes_itself_down():
+    from tests.engine.helpers import ingredient, product_map
+
+    good = product_map({"197550": ("cyclophosphamide 50 MG Oral Tablet", [ingredient("3002", "cyclophosphamide")])})
+    bad = product_map({"1": ("x", [ingredient("2", "y", "fifty mg")])}, mid="bad")
+    server = FakeServer([hook_plan("a"), good | {"status": "active"}, bad | {"status": "active"},
+                         product_map({}, mid="retired") | {"status": "retired"}])
+    content = source_for(server, statuses="active").load()
+    assert sorted(content.services) == ["a-patient-view"]
+    assert sorted(content.resources) == [f"{BASE}/ConceptMap/products", f"{BASE}/PlanDefinition/a"]
+    assert content.terminology.medications.ingredients("http://www.nlm.nih.gov/research/umls/rxnorm|197550") == {
+        "http://www.nlm.nih.gov/research/umls/rxnorm|3002"}
+    assert [i.source.file for i in content.issues if i.severity == "error"] == ["ConceptMap/bad"]
 
 
 def test_only_active_plans_by_default_and_unreferenced_resources_are_not_fetched():

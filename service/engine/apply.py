@@ -567,7 +567,7 @@ def _copy(value: Any) -> Any:
 
 def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyResult:
     """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
-    evaluation = Evaluation(ctx.now, DataIndex(), content.terminology)
+    evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
     token = evaluation.activate()
     try:
         run = _Run(content, plan, ctx)
@@ -580,7 +580,7 @@ def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyRe
 def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext) -> tuple[dict | None, list[dict]]:
     """ActivityDefinition $apply on its own (its Library variables): the resource, or None and why."""
     scope = PlanDef(activity.url, {}, activity.source, [], dict(activity.variables), dict(activity.data_requirements))
-    evaluation = Evaluation(ctx.now, DataIndex(), content.terminology)
+    evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
     token = evaluation.activate()
     try:
         run = _Run(content, scope, ctx)

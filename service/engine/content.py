@@ -2,11 +2,17 @@
 
 Rules:
 - Every `*.json` directly in the content folder is one FHIR R4 resource (PlanDefinition,
-  ActivityDefinition, Library or ValueSet; other types are ignored with a warning) and must
-  validate against the fhir.resources R4B model.  Subfolders (scenario tests) are not content.
+  ActivityDefinition, Library, ValueSet or ConceptMap; other types are ignored with a warning)
+  and must validate against the fhir.resources R4B model.  Subfolders (scenario tests) are not
+  content.
 - Every expression is parsed at load; canonical references (definitionCanonical, library,
   Library depends-on, ValueSet URLs used in expressions) must resolve; `%variables` must be
-  defined; variable dependencies must not form a cycle.
+  defined; variable dependencies must not form a cycle; the unit a string literal names in
+  `inUnit('...')`, `dose('...')` or `dailyDose('...')` must be valid UCUM in its usual spelling
+  ('mg', not 'MG', which UCUM reads as megagauss): conversions of patient data fail quietly,
+  so a typo in the content must fail loudly.
+- ConceptMaps: every strength property is "<decimal> <UCUM unit>" and every dose form a product
+  map uses is listed in a dose-form -> route map (`service.engine.products`).
 - A PlanDefinition (or ActivityDefinition) whose expressions use another language (text/cql)
   is loaded as a warning issue and serves nothing; the rest of the content set still loads.
 - Any other problem is fatal: ContentErrors names file and path for each.
@@ -18,6 +24,7 @@ import json
 import re
 from pathlib import Path
 
+from service.engine import ucum, units
 from service.engine.fhirpath import STANDARD_VARIABLES, Expression
 from service.engine.model import (
     EXT_APPLICABILITY_BEHAVIOR,
@@ -47,7 +54,8 @@ from service.errors import ContentError, ContentErrors, ExpressionError, Unsuppo
 # Variables the engine binds for every evaluation (see service.engine.apply).
 ENGINE_VARIABLES = frozenset({"now", "hook", "selections", "draftOrders", "subject", "userId", "encounterId"})
 ITEM = "item"  # bound by cds-for-each inside the action's subtree
-SUPPORTED_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet")
+SUPPORTED_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet", "ConceptMap")
+UNIT_FUNCTIONS = ("inUnit", "dose", "dailyDose")  # their first argument is a UCUM unit
 PRIORITIES = ("routine", "urgent", "asap", "stat")
 SELECTION_BEHAVIORS = ("any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more")
 CONDITION_KINDS = ("applicability", "start", "stop")
@@ -69,7 +77,9 @@ class _Loader:
         self.issues: list[ContentIssue] = []
 
     def error(self, source: Source, message: str) -> None:
-        self.errors.append(ContentError(source.file, source.path, message))
+        error = ContentError(source.file, source.path, message)
+        if not any(e.file == error.file and e.path == error.path and e.message == error.message for e in self.errors):
+            self.errors.append(error)  # a Library's expressions are checked once per plan using it
 
     def expression(self, node: dict | None, source: Source) -> Expression | None:
         if not isinstance(node, dict) or not node.get("expression"):
@@ -290,6 +300,7 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
     activities: dict[str, ActivityDef] = {}
     libraries: dict[str, LibraryDef] = {}
     valuesets: dict[str, dict] = {}
+    conceptmaps: list[tuple[str, dict]] = []
     resources: dict[str, dict] = {}
     aliases: dict[str, str] = {}  # "Type/id" -> canonical key, for relative references
     for file, raw in raws:
@@ -319,6 +330,8 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
         try:
             if rtype == "ValueSet":
                 valuesets[url] = raw
+            elif rtype == "ConceptMap":
+                conceptmaps.append((file, raw))
             elif rtype == "Library":
                 libraries[url] = LibraryDef(
                     url, raw, Source(file, "Library"),
@@ -342,12 +355,14 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
             loader.issues.append(skip.issue)
             resources.pop(url, None)
 
-    terminology = Terminology(valuesets)
+    terminology = Terminology(valuesets, conceptmaps)
     for url, vs in valuesets.items():
         try:
             terminology.expand(url)
         except TerminologyError as exc:
             loader.error(Source(_file_of(raws, vs), "ValueSet.compose"), str(exc))
+    for file, path, message in terminology.medications.lint():
+        loader.error(Source(file, path), message)
     libraries = _Aliased(libraries, aliases)
     activities = _Aliased(activities, aliases)
     plans_by_ref = _Aliased(plans, aliases)
@@ -356,6 +371,7 @@ def build_content(raws: list[tuple[str, dict]], loader: _Loader | None = None) -
             del activities[act.url]
             continue
         _check_valuesets(((dv.expression, dv.source) for dv in act.dynamic_values), terminology, loader)
+        _check_units(((dv.expression, dv.source) for dv in act.dynamic_values), loader)
     for plan in list(plans.values()):
         try:
             _link_plan(plan, libraries, activities, plans_by_ref, terminology, loader)
@@ -487,6 +503,7 @@ def _link_plan(plan: PlanDef, libraries, activities, plans, terminology, loader:
             loader.error(src, "undefined variable(s): " + ", ".join("%" + m for m in missing)
                          + (" (%item exists only under a cds-for-each action)" if ITEM in missing else ""))
     _check_valuesets(_expressions(plan), terminology, loader)
+    _check_units(_expressions(plan), loader)
     _check_cycles(scope, loader)
     plan.hooks = sorted({h for a in _walk(plan.actions) for h in (a.triggers or ())})
     # The same activities' expressions see the plan's variables: check them too.
@@ -504,6 +521,21 @@ def _check_valuesets(exprs, terminology: Terminology, loader: _Loader) -> None:
         for url in _VALUESET_URL.findall(expr.text):
             if url not in terminology:
                 loader.error(src, f"ValueSet {url} is not in the content")
+
+
+def _check_units(exprs, loader: _Loader) -> None:
+    for expr, src in exprs:
+        for name, args in expr.calls():
+            unit = args[0] if name in UNIT_FUNCTIONS and args else None
+            if unit is None:
+                continue
+            usual = units.spelling(unit)
+            if not ucum.is_unit(unit):
+                loader.error(src, f"{name}({unit!r}): {unit!r} is not a UCUM unit (http://unitsofmeasure.org)"
+                             + (f"; write {usual!r}" if usual else ""))
+            elif units.usual_ucum(unit) is None:
+                loader.error(src, f"{name}({unit!r}): write {usual!r} ({unit!r} is another UCUM unit, or a "
+                                  "variant spelling)")
 
 
 def _check_cycles(scope: dict[str, Variable], loader: _Loader) -> None:

@@ -216,8 +216,36 @@ class Expression:
                 return False
         return True
 
+    def calls(self) -> list[tuple[str, tuple[str | None, ...]]]:
+        """Every function call in the expression: (name, its arguments that are string literals,
+        None for the others), for load-time checks of literal arguments."""
+        out = []
+        stack = [self._ast]
+        while stack:
+            node = stack.pop()
+            if node.get("type") == "Functn":
+                children = node.get("children", [])
+                ident = next((c for c in children if c.get("type") == "Identifier"), None)
+                params = next((c for c in children if c.get("type") == "ParamList"), None)
+                if ident is not None:
+                    args = tuple(_string_literal(p) for p in (params or {}).get("children", []))
+                    out.append((ident["text"].strip("`"), args))
+            stack.extend(node.get("children", []))
+        return out
+
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
+
+
+def _string_literal(node: dict) -> str | None:
+    """The value of a parameter that is a plain string literal ('kg'), else None."""
+    while node.get("type") in ("TermExpression", "LiteralTerm") and len(node.get("children", [])) == 1:
+        node = node["children"][0]
+    text = node.get("text")
+    if node.get("type") != "StringLiteral" or not isinstance(text, str) or len(text) < 2:
+        return None
+    body = text[1:-1]
+    return body if "\\" not in body else re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
 
 
 def typed(items: list) -> list:

@@ -3,9 +3,9 @@ every code, unit and threshold comes from the content that calls them.
 
 | function | input | result |
 |---|---|---|
-| `resources(type, code...)` | Bundle(s) | their entries' resources of `type`, optionally with a primary code in `code...` |
-| `coded(code...)` | resources | those whose primary code is in `code...` |
-| `memberOf(valueSet)` | Coding, CodeableConcept | whether a coding is in the ValueSet (FHIR R4 §FHIRPath extensions) |
+| `resources(type, code...)` | Bundle(s) | their entries' resources of `type`, optionally with a primary code in `code...` (of a medication-bearing resource: its medication's codes and the ingredients the ConceptMaps map them to) |
+| `coded(code...)` | resources | those whose primary code is in `code...` (same codes as `resources`) |
+| `memberOf(valueSet)` | Coding, CodeableConcept, resource | whether a coding is in the ValueSet (FHIR R4 §FHIRPath extensions); on a resource, its primary codes as `coded` reads them |
 | `withStatus(code...)` | resources | those whose `status` (or, lacking one, `clinicalStatus` code) is in `code...` |
 | `since(dateTime)` | resources | those whose clinically relevant time is at or after `dateTime` |
 | `interpreted(code...)` | Observations | those with an `interpretation` coding whose code is in `code...` |
@@ -15,8 +15,12 @@ every code, unit and threshold comes from the content that calls them.
 | `clinicalTime()` | resource | that time, as a dateTime |
 | `resolve()` | Reference | the referenced resource from the request's data (FHIRPath §resolve) |
 | `hoursAgo()` | dateTime or resource | hours from it to the evaluation time (`%now`) |
-| `inUnit(unit [, molarMass])` | Quantities | their values in the UCUM `unit` (error for incompatible units); with a molar mass (g/mol), substance amounts and masses convert (umol/L <-> mg/dL) |
-| `dailyDose(unit)` | MedicationRequests, Dosages | for each: dose x frequency / period, in `unit` per day (those without dose or timing give nothing) |
+| `inUnit(unit [, molarMass])` | Quantities | their values in the UCUM `unit`; unit strings as EHRs send them ("lbs", "Kg", "mg/dl") are read first (`units`); a value whose unit is not understood or does not convert gives nothing; with a molar mass (g/mol), substance amounts and masses convert (umol/L <-> mg/dL) |
+| `dose(unit [, ingredient])` | MedicationRequests, Dosages | for each: the first dose in `unit`: mass converted, a count of tablets/capsules x the strength per unit, a volume x the strength per volume (strengths from the ConceptMaps); `ingredient` (code or ValueSet) picks one ingredient of a combination; nothing when it cannot be computed |
+| `dailyDose(unit [, ingredient])` | MedicationRequests, Dosages | for each: dose (as `dose`) x frequency / period, summed over the dosage instructions, in `unit` per day (nothing when any part is missing) |
+| `doseProblem([ingredient])` | MedicationRequests, Dosages | for each whose dose or daily dose cannot be computed in mass: why, in plain English ("no dose given", "dose unit 'xyz' is not understood", ...) |
+| `route()` | MedicationRequests, Dosages | route codings: the first dosage instruction's, else the route the ConceptMaps give the product's dose form (none for forms without a single route) |
+| `identifiedByName()` | medication-bearing resources | for each: whether its medication was recognised only by its name (no code known to the content) |
 | `ageInYears()` | Patient or date | completed years at `%now` |
 | `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
 
@@ -31,7 +35,7 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from service.engine import fhirpath, ucum
+from service.engine import dosing, fhirpath, ucum, units
 from service.engine.fhirpath import FP_DateTime, FP_Quantity
 from service.engine.index import _codings, tokens_of
 
@@ -131,7 +135,13 @@ def _member_of(inputs, valueset):
     if not inputs:
         return []
     allowed = _allowed((valueset,))
-    found = tokens_of(c for item in inputs for c in _codings(item))
+    index = fhirpath.current.get().index
+    found: set[str] = set()
+    for item in inputs:
+        if isinstance(item, dict) and isinstance(item.get("resourceType"), str) and index is not None:
+            found |= index.codes(item)
+        else:
+            found |= tokens_of(_codings(item))
     return not allowed.isdisjoint(found)
 
 
@@ -249,15 +259,20 @@ def _hours_ago(inputs):
 
 # ---- quantities -------------------------------------------------------------------------
 
+MASS_UNIT = "mg"  # doseProblem(): the dose must be computable as a mass
+
 
 def _quantity(item) -> tuple[Decimal, str] | None:
+    """(value, UCUM unit) of a Quantity; None when it has no value or its unit is not understood
+    (no unit at all is unity)."""
     if isinstance(item, FP_Quantity):
         return Decimal(str(item.value)), str(item.unit).strip("'")
     if not isinstance(item, dict) or item.get("value") is None:
         return None
-    system = item.get("system")
-    unit = item.get("code") if system in (None, "http://unitsofmeasure.org") and item.get("code") else item.get("unit")
-    if not isinstance(unit, str):
+    unit = units.ucum_unit(item)
+    if unit is None:
+        if units.raw_unit(item) is not None:
+            return None
         unit = "1"
     try:
         return Decimal(str(item["value"])), unit
@@ -266,63 +281,93 @@ def _quantity(item) -> tuple[Decimal, str] | None:
 
 
 def _in_unit(inputs, unit, molar_mass=None):
-    """Maps over the input (one value per Quantity), so lists convert without a select()."""
+    """Maps over the input (one value per Quantity that converts), so lists convert without a select()."""
     if not isinstance(unit, str):
         return []
     if isinstance(molar_mass, list):
         molar_mass = molar_mass[0] if molar_mass else None
+    mass = None if molar_mass is None else Decimal(str(molar_mass))
     out = []
     for item in inputs:
         q = _quantity(item)
-        if q is not None:
-            out.append(ucum.convert(q[0], q[1], unit, None if molar_mass is None else Decimal(str(molar_mass))))
+        if q is None:
+            continue
+        try:
+            out.append(ucum.convert(q[0], q[1], unit, mass))
+        except ucum.UnitError:
+            continue  # present but unusable: the raw value is still there for the content to see
     return out
 
 
-def _dosage_daily(dosage: dict, unit: str) -> Decimal | None:
-    dose = None
-    for dr in dosage.get("doseAndRate") or []:
-        if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict):
-            dose = _quantity(dr["doseQuantity"])
-            break
-    repeat = ((dosage.get("timing") or {}).get("repeat")) or {}
-    frequency = repeat.get("frequency", 1 if repeat.get("period") else None)
-    period, period_unit = repeat.get("period"), repeat.get("periodUnit")
-    if dose is None or frequency is None or period is None or not period_unit:
-        return None
-    try:
-        per_day = Decimal(str(frequency)) / (Decimal(str(period)) * ucum.factor(period_unit, "d"))
-    except (InvalidOperation, ZeroDivisionError):
-        return None
-    return ucum.convert(dose[0], dose[1], unit) * per_day
+# ---- medication doses -------------------------------------------------------------------
 
 
-def _daily_dose(inputs, unit):
-    """One value per input: the sum of the daily amounts of its dosage instructions; an input
-    any of whose instructions lacks dose or timing gives nothing (FHIRPath select semantics)."""
-    out = []
+def _wanted(ingredient) -> frozenset[str] | None:
+    if isinstance(ingredient, list):
+        ingredient = ingredient[0] if ingredient else None
+    return _allowed((ingredient,)) if isinstance(ingredient, str) else None
+
+
+def _orders(inputs):
+    """(dosage instructions, medication identity) of each input: a resource or a Dosage."""
+    index = fhirpath.current.get().index
     for item in inputs:
         if not isinstance(item, dict):
             continue
-        dosages = item.get("dosageInstruction") if "resourceType" in item else [item]
-        if not isinstance(dosages, list) or not dosages:
-            continue
-        total = Decimal(0)
-        for dosage in dosages:
-            daily = _dosage_daily(dosage, unit) if isinstance(dosage, dict) else None
-            if daily is None:
-                break
-            total += daily
-        else:
-            out.append(_plain(total.quantize(Decimal("0.0001"))))
+        identity = index.medication(item) if "resourceType" in item and index is not None else None
+        yield dosing.dosages(item), identity
+
+
+def _dose(inputs, unit, ingredient=None):
+    wanted = _wanted(ingredient)
+    out = []
+    for items, identity in _orders(inputs):
+        value, _ = dosing.dose(items[0], unit, identity, wanted) if items else (None, None)
+        if value is not None:
+            out.append(dosing.plain(value))
     return out
 
 
-def _plain(value: Decimal) -> Decimal:
-    """Drop trailing zeros without exponent notation (200.0000 -> 200, never 2E+2)."""
-    if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+def _daily_dose(inputs, unit, ingredient=None):
+    """One value per input: the sum of the daily amounts of its dosage instructions; an input
+    any of whose instructions lacks a computable dose or timing gives nothing."""
+    wanted = _wanted(ingredient)
+    out = []
+    for items, identity in _orders(inputs):
+        value, _ = dosing.daily(items, unit, identity, wanted)
+        if value is not None:
+            out.append(dosing.plain(value))
+    return out
+
+
+def _dose_problem(inputs, ingredient=None):
+    """Why the daily dose in mass cannot be computed, per input that has a problem."""
+    wanted = _wanted(ingredient)
+    out = []
+    for items, identity in _orders(inputs):
+        _, problem = dosing.daily(items, MASS_UNIT, identity, wanted)
+        if problem is not None:
+            out.append(problem)
+    return out
+
+
+def _route(inputs):
+    evaluation = fhirpath.current.get()
+    out = []
+    for items, identity in _orders(inputs):
+        route = items[0].get("route") if items else None
+        codings = [c for c in _codings(route)] if isinstance(route, dict) else []
+        if codings:
+            out.extend(codings)
+        elif identity is not None and identity.product is not None and evaluation.terminology is not None:
+            out.extend(evaluation.terminology.medications.route(identity.product.form_token))
+    return out
+
+
+def _identified_by_name(inputs):
+    index = fhirpath.current.get().index
+    return [index.medication(item).by_name for item in inputs
+            if isinstance(item, dict) and "resourceType" in item and index is not None]
 
 
 def _age_in_years(inputs):
@@ -362,7 +407,11 @@ TABLE = {
     "clinicalTime": {"fn": _clinical_time},
     "hoursAgo": {"fn": _hours_ago},
     "inUnit": {"fn": _in_unit, "arity": {1: ["String"], 2: ["String", "Number"]}},
-    "dailyDose": {"fn": _daily_dose, "arity": {1: ["String"]}},
+    "dose": {"fn": _dose, "arity": {1: ["String"], 2: ["String", "String"]}},
+    "dailyDose": {"fn": _daily_dose, "arity": {1: ["String"], 2: ["String", "String"]}},
+    "doseProblem": {"fn": _dose_problem, "arity": {0: [], 1: ["String"]}},
+    "route": {"fn": _route},
+    "identifiedByName": {"fn": _identified_by_name},
     "ageInYears": {"fn": _age_in_years},
     "round": {"fn": _round, "arity": {0: [], 1: ["Integer"]}},
 }

@@ -2,15 +2,19 @@
 
 Index by Bundle -> resource type -> resources, and by resource -> its primary codes as
 "system|code" tokens.  The primary code of each resource type is the element its FHIR R4
-`code` search parameter covers (e.g. MedicationRequest.medication[x], with a
-medicationReference resolved against the same Bundle or the resource's contained list).
-Malformed parts of EHR data are skipped, never raised: a resource without codes simply
-matches no code filter.
+`code` search parameter covers.  A medication-bearing resource (MedicationRequest, ...,
+Medication) is identified once per call by `service.engine.medication`: its medication's
+codes (a medicationReference resolved to a contained Medication, or a Medication anywhere in
+the request's data, same Bundle first) plus the ingredients the content's ConceptMaps map
+them to.  Malformed parts of EHR data are skipped, never raised: a resource without codes
+simply matches no code filter.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from service.engine.medication import EMPTY, MEDICATION_BEARING, Identity, identify
 
 # FHIR R4 search parameter `code` (or its equivalent) per resource type.
 PRIMARY_CODE = {
@@ -26,11 +30,8 @@ PRIMARY_CODE = {
     "Encounter": "type",
     "Location": "type",
     "CommunicationRequest": "category",
-    "MedicationRequest": "medication",
-    "MedicationAdministration": "medication",
-    "MedicationStatement": "medication",
-    "MedicationDispense": "medication",
 }
+_MEDICATION = MEDICATION_BEARING | {"Medication"}
 
 
 def _codings(value: Any):
@@ -75,7 +76,9 @@ def _tokens(value: Any) -> frozenset[str]:
 class DataIndex:
     """Lazily built, per-call index over the Bundles and resources of one request."""
 
-    def __init__(self):
+    def __init__(self, terminology=None):
+        self.terminology = terminology  # ValueSets and ConceptMaps of the content (None: codes as sent)
+        self._identity: dict[int, Identity] = {}
         self._by_bundle: dict[int, dict[str, list[dict]]] = {}
         self._by_code: dict[tuple[int, str], dict[str, list[int]]] = {}  # (bundle, type) -> token -> positions
         self._codes: dict[int, frozenset[str]] = {}
@@ -97,6 +100,8 @@ class DataIndex:
                     self._home[id(res)] = bundle
                     if isinstance(res.get("id"), str):
                         self._by_reference.setdefault(f"{res['resourceType']}/{res['id']}", res)
+                    if isinstance(entry.get("fullUrl"), str):
+                        self._by_reference.setdefault(entry["fullUrl"], res)
             self._by_bundle[key] = found
             self._keep.append(bundle)
         return found
@@ -117,9 +122,13 @@ class DataIndex:
             self._by_reference.setdefault(f"{value['resourceType']}/{value['id']}", value)
 
     def resolve(self, reference: str) -> dict | None:
-        """A resource by relative reference ("Type/id"; a trailing "/_history/n" or base URL is ignored)."""
+        """A resource by reference: a Bundle entry's fullUrl, or "Type/id" (a trailing "/_history/n" or
+        base URL is ignored)."""
         if self._pending:
             self._index_pending()
+        found = self._by_reference.get(reference)
+        if found is not None:
+            return found
         parts = reference.split("/_history/")[0].rstrip("/").split("/")
         return self._by_reference.get("/".join(parts[-2:])) if len(parts) >= 2 else None
 
@@ -144,29 +153,34 @@ class DataIndex:
         key = id(resource)
         found = self._codes.get(key)
         if found is None:
-            found = _tokens(self._primary(resource, self._home.get(key)))
+            rtype = resource.get("resourceType")
+            if rtype in _MEDICATION:
+                found = self.medication(resource).tokens
+            else:
+                found = _tokens(resource.get(PRIMARY_CODE.get(rtype, "code")))
             self._codes[key] = found
             self._keep.append(resource)
         return found
 
-    def _primary(self, resource: dict, bundle: dict | None):
-        rtype = resource.get("resourceType")
-        element = PRIMARY_CODE.get(rtype, "code")
-        if element != "medication":
-            return resource.get(element)
-        if "medicationCodeableConcept" in resource:
-            return resource["medicationCodeableConcept"]
-        ref = (resource.get("medicationReference") or {}).get("reference")
-        if not isinstance(ref, str):
-            return None
-        if ref.startswith("#"):
-            for c in resource.get("contained") or []:
-                if isinstance(c, dict) and c.get("id") == ref[1:]:
-                    return c.get("code")
-            return None
-        med_id = ref.rsplit("/", 1)[-1]
-        candidates = self.bundle_resources(bundle).get("Medication", []) if bundle else []
-        for med in candidates:
-            if med.get("id") == med_id:
-                return med.get("code")
-        return None
+    def medication(self, resource: dict) -> Identity:
+        """The medication identity of a medication-bearing resource (computed once per call)."""
+        key = id(resource)
+        found = self._identity.get(key)
+        if found is None:
+            if resource.get("resourceType") in _MEDICATION:
+                found = identify(resource, self._resolve_medication, _tokens, self.terminology)
+            else:
+                found = EMPTY
+            self._identity[key] = found
+            self._keep.append(resource)
+        return found
+
+    def _resolve_medication(self, reference: str, resource: dict) -> dict | None:
+        """A referenced resource: in the Bundle `resource` came in first, then anywhere in the data."""
+        home = self._home.get(id(resource))
+        if home is not None:
+            target_id = reference.split("/_history/")[0].rstrip("/").rsplit("/", 1)[-1]
+            for med in self.bundle_resources(home).get("Medication", ()):
+                if med.get("id") == target_id:
+                    return med
+        return self.resolve(reference)

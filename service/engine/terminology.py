@@ -1,12 +1,19 @@
-"""Local ValueSet expansion (FHIR R4 ValueSet.compose / ValueSet.expansion).
+"""Local terminology: ValueSet expansion (FHIR R4 ValueSet.compose / ValueSet.expansion) and the
+content's ConceptMaps.
 
 A ValueSet is expanded once, at load, into a frozenset of "system|code" tokens.
 Supported: compose.include with `concept` lists or whole `valueSet` imports, compose.exclude
 likewise, and a stored `expansion.contains`.  Intensional filters (`include.filter`) and
 whole-system includes need a terminology server and are rejected with a clear message.
+ConceptMaps are translation tables (`service.engine.conceptmap`); the medication catalog over
+them (`service.engine.products`) is built on first use.  `known(token)` tells whether any
+ValueSet or ConceptMap names a concept.
 """
 
 from __future__ import annotations
+
+from service.engine.conceptmap import ConceptMaps
+from service.engine.products import Catalog
 
 
 class TerminologyError(ValueError):
@@ -19,9 +26,31 @@ def canonical(url: str) -> str:
 
 
 class Terminology:
-    def __init__(self, valuesets: dict[str, dict]):
+    def __init__(self, valuesets: dict[str, dict], conceptmaps: list[tuple[str, dict]] = ()):
         self._sources = {canonical(url): vs for url, vs in valuesets.items()}
         self._expanded: dict[str, frozenset[str]] = {}
+        self.maps = ConceptMaps(list(conceptmaps))
+        self._known: frozenset[str] | None = None
+        self._catalog: Catalog | None = None
+
+    @property
+    def medications(self) -> Catalog:
+        """The medication catalog (products, ingredients, routes) over the ConceptMaps."""
+        if self._catalog is None:
+            self._catalog = Catalog(self.maps)
+        return self._catalog
+
+    def known(self, token: str) -> bool:
+        """Whether any ValueSet or ConceptMap of the content names the concept "system|code"."""
+        if self._known is None:
+            known = set(self.maps.tokens())
+            for url in self._sources:
+                try:
+                    known |= self.expand(url)
+                except TerminologyError:
+                    continue  # reported at load
+            self._known = frozenset(known)
+        return token in self._known
 
     def __contains__(self, url: str) -> bool:
         return canonical(url) in self._sources

@@ -1,8 +1,9 @@
-"""UCUM unit conversion (http://unitsofmeasure.org) for the `inUnit()` FHIRPath function.
+"""UCUM unit conversion (http://unitsofmeasure.org) for `inUnit()`, `dose()` and `dailyDose()`.
 
 Conversion factors come from ucumvert (the full UCUM grammar on pint) and are cached per
 unit pair, so the hot path does no parsing.  Only multiplicative conversions are allowed:
 incompatible dimensions (mg -> mL) and offset units (Cel, [degF]) raise UnitError.
+Spellings that are not UCUM ("lbs", "mg/dl") are mapped to UCUM first by `units`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,37 @@ def _registry():
 
 
 @lru_cache(maxsize=4096)
+def is_unit(unit: str) -> bool:
+    """Whether `unit` is a valid UCUM unit expression (case-sensitive, as UCUM is)."""
+    if not isinstance(unit, str) or not unit:
+        return False
+    try:
+        _registry().from_ucum(unit)
+    except Exception:
+        return False
+    return True
+
+
+def convertible(from_unit: str, to_unit: str) -> bool:
+    """Whether `factor(from_unit, to_unit)` exists (same dimension, no offset)."""
+    try:
+        factor(from_unit, to_unit)
+    except UnitError:
+        return False
+    return True
+
+
 def factor(from_unit: str, to_unit: str) -> Decimal:
-    """Multiplier that turns a value in `from_unit` into `to_unit`."""
+    """Multiplier that turns a value in `from_unit` into `to_unit` (UnitError when there is none)."""
+    result = _factor(from_unit, to_unit)
+    if isinstance(result, str):
+        raise UnitError(result)
+    return result
+
+
+@lru_cache(maxsize=4096)
+def _factor(from_unit: str, to_unit: str) -> Decimal | str:
+    """The factor, or why there is none: failures are cached too (parsing is the slow part)."""
     if from_unit == to_unit:
         return Decimal(1)
     reg = _registry()
@@ -32,15 +62,13 @@ def factor(from_unit: str, to_unit: str) -> Decimal:
         src = reg.from_ucum(from_unit)
         dst = reg.from_ucum(to_unit)
     except Exception as exc:
-        raise UnitError(f"not a UCUM unit: {exc}") from None
+        return f"not a UCUM unit: {exc}"
+    if not (getattr(src, "_ok_for_muldiv", True) and getattr(dst, "_ok_for_muldiv", True)):
+        return f"cannot convert offset unit {from_unit!r} to {to_unit!r}"
     try:
-        if not (getattr(src, "_ok_for_muldiv", True) and getattr(dst, "_ok_for_muldiv", True)):
-            raise UnitError(f"cannot convert offset unit {from_unit!r} to {to_unit!r}")
         value = (1 * src).to(dst).magnitude
-    except UnitError:
-        raise
     except Exception:
-        raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}: incompatible units") from None
+        return f"cannot convert {from_unit!r} to {to_unit!r}: incompatible units"
     return Decimal(f"{float(value):.15g}")
 
 

@@ -43,3 +43,42 @@ def write(folder: Path, *resources: dict) -> Path:
     for res in resources:
         (folder / f"{res['resourceType']}-{res['id']}.json").write_text(json.dumps(res))
     return folder
+
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+STRENGTH = "http://example.org/fhir/concept-property/strength"
+DOSE_FORM = "http://example.org/fhir/concept-property/dose-form"
+
+
+def ingredient(code: str, display: str, strength: str | None = None, form: str | None = None) -> dict:
+    """One ConceptMap target: an active ingredient of a product, with its strength and the dose form."""
+    target = {"code": code, "display": display, "equivalence": "wider"}
+    product = ([{"property": STRENGTH, "value": strength}] if strength else []) + \
+              ([{"property": DOSE_FORM, "value": form}] if form else [])
+    if product:
+        target["product"] = product
+    return target
+
+
+def product_map(products: dict, mid: str = "products") -> dict:
+    """A product -> ingredient ConceptMap in the content's format: {code: (display, [targets])}."""
+    return {"resourceType": "ConceptMap", "id": mid, "url": f"{BASE}/ConceptMap/{mid}", "status": "draft",
+            "sourceUri": RXNORM, "targetUri": RXNORM,
+            "group": [{"source": RXNORM, "target": RXNORM, "element": [
+                {"code": code, "display": display, "target": targets} for code, (display, targets) in products.items()]}]}
+
+
+def route_map(forms: dict, mid: str = "doseform-route") -> dict:
+    """A dose form -> route ConceptMap: {form name: (snomed code, display) or None for no single route}."""
+    return {"resourceType": "ConceptMap", "id": mid, "url": f"{BASE}/ConceptMap/{mid}", "status": "draft",
+            "group": [{"source": RXNORM, "target": SNOMED, "element": [
+                {"code": form, "target": [{"code": route[0], "display": route[1], "equivalence": "equivalent"}
+                                          if route else {"equivalence": "unmatched"}]}
+                for form, route in forms.items()]}]}
+
+
+def valueset(vid: str, system: str, *codes: str) -> dict:
+    return {"resourceType": "ValueSet", "id": vid, "url": f"{BASE}/ValueSet/{vid}", "status": "draft",
+            "compose": {"include": [{"system": system, "concept": [{"code": c} for c in codes]}]}}

@@ -99,13 +99,27 @@ def test_action_dynamic_values_customise_the_card(tmp_path):
 
 
 def test_expression_error_fails_closed_and_is_traced(tmp_path):
-    bad = {"observations": {"resourceType": "Bundle", "entry": [{"resource": {
-        "resourceType": "Observation", "id": "x", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-        "effectiveDateTime": "2026-02-28", "valueQuantity": {"value": 3, "unit": "mL", "code": "mL", "system": "http://unitsofmeasure.org"}}}]}}
-    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV, "condition": [cond("%weightKg > 1 or true")]}], data=bad)
+    two = observations(80, 81)  # two weights where the variable expects one: a runtime error
+    variables = [var("heavy", "%observations.resources('Observation').value.inUnit('kg') > 1")]
+    result = run(tmp_path, [{"id": "card", "title": "Card", "trigger": PV, "condition": [cond("%heavy or true")]}],
+                 data={"observations": two}, variables=variables)
     assert result.actions == []
     assert result.trace[0]["conditions"][0]["result"] is False
-    assert any("%weightKg" in i["message"] for i in result.issues)
+    assert any("%heavy" in i["message"] for i in result.issues)
+
+
+def test_a_unit_that_does_not_convert_is_present_but_unusable(tmp_path):
+    """A2: the value reads as empty (not an error), so a rule can say "unknown unit" and still fire."""
+    bad = {"observations": {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "Observation", "id": "x", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "effectiveDateTime": "2026-02-28", "valueQuantity": {"value": 11, "unit": "stone"}}}]}}
+    action = {"id": "card", "title": "Card", "trigger": PV, "condition": [cond(
+        "%weightKg.empty() and %observations.resources('Observation').latest().value.exists()")],
+        "dynamicValue": [{"path": "action.description", "expression": {"language": "text/fhirpath", "expression":
+            "'weight recorded in an unknown unit (' & %observations.resources('Observation').latest().value.unit & ')'"}}]}
+    result = run(tmp_path, [action], data=bad)
+    assert [a.description for a in result.actions] == ["weight recorded in an unknown unit (stone)"]
+    assert result.issues == []
 
 
 def test_variables_are_evaluated_once_per_call(tmp_path, monkeypatch):
