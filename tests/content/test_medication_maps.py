@@ -53,10 +53,10 @@ def _mapped(target: dict) -> bool:
 
 
 def _products_in(valueset_id: str) -> set[str]:
-    """Codes of elements that carry a strength and map to an ingredient of the ValueSet."""
+    """Codes of elements that carry a strength and map to an ingredient (or the combination) of the ValueSet."""
     codes = VALUESETS[valueset_id]
     return {e["code"] for e in ELEMENTS
-            for t in e["target"] if t.get("code") in codes and STRENGTH in _props(t)}
+            if any(t.get("code") in codes for t in e["target"]) and any(STRENGTH in _props(t) for t in e["target"])}
 
 
 @pytest.mark.parametrize("name", ["ConceptMap-rxnorm-product-ingredient.json", "ConceptMap-rxnorm-doseform-route.json"])
@@ -87,8 +87,11 @@ def test_one_element_per_code_sorted_by_code():
 
 
 def test_every_mapped_ingredient_is_in_a_drug_valueset():
+    """Each target is read by a drug ValueSet, or is a component of a combination the element also maps to
+    (sulfamethoxazole and trimethoprim count only as the combination 10831 in the prophylaxis ValueSet)."""
     known = set().union(*VALUESETS.values())
-    missing = {(t["code"], t.get("display")) for e in ELEMENTS for t in e["target"] if _mapped(t) and t["code"] not in known}
+    missing = {(t["code"], t.get("display")) for e in ELEMENTS for t in e["target"] if _mapped(t) and t["code"] not in known
+               and e["code"] not in known and not any(c.get("code") in known and "product" not in c for c in e["target"])}
     assert missing == set()
     assert all(t["equivalence"] == "wider" for e in ELEMENTS for t in e["target"])
 
@@ -139,10 +142,10 @@ def test_order_screen_products_have_ingredient_strength_and_form(code, ingredien
 
 
 def test_sulfamethoxazole_trimethoprim_has_one_target_per_ingredient():
-    targets = {t["code"]: _props(t)[STRENGTH] for t in BY_CODE["198335"]["target"]}
-    assert targets == {"10180": "800 mg", "10829": "160 mg"}
-    suspension = {t["code"]: _props(t)[STRENGTH] for t in BY_CODE["313134"]["target"]}
-    assert suspension == {"10180": "40 mg/mL", "10829": "8 mg/mL"}
+    targets = {t["code"]: _props(t).get(STRENGTH) for t in BY_CODE["198335"]["target"]}
+    assert targets == {"10180": "800 mg", "10829": "160 mg", "10831": None}  # and the combination, for identity
+    suspension = {t["code"]: _props(t).get(STRENGTH) for t in BY_CODE["313134"]["target"]}
+    assert suspension == {"10180": "40 mg/mL", "10829": "8 mg/mL", "10831": None}
 
 
 def test_biosimilar_products_map_to_their_own_ingredient_in_the_rituximab_valueset():
@@ -161,17 +164,21 @@ def test_each_product_name_names_its_ingredient_or_a_brand_of_it():
     """The display of every element names each target ingredient (salts included: 'methylprednisolone
     acetate'), or names a brand that another element of the map ties to that ingredient."""
     aliases = {"mycophenolic acid": ["mycophenolic acid", "mycophenolate sodium"]}
+
+    def names_of(ingredient: str) -> list[str]:
+        # a combination target ("sulfamethoxazole / trimethoprim") is named by its first component
+        return aliases.get(ingredient, [ingredient.split(" / ")[0]])
     brands = defaultdict(set)  # brand -> ingredient displays, from '... [Brand]' names that name the ingredient
     for e in ELEMENTS:
         m = re.search(r"\[([^\]]+)\]$", e["display"])
         if m:
             for t in e["target"]:
-                if any(re.search(rf"\b{re.escape(a)}\b", e["display"], re.I) for a in aliases.get(t["display"], [t["display"]])):
+                if any(re.search(rf"\b{re.escape(a)}\b", e["display"], re.I) for a in names_of(t["display"])):
                     brands[m.group(1)].add(t["display"])
     unexplained = []
     for e in ELEMENTS:
         for t in e["target"]:
-            names = aliases.get(t["display"], [t["display"]])
+            names = names_of(t["display"])
             if any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", e["display"], re.I) for n in names):
                 continue
             if any(b in e["display"] and t["display"] in ings for b, ings in brands.items()):
