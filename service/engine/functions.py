@@ -21,6 +21,7 @@ every code, unit and threshold comes from the content that calls them.
 | `doseProblem([ingredient])` | MedicationRequests, Dosages | for each whose dose or daily dose cannot be computed in mass: why, in plain English ("no dose given", "dose unit 'xyz' is not understood", ...) |
 | `route()` | MedicationRequests, Dosages | route codings: the first dosage instruction's, else the route the ConceptMaps give the product's dose form (none for forms without a single route) |
 | `identifiedByName()` | medication-bearing resources | for each: whether its medication was recognised only by its name (no code known to the content) |
+| `ingredientName()` | medication-bearing resources | for each: its drug in words, the product's active ingredients ("prednisolone", "sulfamethoxazole / trimethoprim"), else the coding's display |
 | `ageInYears()` | Patient or date | completed years at `%now` |
 | `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
 
@@ -364,6 +365,31 @@ def _route(inputs):
     return out
 
 
+def _ingredient_name(inputs):
+    """The drug of each medication-bearing input in words: its product's active ingredients (those
+    with a strength, else all), joined with " / "; for an order coded by ingredient, its coding's
+    display (else the text).  Nothing when the medication is unknown."""
+    index = fhirpath.current.get().index
+    out = []
+    for item in inputs:
+        if not isinstance(item, dict) or "resourceType" not in item or index is None:
+            continue
+        identity = index.medication(item)
+        product = identity.product
+        if product is not None:
+            named = [i for i in product.ingredients if i.display and i.strength] or \
+                [i for i in product.ingredients if i.display]
+            if named:
+                out.append(" / ".join(dict.fromkeys(i.display for i in named)))
+                continue
+        concept = item.get("medicationCodeableConcept") if isinstance(item.get("medicationCodeableConcept"), dict) else {}
+        display = next((c["display"] for c in _codings(concept) if isinstance(c.get("display"), str)), None)
+        name = display or concept.get("text")
+        if isinstance(name, str) and name.strip():
+            out.append(name.strip())
+    return out
+
+
 def _identified_by_name(inputs):
     index = fhirpath.current.get().index
     return [index.medication(item).by_name for item in inputs
@@ -412,6 +438,7 @@ TABLE = {
     "doseProblem": {"fn": _dose_problem, "arity": {0: [], 1: ["String"]}},
     "route": {"fn": _route},
     "identifiedByName": {"fn": _identified_by_name},
+    "ingredientName": {"fn": _ingredient_name},
     "ageInYears": {"fn": _age_in_years},
     "round": {"fn": _round, "arity": {0: [], 1: ["Integer"]}},
 }
