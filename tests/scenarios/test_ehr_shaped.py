@@ -446,3 +446,70 @@ def test_every_critical_rule_is_covered():
     critical = _critical_rules()
     assert critical, "the content has critical rules"
     assert critical <= fired, f"critical rules no case shows firing: {sorted(critical - fired)}"
+
+
+# ---- units that change the number, or cannot be read: critical cards never disappear -----------------------
+
+WEIGHT, HEIGHT = "29463-7", "8302-2"
+
+
+def _observations(case: dict, loinc: str) -> Iterator[dict]:
+    for bundle in prefetch_bundles(case):
+        for entry in bundle.get("entry", []):
+            resource = entry.get("resource") or {}
+            if resource.get("resourceType") == "Observation" and any(
+                    c.get("code") == loinc for c in (resource.get("code") or {}).get("coding", [])):
+                yield resource
+
+
+def weight_in(unit: str, factor: Decimal | None) -> Transform:
+    """Every weight re-sent in `unit` (a string, no UCUM code): converted by `factor`, or unreadable (None)."""
+    def transform(case: dict) -> dict:
+        case = copy.deepcopy(case)
+        for obs in _observations(case, WEIGHT):
+            q = obs.get("valueQuantity") or {}
+            if isinstance(q.get("value"), (int, float)):
+                value = Decimal(str(q["value"])) * (factor or 1)
+                obs["valueQuantity"] = {"value": float(round(value, 2)), "unit": unit}
+        return case
+    return transform
+
+
+def height_in_inches(case: dict) -> dict:
+    case = copy.deepcopy(case)
+    for obs in _observations(case, HEIGHT):
+        q = obs.get("valueQuantity") or {}
+        if isinstance(q.get("value"), (int, float)) and q.get("code", q.get("unit")) == "cm":
+            obs["valueQuantity"] = {"value": float(round(Decimal(str(q["value"])) / Decimal("2.54"), 2)), "unit": "inches"}
+    return case
+
+
+UNIT_TRANSFORMS: dict[str, Transform] = {
+    "weight-in-lbs": weight_in("lbs", Decimal("1") / Decimal("0.45359237")),
+    "weight-in-stone": weight_in("stone", None),
+    "height-in-inches": height_in_inches,
+}
+
+
+def critical(response: dict) -> list[str]:
+    return sorted(c["source"]["topic"]["code"] for c in response["cards"] if c["indicator"] == "critical")
+
+
+@pytest.mark.parametrize("transform", sorted(UNIT_TRANSFORMS))
+@pytest.mark.parametrize("path", [p for p in CASES if critical(json.loads(golden_path(p).read_text()))], ids=case_id)
+def test_critical_cards_survive_units_as_ehrs_send_them(path: Path, transform: str, service):
+    """Pounds and inches are read (the doses may round differently); a weight in a unit that cannot be
+    read is present but unusable: the critical cards stay, and a card that needs the weight says why."""
+    case = json.loads(path.read_text())
+    expected = json.loads(golden_path(path).read_text())
+    changed = UNIT_TRANSFORMS[transform](case)
+    got = service(changed)
+    assert critical(got) == critical(expected)
+    current = [o for o in _observations(changed, WEIGHT) if (o.get("effectiveDateTime") or "") >= _stamp(_now(case) - timedelta(days=30))]
+    if transform == "weight-in-stone" and current:
+        # a current weight is present but unusable: never "no weight", never "record weight"; the unit is named
+        texts = " ".join(c["summary"] + " " + c.get("detail", "") + " " +
+                         " ".join(s["label"] for s in c.get("suggestions", [])) for c in got["cards"]).lower()
+        assert "no weight in 30 days" not in texts and "record weight" not in texts, texts
+        if "re-enter it in kg" in texts:
+            assert '"stone"' in texts
