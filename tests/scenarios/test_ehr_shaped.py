@@ -3,6 +3,7 @@ the same cards (metamorphic tests over the whole scenario suite).
 
 Each transform below changes how the data is written, never what it means:
 - `unsorted`: every Bundle's entries in reverse order (searchsets are not sorted by date);
+- `duplicated`: every record sent twice under two ids (charts merged from two systems);
 - `record_noise`: recent records that must never count (amendment A1), both copies of the case's
   own records and new ones for every code the content reads (its ValueSets and the codes named
   in its expressions): entered-in-error and cancelled Observations with other values, refuted and
@@ -360,8 +361,28 @@ def medication_reference(case: dict) -> dict:
     return case
 
 
+DUPLICATED_TYPES = ("Observation", "Condition", "Procedure", "AllergyIntolerance")
+
+
+def duplicated(case: dict) -> dict:
+    """Every result, diagnosis, procedure and allergy sent twice under two ids (charts merged from two
+    systems).  Orders are not duplicated: two identical active orders can be a real split dose."""
+    case = copy.deepcopy(case)
+    for bundle in prefetch_bundles(case):
+        copies = []
+        for entry in bundle.get("entry", []):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") in DUPLICATED_TYPES:
+                twin = copy.deepcopy(resource)
+                twin["id"] = f"{resource.get('id', 'x')}-copy"
+                copies.append({"resource": twin})
+        bundle.setdefault("entry", []).extend(copies)
+    return case
+
+
 TRANSFORMS: dict[str, Transform] = {
     "unsorted": unsorted,
+    "duplicated": duplicated,
     "record-noise": record_noise,
     "unit-spellings": unit_spellings,
     "product-codes": product_codes,
@@ -419,6 +440,8 @@ def test_same_cards_from_ehr_shaped_data(path: Path, transform: str, service):
     case = json.loads(path.read_text())
     expected = json.loads(golden_path(path).read_text())
     got = service(TRANSFORMS[transform](case))
+    if transform == "duplicated":  # a card may cite either copy of the same record
+        got = json.loads(json.dumps(got).replace('-copy"', '"'))
     if transform in RENAMING:
         assert [numbers_of(c) for c in by_uuid(got)] == [numbers_of(c) for c in by_uuid(expected)]
     else:
