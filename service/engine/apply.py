@@ -434,18 +434,23 @@ _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
 EMPTY_LITERAL = "{}"  # FHIRPath's empty collection: as a dynamicValue, removes the element
 
 
-def set_path(resource: dict, path: str, value: Any) -> None:
-    """Set `value` at a simple FHIRPath path (`a.b[0].c`), creating what is missing."""
+def _steps(resource: dict, path: str):
+    """(name, list index or None, is last) for each step of a simple FHIRPath path (`a.b[0].c`);
+    a leading resource type is skipped."""
     steps = path.split(".")
     if steps and steps[0] == resource.get("resourceType"):
         steps = steps[1:]
-    node: Any = resource
     for n, step in enumerate(steps):
         m = _STEP.match(step)
         if not m:
             raise ValueError(f"dynamicValue path {path!r}: {step!r} is not a simple path step")
-        name, index = m.group(1), m.group(2)
-        last = n == len(steps) - 1
+        yield m.group(1), (int(m.group(2)) if m.group(2) is not None else None), n == len(steps) - 1
+
+
+def set_path(resource: dict, path: str, value: Any) -> None:
+    """Set `value` at a simple FHIRPath path (`a.b[0].c`), creating what is missing."""
+    node: Any = resource
+    for name, index, last in _steps(resource, path):
         if index is None:
             if last:
                 node[name] = value
@@ -455,30 +460,21 @@ def set_path(resource: dict, path: str, value: Any) -> None:
                     raise ValueError(f"dynamicValue path {path!r}: {name} is a list; give an index")
         else:
             items = node.setdefault(name, [])
-            i = int(index)
-            while len(items) <= i:
+            while len(items) <= index:
                 items.append({})
             if last:
-                items[i] = value
+                items[index] = value
             else:
-                node = items[i]
+                node = items[index]
 
 
 def remove_path(resource: dict, path: str) -> None:
     """Remove the element at a simple FHIRPath path (`a.b[0].c`; a last step with an index
     removes that item of the list, without one the whole element); nothing when it is absent."""
-    steps = path.split(".")
-    if steps and steps[0] == resource.get("resourceType"):
-        steps = steps[1:]
     node: Any = resource
-    for n, step in enumerate(steps):
-        m = _STEP.match(step)
-        if not m:
-            raise ValueError(f"dynamicValue path {path!r}: {step!r} is not a simple path step")
-        name, index = m.group(1), m.group(2)
+    for name, index, last in _steps(resource, path):
         if not isinstance(node, dict) or name not in node:
             return
-        last = n == len(steps) - 1
         if index is None:
             if last:
                 del node[name]
@@ -486,15 +482,14 @@ def remove_path(resource: dict, path: str) -> None:
             node = node[name]
         else:
             items = node[name]
-            i = int(index)
-            if not isinstance(items, list) or i >= len(items):
+            if not isinstance(items, list) or index >= len(items):
                 return
             if last:
-                del items[i]
+                del items[index]
                 if not items:
                     del node[name]
                 return
-            node = items[i]
+            node = items[index]
 
 
 # ---- ActivityDefinition $apply (R4 §12.21.4.4 mapping of ActivityDefinition elements) ----

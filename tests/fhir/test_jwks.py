@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 
 from service.fhir.jwks import MAX_BYTES, JwksUnavailable, fetch_jwks
-from tests.trust_helpers import Listener, es384_key, jwks
+from tests.trust_helpers import es384_key, jwks
 
-
-@pytest.fixture
-def servers():
-    ehr, other = Listener(), Listener()
-    yield ehr, other
-    ehr.close()
-    other.close()
 
 
 def test_a_key_set_is_fetched(servers):

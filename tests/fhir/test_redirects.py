@@ -7,17 +7,9 @@ import pytest
 
 from service.errors import FhirServerError
 from service.fhir.client import MAX_REDIRECTS, FhirClient
-from tests.trust_helpers import Listener
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
 
-
-@pytest.fixture
-def servers():
-    ehr, other = Listener(), Listener()
-    yield ehr, other
-    ehr.close()
-    other.close()
 
 
 def test_a_redirect_on_the_same_origin_is_followed(servers):
