@@ -20,9 +20,13 @@ class Config:
     content_fhir_status: str = "active"  # PlanDefinition.status values served ("active,draft": unsigned content)
     content_refresh_seconds: float = 300.0
     database_url: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "feedback.sqlite3")
-    fhir_timeout_seconds: float = 10.0
+    fhir_timeout_seconds: float = 10.0  # each read; bounded by what is left of the call's deadline
     fhir_max_pages: int = 20
     fhir_retries: int = 2
+    # One deadline for all the FHIR work of one call (service.fhir.budget): a 412 before any worker timeout.
+    call_deadline_seconds: float = 20.0
+    fhir_max_response_bytes: int = 20_000_000  # one answer of a FHIR server, streamed and cut off past this
+    fhir_max_call_bytes: int = 50_000_000  # all the answers read for one call
     trace_default: bool = False
     log_level: str = "INFO"
     cors_origins: str = "*"
@@ -36,6 +40,10 @@ class Config:
 
 
 def _coerce(kind, raw: str):
+    if isinstance(kind, str) and kind.endswith(" | None"):
+        kind = kind[: -len(" | None")]
+        if kind != "str" and raw.strip() == "":
+            return None
     if kind is bool or kind == "bool":
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if kind is int or kind == "int":

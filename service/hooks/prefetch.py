@@ -179,7 +179,7 @@ def resolve(
             try:
                 value = fetcher(url)
             except FhirAccessError as exc:  # still a 412, now naming the key the EHR could prefetch
-                raise type(exc)(f"prefetch key {key!r}: {exc.message}", expression=f"prefetch.{key}") from None
+                raise exc.about(f"prefetch key {key!r}", f"prefetch.{key}") from None
             data[key] = None if _is_outcome(value) else value
     if urls:
         raise PreconditionFailed(
@@ -210,7 +210,7 @@ def _rest_of_pages(key: str, bundle: Any, fetcher: Callable[[str], Any] | None) 
     try:
         rest = fetcher(next_url)
     except FhirAccessError as exc:
-        raise type(exc)(f"prefetch key {key!r}, next page: {exc.message}", expression=f"prefetch.{key}") from None
+        raise exc.about(f"prefetch key {key!r}, next page", f"prefetch.{key}") from None
     merged = dict(bundle)
     merged["entry"] = list(bundle.get("entry") or []) + list((rest or {}).get("entry") or [])
     merged["link"] = [link for link in bundle.get("link", []) if link.get("relation") != "next"]
