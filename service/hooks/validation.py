@@ -36,7 +36,8 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 `id` datatype
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
               float: "a number", type(None): "null"}
-_SECRET_PARTS = ("fhirAuthorization",)  # values under these keys are never echoed
+# Values under these keys are never echoed: the token, and URLs that may carry user:password@.
+_SECRET_PARTS = ("fhirAuthorization", "fhirServer")
 
 
 def _compile(path: Path) -> Draft202012Validator:
