@@ -13,6 +13,9 @@ def register(app: Flask, runtime: Runtime) -> None:
     from flask_cors import CORS
 
     app.extensions["cds"] = runtime
+    # Bodies past the limit are refused (413) before they are read (werkzeug: Content-Length, or
+    # counted while reading a chunked body).
+    app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_request_bytes
     app.register_blueprint(routes.blueprint)
     app.register_blueprint(guidance.blueprint)
     errors.register(app)
