@@ -32,8 +32,11 @@ class Config:
     max_array_items: int = 10_000
     max_feedback_items: int = 100
     trace_default: bool = False
+    # `?_trace=true` honoured at all; None = only in open mode (no trusted clients, loopback).
+    trace_allowed: bool | None = None
     log_level: str = "INFO"
-    cors_origins: str = "*"
+    # Comma-separated origins browsers may call from, or "*"; None = "*" in open mode, no origin otherwise.
+    cors_origins: str | None = None
     host: str = "127.0.0.1"  # the bind address: without trusted_clients only a loopback host may serve
     port: int = 8080
     # The URL clients reach the service at, behind a proxy (JWT `aud`, links); "" = the request's own root URL.

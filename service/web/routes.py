@@ -15,6 +15,7 @@ from service import operations
 from service.logtext import shown
 from service.runtime import Runtime
 from service.web import security
+from service.web.policy import WebPolicy
 
 blueprint = Blueprint("cds", __name__)
 log = logging.getLogger("service.calls")
@@ -22,6 +23,10 @@ log = logging.getLogger("service.calls")
 
 def runtime() -> Runtime:
     return current_app.extensions["cds"]
+
+
+def policy() -> WebPolicy:
+    return current_app.extensions["cds_policy"]
 
 
 @blueprint.before_request
@@ -43,6 +48,9 @@ def _service(service_id: str, content=None):
 
 
 def _trace_requested() -> bool:
+    """The caller asked for the trace (or it is on by default), and it may be shown (service.web.policy)."""
+    if not policy().trace_allowed:
+        return False
     flag = request.args.get("_trace") or request.headers.get("X-CDS-Trace")
     if flag is None:
         return runtime().config.trace_default
