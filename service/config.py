@@ -44,6 +44,7 @@ class Config:
     # CDS Hooks §Trusting CDS Clients: path of the trusted-clients JSON file (service.auth.clients); "" = open.
     trusted_clients: str = ""
     jwt_clock_skew_seconds: float = 5.0
+    jwt_max_lifetime_seconds: float = 3600.0  # a token whose exp - iat is longer is refused; 0 = no limit
 
 
 def _coerce(kind, raw: str):
