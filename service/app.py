@@ -17,6 +17,7 @@ from service.feedback import FeedbackStore
 from service.fhir.budget import Budget
 from service.fhir.client import FhirClient
 from service.hooks import prefetch
+from service.logtext import OneLineFormatter
 from service.runtime import Runtime, utc_now
 
 
@@ -49,7 +50,9 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     trusted-clients file, or no trusted clients on a non-loopback host, raises ConfigurationError
     (service.auth)."""
     cfg = load_config(config)
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()  # used only when nothing else has configured logging
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=cfg.log_level, handlers=[handler])
     from service.web import register
 
     app = Flask(__name__)

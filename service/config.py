@@ -45,6 +45,11 @@ class Config:
     trusted_clients: str = ""
     jwt_clock_skew_seconds: float = 5.0
     jwt_max_lifetime_seconds: float = 3600.0  # a token whose exp - iat is longer is refused; 0 = no limit
+    # Serving (service.serving, `dah-cds serve`): gunicorn gthread workers, threads each, and the time a
+    # client may keep a thread waiting for its request's bytes before it gets 408.
+    workers: int = 2
+    threads: int = 8
+    request_read_timeout_seconds: float = 10.0
 
 
 def _coerce(kind, raw: str):

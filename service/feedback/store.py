@@ -21,7 +21,7 @@ from sqlalchemy import (
     JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint, create_engine, delete,
     func, insert, select, update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -77,9 +77,21 @@ class FeedbackStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, future=True)
-        metadata.create_all(self.engine)
+        self._create_tables()
         self._purged_at = 0.0
         self._purge_lock = threading.Lock()
+
+    def _create_tables(self) -> None:
+        """Create the tables that do not exist yet.  Workers starting together race to create them on a
+        new database (one finds a table the other just made): the loser tries again."""
+        for attempt in range(1, 4):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 * attempt)
 
     def first_use_of_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         """Record token id `jti` of `issuer` until `expires_at`; False if it is already recorded

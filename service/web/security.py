@@ -95,9 +95,11 @@ def json_body(request: Request) -> Any:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"the request body is larger than {config.max_request_bytes} bytes") from None
-    except ClientDisconnected:
+    except ClientDisconnected as exc:
+        if isinstance(exc.__context__, TimeoutError):  # the serving layer stopped waiting (service.serving)
+            raise RequestTimeout("the request body did not arrive in time") from None
         raise BadRequest("the request body ended before its declared length") from None
-    except OSError:  # the serving layer gave up waiting for the body (service.serving)
+    except TimeoutError:
         raise RequestTimeout("the request body did not arrive in time") from None
     if not raw.strip():
         raise BadRequest("request body is empty; a JSON object is required")
