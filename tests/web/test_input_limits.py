@@ -163,3 +163,12 @@ def test_thousands_of_faults_give_a_bounded_list_of_issues(client):
     issues = outcome(response, 400)
     assert len(issues) == 21 and issues[-1]["diagnostics"] == "4980 more issue(s) not listed"
     assert len(response.get_data()) < 10_000
+
+
+def test_fields_of_other_hooks_in_a_context_are_ignored_whatever_their_shape(client):
+    """patient-view does not define `selections` or `draftOrders`; sent anyway, in any shape, they
+    do not reach the engine as something else (found by the fuzz campaign: `selections: true`)."""
+    for selections, drafts in ((True, "x"), ({"a": 1}, [1]), ([5, None], {"entry": 7})):
+        body = base_request()
+        body["context"] |= {"selections": selections, "draftOrders": drafts}
+        assert client.post(SERVICE, json=body).status_code == 200
