@@ -83,3 +83,13 @@ def test_serving_settings_follow_the_configuration():
     assert settings["worker_class"] is ReadTimeoutThreadWorker
     assert settings["timeout"] == 55  # always past the call deadline: a call answers before a worker is stopped
     assert gunicorn_settings(load_config())["timeout"] == 30
+
+
+def test_unset_means_the_safe_default_and_an_empty_cors_setting_means_no_origin():
+    unset = load_config(environ={})
+    assert unset.trace_allowed is None and unset.cors_origins is None  # decided by the mode (service.web.policy)
+    cfg = load_config(environ={"CDS_TRACE_ALLOWED": "false", "CDS_CORS_ORIGINS": "", "CDS_CALL_DEADLINE_SECONDS": "7.5",
+                               "CDS_FHIR_MAX_RESPONSE_BYTES": "1_000_000"})
+    assert cfg.trace_allowed is False and cfg.cors_origins == ""
+    assert cfg.call_deadline_seconds == 7.5 and cfg.fhir_max_response_bytes == 1_000_000
+    assert load_config(environ={"CDS_TRACE_ALLOWED": "true"}).trace_allowed is True
