@@ -22,7 +22,8 @@ RUN useradd --system --uid 10001 --no-create-home cds
 USER cds
 
 # Bound to every interface, so the service refuses to start without trusted CDS clients
-# (CDS_TRUSTED_CLIENTS, a JSON file; see README "Trusting EHRs").
-ENV CDS_HOST=0.0.0.0
+# (CDS_TRUSTED_CLIENTS, a JSON file; see README "Trusting EHRs").  `dah-cds serve` runs gunicorn
+# with threaded workers and a request read timeout (README "Serving").
+ENV CDS_HOST=0.0.0.0 CDS_PORT=8080
 EXPOSE 8080
-CMD ["gunicorn", "-b", "0.0.0.0:8080", "service.app:create_app()"]
+CMD ["dah-cds", "serve"]

@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 
 install: $(VENV)/.installed
 
+# gunicorn with threaded workers and a request read timeout (service/serving.py; README "Serving").
 # CDS_HOST tells the app its bind address: without CDS_TRUSTED_CLIENTS only a loopback host may serve.
 serve: install
-	CDS_HOST=$(HOST) $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'service.app:create_app()'
+	CDS_HOST=$(HOST) CDS_PORT=$(PORT) $(BIN)/dah-cds serve
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

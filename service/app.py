@@ -14,15 +14,21 @@ from service.config import load_config
 from service.content_source import FhirContentSource
 from service.engine import ContentSet, load_content
 from service.feedback import FeedbackStore
+from service.fhir.budget import Budget
 from service.fhir.client import FhirClient
 from service.hooks import prefetch
+from service.logtext import OneLineFormatter
 from service.runtime import Runtime, utc_now
 
 
 def _fetcher_factory(config):
+    """Called once per call that fetches: the call's FHIR requests share one Budget (deadline, bytes)."""
+
     def factory(base_url: str, token: str | None):
+        budget = Budget(config.call_deadline_seconds, config.fhir_max_call_bytes)
         client = FhirClient(base_url, access_token=token, timeout=config.fhir_timeout_seconds,
-                            retries=config.fhir_retries, max_pages=config.fhir_max_pages)
+                            retries=config.fhir_retries, max_pages=config.fhir_max_pages, budget=budget,
+                            max_response_bytes=config.fhir_max_response_bytes)
         return lambda url: client.get(url) if prefetch.is_read(url) else client.search_all(url)
 
     return factory
@@ -30,7 +36,8 @@ def _fetcher_factory(config):
 
 def _content_source(cfg) -> FhirContentSource:
     client = FhirClient(cfg.content_fhir_base_url, access_token=cfg.content_fhir_token or None,
-                        timeout=cfg.fhir_timeout_seconds, retries=cfg.fhir_retries, max_pages=1000)
+                        timeout=cfg.fhir_timeout_seconds, retries=cfg.fhir_retries, max_pages=1000,
+                        max_response_bytes=cfg.fhir_max_response_bytes)
     return FhirContentSource(client, refresh_seconds=cfg.content_refresh_seconds, statuses=cfg.content_fhir_status)
 
 
@@ -43,7 +50,9 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     trusted-clients file, or no trusted clients on a non-loopback host, raises ConfigurationError
     (service.auth)."""
     cfg = load_config(config)
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()  # used only when nothing else has configured logging
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=cfg.log_level, handlers=[handler])
     from service.web import register
 
     app = Flask(__name__)

@@ -30,12 +30,15 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
-    from service.app import create_app
+    from service.errors import ConfigurationError
+    from service.serving import serve
 
-    cfg = load_config()
-    host, port = args.host or cfg.host, args.port or cfg.port
-    # The app is told its bind host: without trusted clients only a loopback host may serve.
-    create_app({"host": host, "port": port}).run(host=host, port=port)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    try:
+        serve(load_config(overrides))  # gunicorn gthread workers (service.serving); returns when stopped
+    except ConfigurationError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="load and lint a content folder")
     p.add_argument("folder", nargs="?")
     p.set_defaults(fn=_validate)
-    p = sub.add_parser("serve", help="run the development server (use gunicorn in production)")
+    p = sub.add_parser("serve", help="serve under gunicorn with threaded workers (CDS_HOST, CDS_PORT, CDS_WORKERS, "
+                                     "CDS_THREADS, CDS_REQUEST_READ_TIMEOUT_SECONDS)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(fn=_serve)

@@ -20,12 +20,23 @@ class Config:
     content_fhir_status: str = "active"  # PlanDefinition.status values served ("active,draft": unsigned content)
     content_refresh_seconds: float = 300.0
     database_url: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "feedback.sqlite3")
-    fhir_timeout_seconds: float = 10.0
+    fhir_timeout_seconds: float = 10.0  # each read; bounded by what is left of the call's deadline
     fhir_max_pages: int = 20
     fhir_retries: int = 2
+    # One deadline for all the FHIR work of one call (service.fhir.budget): a 412 before any worker timeout.
+    call_deadline_seconds: float = 20.0
+    fhir_max_response_bytes: int = 20_000_000  # one answer of a FHIR server, streamed and cut off past this
+    fhir_max_call_bytes: int = 50_000_000  # all the answers read for one call
+    # Request input (service.web.security, service.jsonlimits): body size, items in any JSON array, feedback items (413).
+    max_request_bytes: int = 5_000_000
+    max_array_items: int = 10_000
+    max_feedback_items: int = 100
     trace_default: bool = False
+    # `?_trace=true` honoured at all; None = only in open mode (no trusted clients, loopback).
+    trace_allowed: bool | None = None
     log_level: str = "INFO"
-    cors_origins: str = "*"
+    # Comma-separated origins browsers may call from, or "*"; None = "*" in open mode, no origin otherwise.
+    cors_origins: str | None = None
     host: str = "127.0.0.1"  # the bind address: without trusted_clients only a loopback host may serve
     port: int = 8080
     # The URL clients reach the service at, behind a proxy (JWT `aud`, links); "" = the request's own root URL.
@@ -33,9 +44,19 @@ class Config:
     # CDS Hooks §Trusting CDS Clients: path of the trusted-clients JSON file (service.auth.clients); "" = open.
     trusted_clients: str = ""
     jwt_clock_skew_seconds: float = 5.0
+    jwt_max_lifetime_seconds: float = 3600.0  # a token whose exp - iat is longer is refused; 0 = no limit
+    # Serving (service.serving, `dah-cds serve`): gunicorn gthread workers, threads each, and the time a
+    # client may keep a thread waiting for its request's bytes before it gets 408.
+    workers: int = 2
+    threads: int = 8
+    request_read_timeout_seconds: float = 10.0
 
 
 def _coerce(kind, raw: str):
+    if isinstance(kind, str) and kind.endswith(" | None"):
+        kind = kind[: -len(" | None")]
+        if kind != "str" and raw.strip() == "":
+            return None
     if kind is bool or kind == "bool":
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if kind is int or kind == "int":

@@ -81,6 +81,20 @@ class MethodNotAllowed(ServiceError):
     issue_code = "not-supported"
 
 
+class RequestTimeout(ServiceError):
+    """408: the request's body did not arrive within the time the service waits for it."""
+
+    status = 408
+    issue_code = "timeout"
+
+
+class PayloadTooLarge(ServiceError):
+    """413: the request is larger than the service accepts (body bytes, array items, feedback items)."""
+
+    status = 413
+    issue_code = "too-costly"
+
+
 class UnsupportedMediaType(ServiceError):
     """415: the request body is not declared as JSON."""
 
@@ -106,29 +120,62 @@ class Unprocessable(ServiceError):
 
 
 class FhirAccessError(PreconditionFailed):
-    """The EHR's FHIR server could not supply data the service needs."""
+    """The EHR's FHIR server could not supply data the service needs.
+
+    Two texts: `message` says what happened to which request, for the log and the command line
+    (it may quote the other server's error text, scrubbed of the token); the OperationOutcome a
+    CDS client gets holds only `reason`, said in the service's own words.  Text from another
+    server is never passed on to a client: it may carry anything, the access token included."""
+
+    default_reason = "the FHIR server could not supply the data"
+
+    def __init__(self, message: str, *, reason: str | None = None, expression: str | None = None):
+        super().__init__(message, expression=expression)
+        self.reason = reason or self.default_reason
+        self.expression = expression
+        self.issues = [Issue(self.issue_code, self.reason, expression=(expression,) if expression else ())]
+        self.http_status: int | None = None
+
+    def about(self, subject: str, expression: str | None = None) -> "FhirAccessError":
+        """The same failure said of `subject` (e.g. "prefetch key 'observations'")."""
+        error = type(self)(f"{subject}: {self.message}", reason=f"{subject}: {self.reason}",
+                           expression=expression or self.expression)
+        error.http_status = self.http_status
+        return error
 
 
 class FhirTimeout(FhirAccessError):
     issue_code = "timeout"
+    default_reason = "the FHIR server did not answer in time"
 
 
 class FhirUnavailable(FhirAccessError):
     issue_code = "transient"
+    default_reason = "the FHIR server is unreachable"
 
 
 class FhirAuthError(FhirAccessError):
     """The FHIR server answered 401/403 to the bearer token the EHR gave us."""
 
     issue_code = "security"
+    default_reason = "the FHIR server refused the access token"
 
 
 class FhirNotFoundError(FhirAccessError):
     issue_code = "not-found"
+    default_reason = "the FHIR server does not have the resource"
 
 
 class FhirServerError(FhirAccessError):
     issue_code = "exception"
+    default_reason = "the FHIR server's answer could not be used"
+
+
+class FhirTooLarge(FhirServerError):
+    """The FHIR server's answers are larger than the service reads for one call."""
+
+    issue_code = "too-costly"
+    default_reason = "the FHIR server's answer is larger than this service reads"
 
 
 # ---- configuration (raised at start; the service refuses to start) ----

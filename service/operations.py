@@ -22,6 +22,7 @@ from service.engine.apply import stable_id
 from service.engine.model import PlanDef
 from service.errors import BadRequest, NotFound, Unprocessable
 from service.hooks import prefetch
+from service.logtext import shown
 
 TRACE_EXTENSION = "http://example.org/fhir/StructureDefinition/cds-apply-trace"
 _SINGLE = ("subject", "encounter", "practitioner", "organization", "userType", "userLanguage", "userTaskContext",
@@ -29,30 +30,39 @@ _SINGLE = ("subject", "encounter", "practitioner", "organization", "userType", "
 
 
 def parse_parameters(body: Any) -> dict[str, Any]:
-    """Parameters resource -> {name: value or [values]}; 400 naming what is wrong."""
+    """Parameters resource -> {name: value or [values]}; 400 naming what is wrong.  `parameter`
+    and `part` are arrays of objects with a string `name` (R4 Parameters), whatever else arrives."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("the body must be a FHIR Parameters resource", expression="resourceType")
+    parameters = body.get("parameter", [])
+    if not isinstance(parameters, list):
+        raise BadRequest("Parameters.parameter must be an array", expression="Parameters.parameter")
     params: dict[str, Any] = {"prefetchData": [], "selections": []}
-    for i, p in enumerate(body.get("parameter") or []):
+    for i, p in enumerate(parameters):
         where = f"Parameters.parameter[{i}]"
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise BadRequest(f"{where} needs a name", expression=where)
+            raise BadRequest(f"{where} needs a name (a string)", expression=where)
         name = p["name"]
         if name == "prefetchData":
-            parts = {q.get("name"): q for q in p.get("part") or [] if isinstance(q, dict)}
-            key = (parts.get("key") or {}).get("valueString")
-            if not key or "data" not in parts:
+            parts = p.get("part")
+            if not isinstance(parts, list) or not all(isinstance(q, dict) and isinstance(q.get("name"), str)
+                                                      for q in parts):
+                raise BadRequest(f"{where}.part must be an array of parameters, each with a name (a string)",
+                                 expression=f"{where}.part")
+            named = {q["name"]: q for q in parts}
+            key = named.get("key", {}).get("valueString")
+            if not isinstance(key, str) or not key or "data" not in named:
                 raise BadRequest(f"{where} (prefetchData) needs parts 'key' (valueString) and 'data' (resource)",
                                  expression=where)
-            params["prefetchData"].append((key, parts["data"].get("resource")))
+            params["prefetchData"].append((key, named["data"].get("resource")))
             continue
         value = p.get("resource", next((v for k, v in p.items() if k.startswith("value")), None))
         if value is None:
-            raise BadRequest(f"parameter {name!r} has no value", expression=where)
+            raise BadRequest(f"parameter '{shown(name, 100)}' has no value", expression=where)
         if name == "selections":
             params["selections"].append(value)
         elif name in params and name in _SINGLE:
-            raise BadRequest(f"parameter {name!r} may appear only once", expression=where)
+            raise BadRequest(f"parameter '{shown(name, 100)}' may appear only once", expression=where)
         else:
             params[name] = value
     return params
@@ -65,8 +75,8 @@ def _reference(params: dict, name: str, kind: str | None = None, required: bool 
             raise BadRequest(f"parameter {name!r} is required", expression=name)
         return None
     if not isinstance(value, str) or "/" not in value or (kind and not value.startswith(kind + "/")):
-        raise BadRequest(f"parameter {name!r} must be a reference like '{kind or 'Type'}/id', got {value!r}",
-                         expression=name)
+        raise BadRequest(f"parameter {name!r} must be a reference like '{kind or 'Type'}/id', got "
+                         f"{shown(repr(value), 80)}", expression=name)
     return value
 
 
@@ -131,9 +141,11 @@ def _prepare(params: dict, ref: str | None, lookup: Callable, kind: str):
     ref = ref or params.get("url")
     if not ref:
         raise BadRequest("type-level $apply needs the 'url' parameter", expression="url")
+    if not isinstance(ref, str):
+        raise BadRequest("parameter 'url' must be a canonical URL (a string)", expression="url")
     artifact = lookup(ref)
     if artifact is None:
-        raise NotFound(f"no {kind} {ref!r}", expression="url")
+        raise NotFound(f"no {kind} '{shown(ref, 200)}'", expression="url")
     return artifact, _reference(params, "subject", "Patient", required=True)
 
 

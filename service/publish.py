@@ -113,7 +113,7 @@ def publish_content(client: FhirClient, folder: str | Path) -> ContentReport:
         try:
             client.put(raw)
         except FhirAccessError as exc:
-            raise type(exc)(f"{name}: {exc.message}") from None
+            raise exc.about(name) from None
         report.counts[raw["resourceType"]] += 1
         log.info("PUT %s/%s (%s)", raw["resourceType"], raw["id"], name)
     return report

@@ -1,5 +1,5 @@
 """Layering rules of the design, checked on the source: Flask only in the web layer,
-requests only in the FHIR client, fhirpathpy only in the FHIRPath gateway, JWT handling only in
+requests only in the FHIR client (urllib3 only in its transport), gunicorn only in service.serving, fhirpathpy only in the FHIRPath gateway, JWT handling only in
 service/auth, no clock in the engine."""
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ RULES = {
     "flask": lambda p: p.startswith("service/web/") or p == "service/app.py",
     "werkzeug": lambda p: p.startswith("service/web/"),
     "requests": lambda p: p.startswith("service/fhir/"),
+    "urllib3": lambda p: p == "service/fhir/transport.py",
+    "gunicorn": lambda p: p == "service/serving.py",
     "fhirpathpy": lambda p: p == "service/engine/fhirpath.py",
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),

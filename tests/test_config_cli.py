@@ -63,3 +63,33 @@ def test_feedback_report_counts_per_rule(client, app, capsys, monkeypatch):
     assert main(["feedback-report", "--json"]) == 0
     rows = {r["rule"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["DAH-05"]["issued"] == 1 and rows["DAH-05"]["overridden"] == 1 and rows["DAH-05"]["accepted"] == 0 and rows["DAH-05"]["override_rate"] == 1.0
+
+
+def test_serve_refuses_an_unsafe_set_up_before_any_worker_starts(monkeypatch, capsys):
+    monkeypatch.delenv("CDS_TRUSTED_CLIENTS", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "CDS_TRUSTED_CLIENTS" in capsys.readouterr().err
+    monkeypatch.setenv("CDS_CORS_ORIGINS", "null")
+    assert main(["serve", "--host", "127.0.0.1", "--port", "1"]) == 2
+    assert "must not list null" in capsys.readouterr().err
+
+
+def test_serving_settings_follow_the_configuration():
+    from service.serving import ReadTimeoutThreadWorker, gunicorn_settings
+
+    settings = gunicorn_settings(load_config({"host": "::1", "port": 9000, "workers": 3, "threads": 4,
+                                              "call_deadline_seconds": 45}))
+    assert settings["bind"] == ["[::1]:9000"] and settings["workers"] == 3 and settings["threads"] == 4
+    assert settings["worker_class"] is ReadTimeoutThreadWorker
+    assert settings["timeout"] == 55  # always past the call deadline: a call answers before a worker is stopped
+    assert gunicorn_settings(load_config())["timeout"] == 30
+
+
+def test_unset_means_the_safe_default_and_an_empty_cors_setting_means_no_origin():
+    unset = load_config(environ={})
+    assert unset.trace_allowed is None and unset.cors_origins is None  # decided by the mode (service.web.policy)
+    cfg = load_config(environ={"CDS_TRACE_ALLOWED": "false", "CDS_CORS_ORIGINS": "", "CDS_CALL_DEADLINE_SECONDS": "7.5",
+                               "CDS_FHIR_MAX_RESPONSE_BYTES": "1_000_000"})
+    assert cfg.trace_allowed is False and cfg.cors_origins == ""
+    assert cfg.call_deadline_seconds == 7.5 and cfg.fhir_max_response_bytes == 1_000_000
+    assert load_config(environ={"CDS_TRACE_ALLOWED": "true"}).trace_allowed is True

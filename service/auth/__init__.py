@@ -39,7 +39,8 @@ def authentication(cfg: Config, first_use: FirstUse, clock: Callable[[], datetim
         if not cfg.public_base_url:
             log.warning("CDS_PUBLIC_BASE_URL is not set: token audiences are checked against the URL each request "
                         "names in its Host header; set it to the URL the EHRs call")
-        return TokenVerifier(clients, first_use, clock, cfg.jwt_clock_skew_seconds)
+        return TokenVerifier(clients, first_use, clock, cfg.jwt_clock_skew_seconds,
+                             cfg.jwt_max_lifetime_seconds or None)
     if not is_loopback_host(cfg.host):
         raise ConfigurationError(
             f"refusing to start: host {cfg.host!r} is not a loopback address and no trusted CDS clients are "

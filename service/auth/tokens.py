@@ -13,7 +13,9 @@ A call is accepted only when all of these hold, checked in this order:
 5. the signature verifies (PyJWT), `aud` is, or contains, the exact URL of the endpoint called;
 6. `exp`, `iat` and `jti` are present; with `skew` seconds of tolerance (clocks differ; the CDS
    Hooks sandbox rounds `iat` to the nearest second): `exp` not passed, `iat` not in the future,
-   `nbf` (when given) reached;
+   `nbf` (when given) reached; the lifetime `exp - iat` at most `max_lifetime` seconds (a token
+   signed per call needs minutes, the CDS Hooks sandbox gives its tokens 5; one that stays valid for
+   days is what a stolen token would look like, and its `jti` would be kept that long);
 7. `jti` was not used before by this `iss` during the token's lifetime: `first_use(iss, jti,
    exp, now)` records it in the shared store and says whether it is new (the store decides
    atomically, so two workers or instances racing on one token: exactly one wins).
@@ -69,11 +71,12 @@ def _number(claims: dict, name: str, required: bool) -> float | None:
 
 class TokenVerifier:
     def __init__(self, clients: TrustedClients, first_use: FirstUse, clock: Callable[[], datetime],
-                 skew_seconds: float = 5.0):
+                 skew_seconds: float = 5.0, max_lifetime_seconds: float | None = None):
         self.clients = clients
         self.first_use = first_use
         self.clock = clock
         self.skew = max(0.0, skew_seconds)
+        self.max_lifetime = max_lifetime_seconds
 
     def verify(self, authorization: str | None, audience: str) -> TrustedClient:
         """The trusted client that signed this call's token, or InvalidToken."""
@@ -122,6 +125,9 @@ class TokenVerifier:
             raise InvalidToken(f"iat {iat - now:.1f} s in the future")
         if nbf is not None and nbf > now + self.skew:
             raise InvalidToken(f"not valid before {nbf - now:.1f} s from now (nbf)")
+        if self.max_lifetime is not None and exp - iat > self.max_lifetime:
+            raise InvalidToken(f"lifetime exp - iat of {exp - iat:.0f} s is longer than the {self.max_lifetime:g} s "
+                               "accepted")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
             raise InvalidToken(f"jti must be a string of 1-{MAX_JTI_CHARS} characters")

@@ -1,9 +1,10 @@
 """Issued cards and the feedback EHRs send about them; the ids of the client tokens in use.
 
-Rules: every card the service returns is recorded (uuid, service, hookInstance, rule id);
-feedback is accepted only for a card this service issued through the same service;
-a repeated feedback item (same card, outcome and outcomeTimestamp) is stored once, so
-EHR retries are idempotent.  A client token's `jti` is recorded until the token expires
+Rules: every card the service returns is recorded (uuid, service, hookInstance, rule id) with
+the uuids of its suggestions; feedback is accepted only for a card this service issued through
+the same service (checked by service.hooks.feedback); the items of one feedback post are stored
+in one transaction, all or none; a repeated feedback item (same card, outcome and
+outcomeTimestamp, in the same post or a later one) is stored once, so EHR retries are idempotent.  A client token's `jti` is recorded until the token expires
 (`first_use_of_token`): the insert is unique, so of two workers or instances sharing the
 database that see the same token, exactly one is told it is the first use.
 """
@@ -20,7 +21,7 @@ from sqlalchemy import (
     JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint, create_engine, delete,
     func, insert, select, update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -51,6 +52,15 @@ feedback = Table(
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_retry"),
 )
 
+# The suggestions of each issued card (§Feedback: acceptedSuggestions name them by uuid).  A table of
+# its own, so a database created before it existed gains it without a migration.
+issued_suggestions = Table(
+    "issued_suggestion",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("suggestion_uuid", String(64), primary_key=True),
+)
+
 # CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".
 # The key is sha256(iss NUL jti): fixed size, whatever the client sends.
 token_ids = Table(
@@ -67,9 +77,21 @@ class FeedbackStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, future=True)
-        metadata.create_all(self.engine)
+        self._create_tables()
         self._purged_at = 0.0
         self._purge_lock = threading.Lock()
+
+    def _create_tables(self) -> None:
+        """Create the tables that do not exist yet.  Workers starting together race to create them on a
+        new database (one finds a table the other just made): the loser tries again."""
+        for attempt in range(1, 4):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 * attempt)
 
     def first_use_of_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         """Record token id `jti` of `issuer` until `expires_at`; False if it is already recorded
@@ -110,36 +132,73 @@ class FeedbackStore:
         ]
         if not rows:
             return
-        with self.engine.begin() as conn:
-            known = set(conn.execute(select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_([r["uuid"] for r in rows]))).scalars())
-            fresh = [r for r in rows if r["uuid"] not in known]
-            if fresh:
-                conn.execute(insert(issued_cards), fresh)
+        suggestions = {(c["uuid"], s["uuid"]) for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
+        for attempt in (1, 2):  # a concurrent identical call may insert the same cards first
+            try:
+                with self.engine.begin() as conn:
+                    uuids = [r["uuid"] for r in rows]
+                    known = set(conn.execute(select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_(uuids))).scalars())
+                    fresh = [r for r in rows if r["uuid"] not in known]
+                    if fresh:
+                        conn.execute(insert(issued_cards), fresh)
+                        new = {r["uuid"] for r in fresh}
+                        links = [{"card_uuid": c, "suggestion_uuid": s} for c, s in sorted(suggestions) if c in new]
+                        if links:
+                            conn.execute(insert(issued_suggestions), links)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
 
     def issued(self, card_uuid: str) -> dict | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(issued_cards).where(issued_cards.c.uuid == card_uuid)).mappings().first()
-        return dict(row) if row else None
+        return self.issued_cards([card_uuid]).get(card_uuid)
 
-    def add_feedback(self, service_id: str, item: dict, card: dict) -> bool:
-        """Store one feedback item; False when it was already stored (a retry)."""
-        row = {
-            "service_id": service_id,
-            "card_uuid": item["card"],
-            "hook_instance": card.get("hook_instance"),
-            "rule_id": card.get("rule_id"),
-            "outcome": item["outcome"],
-            "accepted_suggestions": item.get("acceptedSuggestions"),
-            "override_reason": item.get("overrideReason"),
-            "outcome_timestamp": item["outcomeTimestamp"],
-            "received_at": datetime.now(timezone.utc),
-        }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(feedback), [row])
-        except IntegrityError:
-            return False
-        return True
+    def issued_cards(self, card_uuids: list[str]) -> dict[str, dict]:
+        """The issued cards among `card_uuids`, by uuid, each with `suggestions` (the set of its
+        suggestion uuids)."""
+        wanted = sorted(set(card_uuids))
+        with self.engine.connect() as conn:
+            cards = {row["uuid"]: dict(row, suggestions=set()) for row in conn.execute(
+                select(issued_cards).where(issued_cards.c.uuid.in_(wanted))).mappings()}
+            for card_uuid, suggestion in conn.execute(select(issued_suggestions).where(
+                    issued_suggestions.c.card_uuid.in_(wanted))).all():
+                if card_uuid in cards:
+                    cards[card_uuid]["suggestions"].add(suggestion)
+        return cards
+
+    def add_feedback(self, service_id: str, items: list[dict], cards: dict[str, dict]) -> int:
+        """Store the feedback items of one post in one transaction, each with the issued card it is about
+        (`cards`, by uuid); items already stored (retries) are left out.  The number stored."""
+        received = datetime.now(timezone.utc)
+        rows: dict[tuple, dict] = {}
+        for item in items:
+            key = (item["card"], item["outcome"], item["outcomeTimestamp"])
+            card = cards[item["card"]]
+            rows.setdefault(key, {
+                "service_id": service_id,
+                "card_uuid": item["card"],
+                "hook_instance": card.get("hook_instance"),
+                "rule_id": card.get("rule_id"),
+                "outcome": item["outcome"],
+                "accepted_suggestions": item.get("acceptedSuggestions"),
+                "override_reason": item.get("overrideReason"),
+                "outcome_timestamp": item["outcomeTimestamp"],
+                "received_at": received,
+            })
+        for attempt in (1, 2):  # a concurrent post of the same items may commit first: then they are retries
+            try:
+                with self.engine.begin() as conn:
+                    existing = {tuple(row) for row in conn.execute(
+                        select(feedback.c.card_uuid, feedback.c.outcome, feedback.c.outcome_timestamp)
+                        .where(feedback.c.card_uuid.in_(sorted({k[0] for k in rows}))))}
+                    fresh = [row for key, row in rows.items() if key not in existing]
+                    if fresh:
+                        conn.execute(insert(feedback), fresh)
+                return len(fresh)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        return 0
 
     def rates(self) -> list[dict]:
         """Per rule: cards issued, accepted, overridden, and the rates (for the report command)."""

@@ -6,7 +6,8 @@ Rules:
   outbound.parse_trusted: https unless loopback, no credentials, canonical host); the URL in a
   token's header is compared with that list and never fetched itself;
 - one GET, no credentials sent, no redirect followed (the allowlisted URL is exact);
-- connect and read timeouts of `timeout` seconds, and the whole answer within twice that;
+- connect and read timeouts of `timeout` seconds, and the whole answer within twice that: a read
+  still waiting then (a server dripping its answer) is cut (service.fhir.budget);
 - at most MAX_BYTES read; the body must be a JSON object with a `keys` array;
 - every failure raises JwksUnavailable, whose message names the URL and the failure, never the body.
 """
@@ -18,6 +19,9 @@ import time
 
 import requests
 
+from service.fhir import transport
+from service.fhir.budget import Budget
+
 MAX_BYTES = 256 * 1024
 
 
@@ -27,9 +31,11 @@ class JwksUnavailable(Exception):
 
 def fetch_jwks(url: str, timeout: float = 5.0) -> dict:
     deadline = time.monotonic() + 2 * timeout
+    budget = Budget(2 * timeout)
     try:
-        with requests.get(url, headers={"Accept": "application/jwk-set+json, application/json"},
-                          timeout=(timeout, timeout), allow_redirects=False, stream=True) as response:
+        with budget.active(), transport.session() as session, session.get(
+                url, headers={"Accept": "application/jwk-set+json, application/json"}, timeout=(timeout, timeout),
+                allow_redirects=False, stream=True) as response:
             if response.status_code != 200:
                 raise JwksUnavailable(f"GET {url} answered {response.status_code}")
             body = bytearray()
@@ -42,6 +48,8 @@ def fetch_jwks(url: str, timeout: float = 5.0) -> dict:
     except requests.Timeout:
         raise JwksUnavailable(f"GET {url} timed out after {timeout:g} s") from None
     except requests.RequestException as exc:
+        if budget.expired():
+            raise JwksUnavailable(f"GET {url}: answer not complete within {2 * timeout:g} s") from None
         raise JwksUnavailable(f"GET {url} failed ({type(exc).__name__})") from None
     try:
         data = json.loads(bytes(body))

@@ -57,8 +57,11 @@ def call_service(
         hook_instance=body["hookInstance"],
         encounter=f"Encounter/{encounter}" if encounter else None,
         practitioner=context.get("userId"),
-        draft_orders=context.get("draftOrders"),
-        selections=list(context.get("selections") or []),
+        # Hook-specific fields are validated for the hooks that define them; another hook's context may
+        # carry anything under these names, and only the shapes the engine reads are passed on.
+        draft_orders=context.get("draftOrders") if isinstance(context.get("draftOrders"), dict) else None,
+        selections=[s for s in context.get("selections") or [] if isinstance(s, str)]
+        if isinstance(context.get("selections"), list) else [],
     )
     result = apply_plan(content, service.plan, ctx)
     cards = render_cards([result], body["hookInstance"], trace, incomplete=prefetch.incomplete_keys(data),

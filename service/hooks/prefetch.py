@@ -11,6 +11,9 @@ Tokens: `{{context.<field>}}` (primitives only), `{{userPractitionerId}}`,
 the 3.0-ballot FHIRPath tokens (`{{today() - 90 days}}`,
 `{{context.draftOrders.entry.resource.ofType(MedicationRequest).medication.resolve().id}}`,
 `%otherKey` for an already resolved key); several values are joined with commas (search OR).
+Every value is percent-encoded when it is filled in (RFC 3986 §2.1, every character but the
+unreserved ones), so a value such as `x&_count=1000&_include=*`, `x#` or `../Patient` is one
+value of one parameter (or one path segment), never more parameters, a cut query or another path.
 
 Resolution: a key the EHR sent is used as sent, `null` meaning "no data"; a key holding an
 OperationOutcome counts as missing; missing keys are fetched from `fhirServer` with the
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
@@ -78,7 +82,7 @@ def render(tmpl: str, context: dict, user: str | None = None, now: datetime | No
         if not values:
             missing = True
             return ""
-        return ",".join(dict.fromkeys(values))
+        return ",".join(quote(v, safe="") for v in dict.fromkeys(values))
 
     out = _TOKEN.sub(fill, tmpl)
     return None if missing else out
@@ -179,7 +183,7 @@ def resolve(
             try:
                 value = fetcher(url)
             except FhirAccessError as exc:  # still a 412, now naming the key the EHR could prefetch
-                raise type(exc)(f"prefetch key {key!r}: {exc.message}", expression=f"prefetch.{key}") from None
+                raise exc.about(f"prefetch key {key!r}", f"prefetch.{key}") from None
             data[key] = None if _is_outcome(value) else value
     if urls:
         raise PreconditionFailed(
@@ -210,7 +214,7 @@ def _rest_of_pages(key: str, bundle: Any, fetcher: Callable[[str], Any] | None) 
     try:
         rest = fetcher(next_url)
     except FhirAccessError as exc:
-        raise type(exc)(f"prefetch key {key!r}, next page: {exc.message}", expression=f"prefetch.{key}") from None
+        raise exc.about(f"prefetch key {key!r}, next page", f"prefetch.{key}") from None
     merged = dict(bundle)
     merged["entry"] = list(bundle.get("entry") or []) + list((rest or {}).get("entry") or [])
     merged["link"] = [link for link in bundle.get("link", []) if link.get("relation") != "next"]

@@ -4,7 +4,9 @@ Rule: a service call is checked against `schemas/request.schema.json` (§Calling
 HTTP Request), then - when its `hook` is the service's hook - against
 `schemas/context-<hook>.schema.json` (the hook definitions), then its `selections` against its
 `draftOrders`.  Every violation found becomes one OperationOutcome issue of a single `BadRequest`
-(expression = path in the body, e.g. `context.selections[0]`).  FHIR resources inside the request
+(expression = path in the body, e.g. `context.selections[0]`); the first MAX_ISSUES are listed,
+then how many more there are.  A value shown in a message is cut to 80 characters, and values
+under `fhirAuthorization` or `fhirServer` are never shown.  FHIR resources inside the request
 are not validated: EHRs send non-conformant drafts and the engine copes with them.
 SHOULD-level problems are listed by `request_warnings` and never reject a call.
 """
@@ -36,7 +38,8 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 `id` datatype
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
               float: "a number", type(None): "null"}
-_SECRET_PARTS = ("fhirAuthorization",)  # values under these keys are never echoed
+# Values under these keys are never echoed: the token, and URLs that may carry user:password@.
+_SECRET_PARTS = ("fhirAuthorization", "fhirServer")
 
 
 def _compile(path: Path) -> Draft202012Validator:
@@ -69,7 +72,8 @@ def validate_request(body: object, hook: str, *, service: str | None = None) -> 
     sent = body.get("hook")
     if isinstance(sent, str) and sent and sent != hook:
         who = f"service {service!r}" if service else "this service"
-        issues.append(Issue("value", f"{who} answers hook {hook!r}, not {sent!r}", expression=("hook",)))
+        issues.append(Issue("value", f"{who} answers hook {hook!r}, not {_shown(sent, ('hook',))}",
+                            expression=("hook",)))
     elif isinstance(body.get("context"), dict):
         context = body["context"]
         issues += schema_issues(_CONTEXT[hook], context, prefix=("context",))
@@ -104,10 +108,10 @@ def request_warnings(body: object) -> list[str]:
     out: list[str] = []
     instance = body.get("hookInstance")
     if isinstance(instance, str) and not _UUID.match(instance):
-        out.append(f"hookInstance {instance!r} is not a UUID (§hookInstance: a globally unique UUID)")
+        out.append(f"hookInstance {_shown(instance, ())} is not a UUID (§hookInstance: a globally unique UUID)")
     server = body.get("fhirServer")
     if isinstance(server, str) and server.lower().startswith("http://"):
-        out.append(f"fhirServer {server!r} is not https (the scheme MUST be https for production data)")
+        out.append(f"fhirServer {_shown(server, ('fhirServer',))} is not https (the scheme MUST be https for production data)")
     auth = body.get("fhirAuthorization")
     if isinstance(auth, dict):
         if isinstance(auth.get("token_type"), str) and auth["token_type"] != "Bearer":
@@ -119,7 +123,7 @@ def request_warnings(body: object) -> list[str]:
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     user, expected = context.get("userId"), _USER_TYPES.get(body.get("hook"))
     if isinstance(user, str) and expected and user.split("/", 1)[0] not in expected:
-        out.append(f"context.userId {user!r} is not a {' or '.join(expected)} (hook {body.get('hook')})")
+        out.append(f"context.userId {_shown(user, ())} is not a {' or '.join(expected)} (hook {body.get('hook')})")
     drafts = context.get("draftOrders")
     if isinstance(drafts, dict):
         if "type" not in drafts:
@@ -127,7 +131,7 @@ def request_warnings(body: object) -> list[str]:
         for i, resource in _entry_resources(drafts):
             rid = resource.get("id")
             if isinstance(rid, str) and not _FHIR_ID.match(rid):
-                out.append(f"context.draftOrders.entry[{i}].resource.id {rid!r} is not a valid FHIR id")
+                out.append(f"context.draftOrders.entry[{i}].resource.id {_shown(rid, ())} is not a valid FHIR id")
     return out
 
 
@@ -209,10 +213,17 @@ def _article(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
+MAX_ISSUES = 20  # listed in one OperationOutcome; a body with thousands of faults gets a bounded answer
+
+
 def _raise(issues: list[Issue]) -> None:
     if issues:
         more = f" (and {len(issues) - 1} more issue(s))" if len(issues) > 1 else ""
-        raise BadRequest(issues[0].diagnostics + more, issues=issues)
+        listed = issues[:MAX_ISSUES]
+        if len(issues) > MAX_ISSUES:
+            listed.append(Issue("too-costly", f"{len(issues) - MAX_ISSUES} more issue(s) not listed",
+                                severity="information"))
+        raise BadRequest(issues[0].diagnostics + more, issues=listed)
 
 
 # ---- hook-specific checks a schema cannot express ----------------------------------------------
@@ -232,6 +243,6 @@ def _selection_issues(context: dict) -> list[Issue]:
     if not isinstance(selections, list) or not isinstance(drafts, dict):
         return []
     present = {f"{r.get('resourceType')}/{r.get('id')}" for _, r in _entry_resources(drafts)}
-    return [Issue("value", f"context.selections[{i}] {sel!r} is not an entry of context.draftOrders",
+    return [Issue("value", f"context.selections[{i}] {_shown(sel, ())} is not an entry of context.draftOrders",
                   expression=(f"context.selections[{i}]",))
             for i, sel in enumerate(selections) if isinstance(sel, str) and sel not in present]

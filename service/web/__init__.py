@@ -8,16 +8,23 @@ from service.runtime import Runtime
 
 
 def register(app: Flask, runtime: Runtime) -> None:
-    from service.web import errors, guidance, routes
+    from service.web import errors, guidance, headers, routes
+    from service.web.policy import web_policy
 
     from flask_cors import CORS
 
+    policy = web_policy(runtime)  # refuses an unsafe CORS setting before anything is served
     app.extensions["cds"] = runtime
+    app.extensions["cds_policy"] = policy
+    # Bodies past the limit are refused (413) before they are read (werkzeug: Content-Length, or
+    # counted while reading a chunked body).
+    app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_request_bytes
     app.register_blueprint(routes.blueprint)
     app.register_blueprint(guidance.blueprint)
     errors.register(app)
-    # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS).
-    # `cors_origins` is "*" or a comma-separated list of origins (CDS_CORS_ORIGINS).
-    origins = [o.strip() for o in runtime.config.cors_origins.split(",") if o.strip()]
-    CORS(app, origins=origins, allow_headers=["Authorization", "Content-Type"],
-         methods=["GET", "POST", "OPTIONS"], max_age=600)
+    headers.register(app)
+    # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS); which ones:
+    # service.web.policy.  "*" is sent as "*", never as the caller's origin repeated.
+    if policy.cors_origins:
+        CORS(app, origins=list(policy.cors_origins), send_wildcard=True, always_send=False, vary_header=True,
+             allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=600)

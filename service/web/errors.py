@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from service.errors import ServiceError, Unauthorized
+from service.logtext import shown
 
 log = logging.getLogger("service.web")
 _HTTP_ISSUE = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
@@ -22,7 +23,7 @@ def outcome_response(status: int, outcome: dict):
 def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
-        log.info("%s %s", exc.status, exc.message)
+        log.info("%s %s", exc.status, shown(exc.message, 500))
         response = outcome_response(exc.status, exc.operation_outcome())
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = exc.challenge

@@ -11,6 +11,7 @@ from flask import Blueprint, Response
 
 from service import guidance
 from service.errors import NotFound
+from service.logtext import shown
 from service.web.routes import public_base, runtime
 
 blueprint = Blueprint("guidance", __name__)
@@ -39,5 +40,5 @@ def get_index():
 def get_rule(rule_id: str):
     rule = guidance.rule_index(runtime().content).get(rule_id)
     if rule is None:
-        raise NotFound(f"no guidance page for rule {rule_id!r}", expression="rule-id")
+        raise NotFound(f"no guidance page for rule '{shown(rule_id, 100)}'", expression="rule-id")
     return _html(guidance.rule_page(rule, public_base() + guidance.PATH))

@@ -7,13 +7,15 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
-from service.errors import NotFound, Unprocessable
+from service.errors import NotFound
 from service.hooks.call import call_service
 from service.hooks.discovery import discovery
-from service.hooks.validation import validate_feedback
+from service.hooks.feedback import accept_feedback
 from service import operations
+from service.logtext import shown
 from service.runtime import Runtime
 from service.web import security
+from service.web.policy import WebPolicy
 
 blueprint = Blueprint("cds", __name__)
 log = logging.getLogger("service.calls")
@@ -21,6 +23,10 @@ log = logging.getLogger("service.calls")
 
 def runtime() -> Runtime:
     return current_app.extensions["cds"]
+
+
+def policy() -> WebPolicy:
+    return current_app.extensions["cds_policy"]
 
 
 @blueprint.before_request
@@ -37,11 +43,14 @@ def public_base() -> str:
 def _service(service_id: str, content=None):
     svc = (content or runtime().content).services.get(service_id)
     if svc is None:
-        raise NotFound(f"no CDS service {service_id!r}", expression="id")
+        raise NotFound(f"no CDS service '{shown(service_id, 100)}'", expression="id")
     return svc
 
 
 def _trace_requested() -> bool:
+    """The caller asked for the trace (or it is on by default), and it may be shown (service.web.policy)."""
+    if not policy().trace_allowed:
+        return False
     flag = request.args.get("_trace") or request.headers.get("X-CDS-Trace")
     if flag is None:
         return runtime().config.trace_default
@@ -64,11 +73,12 @@ def post_service(service_id: str):
                            trace=_trace_requested(), guidance_base=public_base())
     cards = outcome.response["cards"]
     rt.store.record_cards(svc.id, body["hookInstance"], cards)
+    instance = shown(body["hookInstance"])
     if not _trace_requested():  # the trace goes to the log when the caller did not ask for it
         if outcome.result.issues:
-            log.info("hookInstance=%s issues=%s", body["hookInstance"], outcome.result.issues)
-        log.debug("hookInstance=%s trace=%s", body["hookInstance"], outcome.result.trace)
-    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", body["hookInstance"], svc.id, len(cards),
+            log.info("hookInstance=%s issues=%s", instance, shown(outcome.result.issues, 2000))
+        log.debug("hookInstance=%s trace=%s", instance, shown(outcome.result.trace, 20000))
+    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", instance, svc.id, len(cards),
              (time.perf_counter() - started) * 1000)
     return jsonify(outcome.response)
 
@@ -77,16 +87,8 @@ def post_service(service_id: str):
 def post_feedback(service_id: str):
     rt = runtime()
     svc = _service(service_id)
-    items = validate_feedback(security.json_body(request))
-    stored = 0
-    for i, item in enumerate(items):
-        card = rt.store.issued(item["card"])
-        if card is None or card["service_id"] != svc.id:
-            raise Unprocessable(f"card {item['card']!r} was not issued by service {svc.id!r}",
-                                expression=f"feedback[{i}].card")
-    for item in items:
-        stored += rt.store.add_feedback(svc.id, item, rt.store.issued(item["card"]))
-    return jsonify({"stored": stored, "duplicates": len(items) - stored}), 200
+    result = accept_feedback(rt.store, svc.id, security.json_body(request), rt.config.max_feedback_items)
+    return jsonify(result), 200
 
 
 # ---- FHIR operations: PlanDefinition/$apply, ActivityDefinition/$apply -------------------------

@@ -15,6 +15,11 @@ Rules, in order:
      log at INFO, never the token.
 3. POST bodies are declared JSON (415).
 
+`json_body()` reads the body within the input limits: at most `max_request_bytes` (413, checked
+against Content-Length before reading, and while reading a chunked body), JSON within
+service.jsonlimits (400 naming the rule broken: nesting depth, integer size, lone surrogates,
+NaN; 413 for an array of more than `max_array_items`), and a body that stops arriving is a 408.
+
 `fetchers()` gives the handlers the FHIR fetcher factory restricted to what the caller may name
 (service.fhir.outbound): the authenticated client's `fhirServers`, or in open mode the rules
 every outbound URL follows.
@@ -22,15 +27,17 @@ every outbound URL follows.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from flask import Request, current_app, g
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from service import jsonlimits
 from service.auth import InvalidToken
-from service.errors import BadRequest, Unauthorized, UnsupportedMediaType
+from service.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized, UnsupportedMediaType
 from service.fhir import outbound
+from service.logtext import shown
 
 log = logging.getLogger("service.auth")
 _PUBLIC_METHODS = ("GET", "HEAD")
@@ -41,7 +48,7 @@ def guard(request: Request) -> None:
     if request.method == "POST":
         mimetype = (request.mimetype or "").lower()
         if mimetype != "application/json" and not mimetype.endswith("+json"):
-            raise UnsupportedMediaType(f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
+            raise UnsupportedMediaType(f"Content-Type must be application/json, got '{shown(request.mimetype or 'none', 100)}'")
 
 
 def audience(request: Request, public_base_url: str) -> str:
@@ -70,7 +77,7 @@ def authenticate(request: Request) -> None:
 
 
 def _refuse(request: Request, exc: InvalidToken) -> None:
-    log.info("401 %s %r: %s", request.method, request.path[:200], exc.reason)
+    log.info("401 %s %s: %s", request.method, shown(request.path), shown(exc.reason))
     if exc.missing:
         raise Unauthorized("authentication required", challenge="Bearer")
     raise Unauthorized("invalid token", challenge='Bearer error="invalid_token"')
@@ -83,10 +90,21 @@ def fetchers(runtime, field: str):
 
 
 def json_body(request: Request) -> Any:
-    raw = request.get_data(cache=True)
+    config = current_app.extensions["cds"].config
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(f"the request body is larger than {config.max_request_bytes} bytes") from None
+    except ClientDisconnected as exc:
+        if isinstance(exc.__context__, TimeoutError):  # the serving layer stopped waiting (service.serving)
+            raise RequestTimeout("the request body did not arrive in time") from None
+        raise BadRequest("the request body ended before its declared length") from None
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time") from None
     if not raw.strip():
         raise BadRequest("request body is empty; a JSON object is required")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        return jsonlimits.parse(raw, max_items=config.max_array_items)
+    except jsonlimits.JsonRejected as exc:
+        error = PayloadTooLarge if exc.too_large else BadRequest
+        raise error(f"request body: {exc.message}", expression=exc.path or None) from None

@@ -86,3 +86,28 @@ def test_a_token_typed_as_something_else_is_refused(tmp_path):
     token = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp()), typ="at+jwt")
     with pytest.raises(InvalidToken, match="typ"):
         verifier(path, now).verify(f"Bearer {token}", "https://cds/x")
+
+
+def test_a_token_living_longer_than_the_configured_maximum_is_refused(tmp_path):
+    key = es384_key()
+    path = write_clients(tmp_path / "c.json", {"iss": "https://ehr.example.org", "jwks": jwks(key), "fhirServers": []})
+    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    capped = TokenVerifier(load_trusted_clients(path), lambda *a: True, lambda: now, 5.0, max_lifetime_seconds=3600)
+    hour = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp(), lifetime=3600))
+    assert capped.verify(f"Bearer {hour}", "https://cds/x").iss == "https://ehr.example.org"
+    day = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp(), lifetime=86400))
+    with pytest.raises(InvalidToken, match="lifetime exp - iat of 86400 s is longer than the 3600 s accepted"):
+        capped.verify(f"Bearer {day}", "https://cds/x")
+
+
+def test_the_spec_example_token_lives_years_and_is_refused_under_the_default_cap(spec_client):
+    """The 2.0.1 example token has exp - iat of about 3.5 years; with the service's default cap
+    (CDS_JWT_MAX_LIFETIME_SECONDS, 1 h) it is refused even at a time inside that lifetime."""
+    from service.config import Config
+
+    path, public = spec_client
+    token = shared_path(*SPEC, "jwt-example-bearer-token.txt").read_text().strip()
+    capped = TokenVerifier(load_trusted_clients(path, fetch=lambda url: public), lambda *a: True,
+                           lambda: datetime(2015, 1, 1, tzinfo=timezone.utc), 5.0, Config().jwt_max_lifetime_seconds)
+    with pytest.raises(InvalidToken, match="lifetime"):
+        capped.verify(f"Bearer {token}", SPEC_AUD)

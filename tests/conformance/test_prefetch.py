@@ -326,15 +326,19 @@ def test_prefetch_template__server_refusing_the_token_is_412(client, stubs):
     assert_bearer(stub)
 
 
-def test_prefetch_template__server_error_echoing_the_token_is_412_without_it(client, stubs):
+def test_prefetch_template__server_error_echoing_the_token_is_412_without_it(client, stubs, no_token_in_logs):
     """cds-hooks_2.0#54 and §Passing the Access Token ("the access token MUST be treated as a
     transient value"): a failing server that echoes the Authorization header in its
-    OperationOutcome gives a 412, and the token appears neither in the response nor in the log
-    (the autouse fixture checks the log)."""
+    OperationOutcome gives a 412 that says what failed in the service's own words: the server's
+    text is not passed on at all (it is in the log, the token scrubbed from it; the autouse
+    fixture checks the log holds no token)."""
     stub = stubs(lambda seen: (500, outcome_body("exception", f"boom for {seen.headers.get('Authorization')}"), 0))
-    issues = outcome(call(client, with_server(stub.base, drop=["observations"])), 412)
+    response = call(client, with_server(stub.base, drop=["observations"]))
+    issues = outcome(response, 412)
     assert issues[0]["code"] == "exception"
-    assert "boom for Bearer ***" in issues[0]["diagnostics"]
+    assert issues[0]["diagnostics"] == "prefetch key 'observations': the FHIR server answered HTTP 500"
+    assert "boom" not in response.get_data(as_text=True)
+    assert "boom for Bearer ***" in no_token_in_logs.text
 
 
 def test_prefetch_template__slow_server_is_412_within_the_timeout(make_app, stubs, case_data):

@@ -218,11 +218,19 @@ def test_foreign_origin_next_link_is_not_followed(server, other_server, caplog):
     assert "not on the origin" in caplog.text
 
 
-def test_next_link_loop_stops(server):
+def test_a_next_link_back_to_a_page_already_read_is_a_server_fault(server):
+    """A search whose pages link in a circle is not data cut short (a notice card) but a broken
+    server: FhirServerError (412), after one pass round the circle."""
     server.routes["/fhir/Observation?page=1"] = (200, page(server, ["o1"], server.base + "/Observation?page=1"))
-    merged = client(server).search_all("Observation?page=1")
-    assert ids(merged) == ["o1"] and len(server.hits) == 1
-    assert merged["meta"]["tag"][0]["code"] == "SUBSETTED"
+    with pytest.raises(FhirServerError, match="repeats a page") as info:
+        client(server).search_all("Observation?page=1")
+    assert len(server.hits) == 1
+    assert info.value.reason == "the FHIR server's search pages link back to a page already read"
+    server.routes["/fhir/Observation?page=2"] = (200, page(server, ["o2"], "Observation?page=1"))
+    server.routes["/fhir/Observation?page=1"] = (200, page(server, ["o1"], "Observation?page=2"))
+    with pytest.raises(FhirServerError, match="repeats a page"):
+        client(server).search_all("Observation?page=1")
+    assert len(server.hits) == 3
 
 
 def test_a_later_page_that_is_not_a_bundle_fails(server):

@@ -35,3 +35,18 @@ def test_a_redirect_is_not_followed(servers):
     with pytest.raises(JwksUnavailable, match="answered 302"):
         fetch_jwks(ehr.origin + "/jwks.json", timeout=2)
     assert other.connections == 0
+
+
+def test_a_key_set_dripped_one_byte_at_a_time_is_cut_at_twice_the_timeout():
+    import time
+
+    from tests import fault_servers as faults
+
+    server = faults.FaultServer(faults.drip(0.2, jwks(es384_key())))
+    try:
+        started = time.monotonic()
+        with pytest.raises(JwksUnavailable, match="not complete within 1 s"):
+            fetch_jwks(server.origin + "/jwks.json", timeout=0.5)
+        assert time.monotonic() - started < 1.8
+    finally:
+        server.close()

@@ -116,7 +116,7 @@ def test_the_scheme_name_is_case_insensitive(client):
     assert client.post(SERVICE, json=base_request(), headers={"Authorization": "bearer " + token()}).status_code == 200
 
 
-# ---- refused: the 14 ways in -----------------------------------------------------------------
+# ---- refused: the 14 ways in, and a token that lives too long ------------------------------
 
 
 def _expired():
@@ -139,6 +139,7 @@ REFUSALS = {
     "missing kid": lambda: bearer(sign(ES, claims(ISS, AUD, NOW), kid=None)),
     "missing jti": lambda: bearer(sign(ES, {k: v for k, v in claims(ISS, AUD, NOW).items() if k != "jti"})),
     "Basic instead of Bearer": lambda: {"Authorization": "Basic ZWhyOnBhc3N3b3Jk"},
+    "living a day (exp - iat over CDS_JWT_MAX_LIFETIME_SECONDS)": lambda: bearer(token(lifetime=86400)),
 }
 
 

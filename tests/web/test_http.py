@@ -113,17 +113,18 @@ def test_unknown_route_and_method_are_outcomes(client):
     outcome(client.get("/cds-services/dah-patient-view"), 405)
 
 
-def _feedback(card_uuid: str, **extra) -> dict:
+def _feedback(card_uuid: str, suggestion: str = "x", **extra) -> dict:
     item = {"card": card_uuid, "outcome": "accepted", "outcomeTimestamp": "2026-03-01T12:05:00Z",
-            "acceptedSuggestions": [{"id": "x"}]}
+            "acceptedSuggestions": [{"id": suggestion}]}
     item.update(extra)
     return {"feedback": [item]}
 
 
 def test_feedback_is_stored_for_issued_cards_and_retries_are_idempotent(client, app):
     card = dah05(client.post("/cds-services/dah-patient-view", json=REQUEST).get_json())
-    first = client.post("/cds-services/dah-patient-view/feedback", json=_feedback(card["uuid"]))
-    retry = client.post("/cds-services/dah-patient-view/feedback", json=_feedback(card["uuid"]))
+    accepted = card["suggestions"][0]["uuid"]
+    first = client.post("/cds-services/dah-patient-view/feedback", json=_feedback(card["uuid"], accepted))
+    retry = client.post("/cds-services/dah-patient-view/feedback", json=_feedback(card["uuid"], accepted))
     assert first.status_code == retry.status_code == 200
     assert first.get_json()["stored"] == 1 and retry.get_json()["duplicates"] == 1
     rows = app.extensions["cds"].store.feedback_rows()

@@ -1,0 +1,120 @@
+"""JSON from outside (request bodies, FHIR servers' answers) parsed within limits.
+
+Rules (RFC 8259 with limits of this service), each breach a `JsonRejected` naming the rule and,
+where it applies, the JSON path:
+- UTF-8 only (RFC 8259 §8.1), no byte order mark;
+- `NaN`, `Infinity` and numbers beyond the float range are not JSON numbers (RFC 8259 §6);
+- an integer has at most MAX_INT_DIGITS digits (Python's own int/str conversion limit, which would
+  otherwise surface as an unexpected ValueError);
+- arrays and objects nest at most `max_depth` levels (deeper nesting would exhaust the stack of
+  whatever walks the data next);
+- no string or member name holds a lone surrogate (`"\\ud800"` is valid JSON but no valid
+  Unicode: it cannot be stored, logged or encoded as UTF-8);
+- with `max_items`, no array has more items (`too_large` is then set: 413, not 400).
+No Flask here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from service.logtext import shown
+
+MAX_DEPTH = 64
+MAX_INT_DIGITS = 4300
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class JsonRejected(ValueError):
+    def __init__(self, message: str, path: str = "", too_large: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.too_large = too_large
+
+
+def _constant(name: str):
+    raise JsonRejected(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRejected(f"the number {text[:40]} is beyond the range of a JSON number this service reads")
+    return value
+
+
+def _int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise JsonRejected(f"an integer has {digits} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def parse(raw: bytes, max_depth: int = MAX_DEPTH, max_items: int | None = None) -> Any:
+    """`raw` parsed, or JsonRejected."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonRejected(f"not UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise JsonRejected("starts with a byte order mark (RFC 8259 §8.1: not allowed)")
+    try:
+        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
+    except JsonRejected:
+        raise
+    except RecursionError:
+        raise JsonRejected(f"nested more than {max_depth} levels deep") from None
+    except ValueError as exc:  # json.JSONDecodeError included
+        raise JsonRejected(f"not valid JSON: {_decode_error(exc)}") from None
+    check(value, max_depth, max_items)
+    return value
+
+
+def _decode_error(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return "a value cannot be read"
+
+
+def check(value: Any, max_depth: int = MAX_DEPTH, max_items: int | None = None) -> None:
+    """The depth, surrogate and array-size rules on an already parsed value."""
+    path: list[str | int] = []
+
+    def where() -> str:
+        out = ""
+        for part in path:
+            name = shown(part, 40)
+            out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
+        return out or "the body"
+
+    def walk(node: Any, depth: int) -> None:
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise JsonRejected(f"{where()} holds a lone surrogate (not valid Unicode)", where())
+            return
+        if not isinstance(node, (dict, list)):
+            return
+        if depth >= max_depth:
+            raise JsonRejected(f"nested more than {max_depth} levels deep at {where()}", where())
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if _SURROGATE.search(key):
+                    raise JsonRejected(f"a member name in {where()} holds a lone surrogate (not valid Unicode)",
+                                       where())
+                path.append(key)
+                walk(item, depth + 1)
+                path.pop()
+            return
+        if max_items is not None and len(node) > max_items:
+            raise JsonRejected(f"{where()} has {len(node)} items; at most {max_items} are accepted", where(),
+                               too_large=True)
+        for i, item in enumerate(node):
+            path.append(i)
+            walk(item, depth + 1)
+            path.pop()
+
+    walk(value, 0)

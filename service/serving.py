@@ -1,0 +1,185 @@
+"""How the service is served (`dah-cds serve`, `make serve`, the container image): gunicorn with
+threaded workers that a slow client cannot hold.
+
+gunicorn's own guidance (docs: Design, "Choosing a Worker Type"): sync workers must sit behind a
+buffering proxy, because a client that sends its request slowly holds a whole worker.  This
+service is often run without one (loopback, a container behind a TCP load balancer), so it
+serves with the `gthread` worker and bounds the time a client may make a thread wait:
+
+- `workers` processes (CDS_WORKERS, 2) of `threads` threads each (CDS_THREADS, 8): a connection
+  takes a thread only once it has sent its first bytes; idle keep-alive connections wait in
+  the worker's event loop, not in a thread;
+- a request has `request_read_timeout_seconds` (CDS_REQUEST_READ_TIMEOUT_SECONDS, 10) of waiting
+  for its bytes, headers and body together: the time the thread spends blocked on the client's
+  socket is added up, whatever the client sends meanwhile (one byte every few seconds does not
+  reset it).  Past it, a request whose headers are not complete gets a 408 from here; a body
+  that stops arriving gets a 408 OperationOutcome from the app; either way the connection is
+  closed and the thread is free;
+- so each slow client costs at most one thread for that long, and an honest call finds a free
+  thread as long as fewer than workers x threads slow clients arrive at once; past that, put a
+  buffering proxy (nginx with `proxy_request_buffering on`, the default) in front;
+- the worker timeout is max(30 s, the call deadline + 10 s), so every call answers (412 at the
+  latest, service.fhir.budget) before gunicorn would ever stop a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import NoMoreData
+from gunicorn.workers.gthread import ThreadWorker
+
+from service.config import Config
+
+_OUTCOME_408 = json.dumps({"resourceType": "OperationOutcome", "issue": [
+    {"severity": "error", "code": "timeout", "diagnostics": "the request did not arrive in time"}]}).encode()
+TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
+               b"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
+               + f"Content-Length: {len(_OUTCOME_408)}\r\n\r\n".encode() + _OUTCOME_408)
+
+
+class RequestReadTimeout(NoMoreData, TimeoutError):
+    """The client kept the thread waiting for its request longer than allowed.  A NoMoreData for
+    gunicorn's parser (the connection is given up quietly), a TimeoutError for the app (a body
+    that stops arriving is a 408, service.web.security)."""
+
+    def __str__(self) -> str:
+        return "request not received in time"
+
+
+class _PatientSocket:
+    """The socket as gunicorn's request parser reads it, counting the time each read waits."""
+
+    def __init__(self, sock: socket.socket, limit: float):
+        self._sock = sock
+        self.limit = limit
+        self.waited = 0.0
+        self.timed_out = False
+        self.dispatched = False
+
+    def next_request(self) -> None:
+        self.waited = 0.0
+        self.timed_out = False
+        self.dispatched = False
+
+    def recv(self, size: int) -> bytes:
+        left = self.limit - self.waited
+        if left <= 0:
+            self.timed_out = True
+            raise RequestReadTimeout()
+        started = time.monotonic()
+        self._sock.settimeout(left)
+        try:
+            return self._sock.recv(size)
+        except socket.timeout:
+            self.timed_out = True
+            raise RequestReadTimeout() from None
+        finally:
+            self.waited += time.monotonic() - started
+            self._sock.settimeout(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ReadTimeoutThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker whose requests must arrive within `request_read_timeout_seconds`."""
+
+    read_timeout = 10.0  # set by `serve` from the configuration
+
+    def _patient(self, conn) -> _PatientSocket:
+        unreader = conn.parser.unreader
+        if not isinstance(unreader.sock, _PatientSocket):
+            unreader.sock = _PatientSocket(unreader.sock, self.read_timeout)
+        return unreader.sock
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = _closing_after_408(self.wsgi)
+
+    def handle(self, conn):
+        patient = self._patient(conn)
+        patient.next_request()
+        keepalive, conn = super().handle(conn)
+        if patient.timed_out and not patient.dispatched:
+            self.log.info("408: request from %s not received within %g s", conn.client, self.read_timeout)
+            try:
+                conn.sock.sendall(TIMEOUT_408)
+            except OSError:
+                pass
+            return False, conn
+        return keepalive, conn
+
+    def handle_request(self, req, conn):
+        patient = self._patient(conn)
+        patient.dispatched = True
+        keepalive = super().handle_request(req, conn)
+        return keepalive and not patient.timed_out  # a body cut short leaves the connection unusable
+
+
+def _closing_after_408(app):
+    """The app's 408 (a body that stopped arriving) closes the connection: what is left of the body
+    cannot be told from a next request."""
+
+    def wsgi(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if status.startswith("408"):
+                response = getattr(start_response, "__self__", None)
+                if response is not None and hasattr(response, "force_close"):
+                    response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wsgi
+
+
+def gunicorn_settings(cfg: Config) -> dict[str, Any]:
+    return {
+        "bind": [f"[{cfg.host}]:{cfg.port}" if ":" in cfg.host else f"{cfg.host}:{cfg.port}"],
+        "worker_class": ReadTimeoutThreadWorker,
+        "workers": max(1, cfg.workers),
+        "threads": max(1, cfg.threads),
+        "timeout": max(30, int(cfg.call_deadline_seconds) + 10),
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "accesslog": "-",
+    }
+
+
+class _Application(BaseApplication):
+    def __init__(self, cfg: Config):
+        self.cds_config = cfg
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in gunicorn_settings(self.cds_config).items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from service.app import create_app
+
+        return create_app({"host": self.cds_config.host, "port": self.cds_config.port})
+
+
+def check(cfg: Config) -> None:
+    """The start-up rules the app applies, checked once before any worker starts (ConfigurationError):
+    trusted clients, or a loopback host; a safe CORS setting."""
+    from service.auth import authentication
+    from service.runtime import utc_now
+    from service.web.policy import cors_origins
+
+    open_mode = authentication(cfg, lambda *args: True, utc_now) is None
+    cors_origins(cfg.cors_origins, open_mode)
+
+
+def serve(cfg: Config) -> None:
+    """Run the service under gunicorn until it is stopped.  The app is built in each worker, and is
+    told its bind host (without trusted clients only a loopback host may serve)."""
+    check(cfg)
+    ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
+    _Application(cfg).run()
