@@ -77,9 +77,17 @@ def test_scenario(path: Path, tmp_path, content, fhir_schema):
 
     for resource in suggested_resources(response):
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
         if fhir_schema is not None:
             errors = sorted(fhir_schema.iter_errors(resource), key=str)
             assert not errors, errors[0].message
+
+    for card in response["cards"]:  # a created order names its drug in text and code: clients (the CDS Hooks
+        for suggestion in card.get("suggestions", []):  # sandbox) switch the drafted drug only with both
+            for action in suggestion["actions"]:
+                medication = action.get("resource", {}).get("medicationCodeableConcept") if action["type"] == "create" else None
+                if medication is not None:
+                    assert medication.get("text") and medication.get("coding", [{}])[0].get("code"), medication
 
     golden = golden_path(path)
     if os.environ.get("UPDATE_GOLDEN") == "1":
