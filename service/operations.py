@@ -20,7 +20,7 @@ from typing import Any
 from service.engine import ApplyContext, ApplyResult, AppliedAction, ContentSet, apply_activity, apply_plan
 from service.engine.apply import stable_id
 from service.engine.model import PlanDef
-from service.errors import BadRequest, NotFound, Unprocessable
+from service.errors import InvalidRequest, NotFound, Unprocessable
 from service.hooks import prefetch
 from service.logtext import shown
 
@@ -33,36 +33,36 @@ def parse_parameters(body: Any) -> dict[str, Any]:
     """Parameters resource -> {name: value or [values]}; 400 naming what is wrong.  `parameter`
     and `part` are arrays of objects with a string `name` (R4 Parameters), whatever else arrives."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest("the body must be a FHIR Parameters resource", expression="resourceType")
+        raise InvalidRequest("the body must be a FHIR Parameters resource", expression="resourceType")
     parameters = body.get("parameter", [])
     if not isinstance(parameters, list):
-        raise BadRequest("Parameters.parameter must be an array", expression="Parameters.parameter")
+        raise InvalidRequest("Parameters.parameter must be an array", expression="Parameters.parameter")
     params: dict[str, Any] = {"prefetchData": [], "selections": []}
     for i, p in enumerate(parameters):
         where = f"Parameters.parameter[{i}]"
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise BadRequest(f"{where} needs a name (a string)", expression=where)
+            raise InvalidRequest(f"{where} needs a name (a string)", expression=where)
         name = p["name"]
         if name == "prefetchData":
             parts = p.get("part")
             if not isinstance(parts, list) or not all(isinstance(q, dict) and isinstance(q.get("name"), str)
                                                       for q in parts):
-                raise BadRequest(f"{where}.part must be an array of parameters, each with a name (a string)",
+                raise InvalidRequest(f"{where}.part must be an array of parameters, each with a name (a string)",
                                  expression=f"{where}.part")
             named = {q["name"]: q for q in parts}
             key = named.get("key", {}).get("valueString")
             if not isinstance(key, str) or not key or "data" not in named:
-                raise BadRequest(f"{where} (prefetchData) needs parts 'key' (valueString) and 'data' (resource)",
+                raise InvalidRequest(f"{where} (prefetchData) needs parts 'key' (valueString) and 'data' (resource)",
                                  expression=where)
             params["prefetchData"].append((key, named["data"].get("resource")))
             continue
         value = p.get("resource", next((v for k, v in p.items() if k.startswith("value")), None))
         if value is None:
-            raise BadRequest(f"parameter '{shown(name, 100)}' has no value", expression=where)
+            raise InvalidRequest(f"parameter '{shown(name, 100)}' has no value", expression=where)
         if name == "selections":
             params["selections"].append(value)
         elif name in params and name in _SINGLE:
-            raise BadRequest(f"parameter '{shown(name, 100)}' may appear only once", expression=where)
+            raise InvalidRequest(f"parameter '{shown(name, 100)}' may appear only once", expression=where)
         else:
             params[name] = value
     return params
@@ -72,10 +72,10 @@ def _reference(params: dict, name: str, kind: str | None = None, required: bool 
     value = params.get(name)
     if value is None:
         if required:
-            raise BadRequest(f"parameter {name!r} is required", expression=name)
+            raise InvalidRequest(f"parameter {name!r} is required", expression=name)
         return None
     if not isinstance(value, str) or "/" not in value or (kind and not value.startswith(kind + "/")):
-        raise BadRequest(f"parameter {name!r} must be a reference like '{kind or 'Type'}/id', got "
+        raise InvalidRequest(f"parameter {name!r} must be a reference like '{kind or 'Type'}/id', got "
                          f"{shown(repr(value), 80)}", expression=name)
     return value
 
@@ -93,7 +93,7 @@ def _data_for(plan: PlanDef, terminology, params: dict, subject: str, fetcher_fa
     bundle = params.get("data")
     if bundle is not None:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            raise BadRequest("parameter 'data' must be a Bundle", expression="data")
+            raise InvalidRequest("parameter 'data' must be a Bundle", expression="data")
         prefetch.check_value("data", bundle)
     entries = [e.get("resource") for e in (bundle or {}).get("entry", []) if isinstance(e.get("resource"), dict)]
     missing = []
@@ -112,7 +112,7 @@ def _data_for(plan: PlanDef, terminology, params: dict, subject: str, fetcher_fa
         endpoint = params.get("dataEndpoint")
         address = endpoint.get("address") if isinstance(endpoint, dict) else None
         if not address:
-            raise BadRequest("useServerData needs a dataEndpoint Endpoint with an address", expression="dataEndpoint")
+            raise InvalidRequest("useServerData needs a dataEndpoint Endpoint with an address", expression="dataEndpoint")
         body = {"context": {"patientId": subject.split("/", 1)[1],
                             "encounterId": (params.get("encounter") or "/").split("/", 1)[1] or None}}
         fetched = prefetch.resolve(plan, terminology, dict(body, prefetch=data), fetcher_factory(address, None))
@@ -126,10 +126,10 @@ def _data_for(plan: PlanDef, terminology, params: dict, subject: str, fetcher_fa
 def _context(params: dict, now: datetime, subject: str) -> ApplyContext:
     hook = params.get("hook")
     if hook is not None and not isinstance(hook, str):
-        raise BadRequest("parameter 'hook' must be a code", expression="hook")
+        raise InvalidRequest("parameter 'hook' must be a code", expression="hook")
     draft = params.get("draftOrders")
     if draft is not None and (not isinstance(draft, dict) or draft.get("resourceType") != "Bundle"):
-        raise BadRequest("parameter 'draftOrders' must be a Bundle", expression="draftOrders")
+        raise InvalidRequest("parameter 'draftOrders' must be a Bundle", expression="draftOrders")
     return ApplyContext(now=now, subject=subject, hook=hook, hook_instance=stable_id(subject, now.isoformat()),
                         encounter=_reference(params, "encounter", "Encounter"),
                         practitioner=_reference(params, "practitioner"), draft_orders=draft,
@@ -140,9 +140,9 @@ def _prepare(params: dict, ref: str | None, lookup: Callable, kind: str):
     """The artifact named by the path or the `url` parameter, and the subject."""
     ref = ref or params.get("url")
     if not ref:
-        raise BadRequest("type-level $apply needs the 'url' parameter", expression="url")
+        raise InvalidRequest("type-level $apply needs the 'url' parameter", expression="url")
     if not isinstance(ref, str):
-        raise BadRequest("parameter 'url' must be a canonical URL (a string)", expression="url")
+        raise InvalidRequest("parameter 'url' must be a canonical URL (a string)", expression="url")
     artifact = lookup(ref)
     if artifact is None:
         raise NotFound(f"no {kind} '{shown(ref, 200)}'", expression="url")

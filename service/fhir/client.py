@@ -10,7 +10,7 @@ The only module that talks HTTP.  Rules:
   for the cards);
 - errors are service.errors types: 401/403 FhirAuthError, 404/410 FhirNotFoundError, other
   4xx/5xx and non-JSON bodies FhirServerError, timeout FhirTimeout, no connection FhirUnavailable;
-  an error from an HTTP answer carries its status as `http_status`;
+  an error from an HTTP answer carries that answer's status as `server_status`;
 - a 200 body is returned as is, even an OperationOutcome (the caller decides);
 - `search_all` follows searchset `next` links on the base URL's origin only (the token must not
   leave it), up to `max_pages`; when it stops early the merged Bundle keeps the unfollowed
@@ -50,7 +50,6 @@ import requests
 
 from service import jsonlimits
 from service.errors import (
-    FhirAccessError,
     FhirAuthError,
     FhirNotFoundError,
     FhirServerError,
@@ -358,16 +357,15 @@ class FhirClient:
     def _body(self, status: int, raw: bytes, url: str, method: str = "GET") -> dict:
         shown_url = url_shown(url)
         if status in (401, 403):
-            raise _with_status(FhirAuthError(f"FHIR server refused the access token ({status}) for {method} "
-                                             f"{shown_url}", reason=f"the FHIR server refused the access token "
-                                                                    f"(HTTP {status})"), status)
+            raise FhirAuthError(f"FHIR server refused the access token ({status}) for {method} {shown_url}",
+                                reason=f"the FHIR server refused the access token (HTTP {status})",
+                                server_status=status)
         if status in (404, 410):
-            raise _with_status(FhirNotFoundError(f"FHIR server answered {status} to {method} {shown_url}",
-                                                 reason=f"the FHIR server answered HTTP {status}"), status)
+            raise FhirNotFoundError(f"FHIR server answered {status} to {method} {shown_url}",
+                                    reason=f"the FHIR server answered HTTP {status}", server_status=status)
         if not 200 <= status < 300:
-            raise _with_status(FhirServerError(f"FHIR server answered {status} to {method} {shown_url}"
-                                               f"{self._diagnostics(raw)}",
-                                               reason=f"the FHIR server answered HTTP {status}"), status)
+            raise FhirServerError(f"FHIR server answered {status} to {method} {shown_url}{self._diagnostics(raw)}",
+                                  reason=f"the FHIR server answered HTTP {status}", server_status=status)
         try:
             body = jsonlimits.parse(raw)
         except jsonlimits.JsonRejected as exc:
@@ -405,11 +403,6 @@ class FhirClient:
         if not merged["entry"]:
             del merged["entry"]
         return merged
-
-
-def _with_status(error: FhirAccessError, http_status: int) -> FhirAccessError:
-    error.http_status = http_status
-    return error
 
 
 def _links(bundle: dict) -> list[dict]:

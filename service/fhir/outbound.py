@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from service.errors import BadRequest, Forbidden
+from service.errors import InvalidRequest, NotPermitted
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
@@ -40,7 +40,7 @@ _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
 
 
-class UnsafeUrl(BadRequest):
+class UnsafeUrl(InvalidRequest):
     """400: an outbound URL breaks the rules above (the message names the field, not the URL)."""
 
 
@@ -131,7 +131,7 @@ def check_trusted(url: Any, allowed: Iterable[BaseUrl], field: str = "fhirServer
     """The URL a trusted client named: refused unless it lies under one of `allowed`."""
     base = parse_trusted(url, field)
     if not any(a.contains(base) for a in allowed):
-        raise Forbidden(f"{field} is not a FHIR server this CDS client is trusted to name", expression=field)
+        raise NotPermitted(f"{field} is not a FHIR server this CDS client is trusted to name", expression=field)
     return base
 
 

@@ -35,7 +35,7 @@ from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from service.engine.model import DataRequirementDef, PlanDef
 from service.engine.terminology import Terminology
-from service.errors import BadRequest, ExpressionError, FhirAccessError, PreconditionFailed
+from service.errors import InvalidRequest, ExpressionError, FhirAccessError, DataUnavailable
 
 log = logging.getLogger("service.prefetch")
 
@@ -149,11 +149,11 @@ def check_value(key: str, value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-        raise BadRequest(f"{where} must be a FHIR resource (with resourceType) or null", expression=where)
+        raise InvalidRequest(f"{where} must be a FHIR resource (with resourceType) or null", expression=where)
     if value["resourceType"] == "Bundle":
         entries = value.get("entry", [])
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise BadRequest(f"{where}.entry must be an array of Bundle entries", expression=where + ".entry")
+            raise InvalidRequest(f"{where}.entry must be an array of Bundle entries", expression=where + ".entry")
 
 
 def resolve(
@@ -186,7 +186,7 @@ def resolve(
                 raise exc.about(f"prefetch key {key!r}", f"prefetch.{key}") from None
             data[key] = None if _is_outcome(value) else value
     if urls:
-        raise PreconditionFailed(
+        raise DataUnavailable(
             f"prefetch key(s) {', '.join(sorted(urls))} missing and no fhirServer to fetch them from",
             expression="prefetch." + sorted(urls)[0],
         )
@@ -209,7 +209,7 @@ def _rest_of_pages(key: str, bundle: Any, fetcher: Callable[[str], Any] | None) 
     if next_url is None:
         return bundle
     if fetcher is None:
-        raise PreconditionFailed(f"prefetch key {key!r} is one page of several (it has a next link) and there is "
+        raise DataUnavailable(f"prefetch key {key!r} is one page of several (it has a next link) and there is "
                                  "no fhirServer to fetch the rest from", expression=f"prefetch.{key}")
     try:
         rest = fetcher(next_url)

@@ -3,7 +3,7 @@
 Rule: a service call is checked against `schemas/request.schema.json` (§Calling a CDS Service >
 HTTP Request), then - when its `hook` is the service's hook - against
 `schemas/context-<hook>.schema.json` (the hook definitions), then its `selections` against its
-`draftOrders`.  Every violation found becomes one OperationOutcome issue of a single `BadRequest`
+`draftOrders`.  Every violation found becomes one OperationOutcome issue of a single `InvalidRequest`
 (expression = path in the body, e.g. `context.selections[0]`); the first MAX_ISSUES are listed,
 then how many more there are.  A value shown in a message is cut to 80 characters, and values
 under `fhirAuthorization` or `fhirServer` are never shown.  FHIR resources inside the request
@@ -22,7 +22,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from service.errors import BadRequest, Issue
+from service.errors import InvalidRequest, Issue
 
 SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
 
@@ -57,14 +57,14 @@ _FEEDBACK = _compile(_SCHEMAS / "feedback.schema.json")
 
 
 def validate_request(body: object, hook: str, *, service: str | None = None) -> None:
-    """Raise one BadRequest listing every protocol violation of a call to a `hook` service."""
+    """Raise one InvalidRequest listing every protocol violation of a call to a `hook` service."""
     if hook not in SUPPORTED_HOOKS:
-        raise BadRequest(
+        raise InvalidRequest(
             f"hook {hook!r} is not supported (supported: {', '.join(SUPPORTED_HOOKS)})",
             issues=[Issue("not-supported", f"hook {hook!r} is not supported", expression=("hook",))],
         )
     if not isinstance(body, dict):
-        raise BadRequest(
+        raise InvalidRequest(
             f"the request body must be a JSON object, got {_json_type(body)}",
             issues=[Issue("structure", f"the request body must be a JSON object, got {_json_type(body)}")],
         )
@@ -82,9 +82,9 @@ def validate_request(body: object, hook: str, *, service: str | None = None) -> 
 
 
 def validate_feedback(body: object) -> list[dict]:
-    """The feedback items of a §Feedback POST body, or one BadRequest listing every violation."""
+    """The feedback items of a §Feedback POST body, or one InvalidRequest listing every violation."""
     if not isinstance(body, dict):
-        raise BadRequest(
+        raise InvalidRequest(
             f"the feedback body must be a JSON object, got {_json_type(body)}",
             issues=[Issue("structure", f"the feedback body must be a JSON object, got {_json_type(body)}")],
         )
@@ -223,7 +223,7 @@ def _raise(issues: list[Issue]) -> None:
         if len(issues) > MAX_ISSUES:
             listed.append(Issue("too-costly", f"{len(issues) - MAX_ISSUES} more issue(s) not listed",
                                 severity="information"))
-        raise BadRequest(issues[0].diagnostics + more, issues=listed)
+        raise InvalidRequest(issues[0].diagnostics + more, issues=listed)
 
 
 # ---- hook-specific checks a schema cannot express ----------------------------------------------

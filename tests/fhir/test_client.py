@@ -20,6 +20,7 @@ from service.errors import (
     FhirUnavailable,
 )
 from service.fhir.client import FhirClient
+from service.web.errors import answer
 
 TOKEN = "s3cr3t-T0KEN-value.abc"
 
@@ -251,7 +252,7 @@ def test_http_errors_are_typed(server, status, error):
     with pytest.raises(error) as info:
         client(server).read("Patient", "p1")
     assert f"{server.base}/Patient/p1" in info.value.message
-    assert isinstance(info.value, FhirAccessError) and info.value.status == 412
+    assert isinstance(info.value, FhirAccessError) and answer(info.value)[0] == 412
     assert len(server.hits) == 1, "only 502/503/504 are retried"
 
 
@@ -322,7 +323,7 @@ def test_token_never_in_errors_or_logs(server, caplog):
         caught.append(info.value)
     assert all(h["Authorization"] == f"Bearer {TOKEN}" for _, h in server.hits)
     for exc in caught:
-        text = " ".join([str(exc), repr(exc), json.dumps(exc.operation_outcome()), repr(exc.__cause__),
+        text = " ".join([str(exc), repr(exc), json.dumps(answer(exc)[1]), repr(exc.__cause__),
                          repr(exc.__context__)])
         assert TOKEN not in text, type(exc).__name__
     assert caplog.records, "the client logs its requests"
@@ -378,7 +379,7 @@ def test_put_errors_are_typed_with_the_http_status_and_diagnostics(server, statu
         {"severity": "error", "code": "invalid", "details": {"text": "client ids not allowed"}}]})
     with pytest.raises(error) as info:
         client(server).put({"resourceType": "Patient", "id": "p1"})
-    assert info.value.http_status == status
+    assert info.value.server_status == status
     assert f"PUT {server.base}/Patient/p1" in info.value.message
     if error is FhirServerError:
         assert "client ids not allowed" in info.value.message
@@ -448,5 +449,5 @@ def test_token_never_in_write_errors_or_logs(server, caplog):
         with pytest.raises(FhirAuthError) as post_error:
             client(server).transaction({"resourceType": "Bundle", "type": "transaction"})
     for exc in (put_error.value, post_error.value):
-        assert TOKEN not in str(exc) and TOKEN not in json.dumps(exc.operation_outcome())
+        assert TOKEN not in str(exc) and TOKEN not in json.dumps(answer(exc)[1])
     assert TOKEN not in caplog.text

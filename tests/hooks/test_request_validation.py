@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from service.errors import BadRequest
+from service.errors import InvalidRequest
 from service.hooks.validation import SUPPORTED_HOOKS, request_warnings, validate_feedback, validate_request
+from service.web.errors import answer
 from tests.conftest import shared_path
 
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
@@ -47,13 +48,13 @@ def minimal(hook: str) -> dict:
     return {"hook": hook, "hookInstance": HOOK_INSTANCE, "context": copy.deepcopy(MINIMAL[hook])}
 
 
-def rejected(body, hook: str) -> BadRequest:
-    with pytest.raises(BadRequest) as info:
+def rejected(body, hook: str) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as info:
         validate_request(body, hook)
     return info.value
 
 
-def expressions(error: BadRequest) -> list[str]:
+def expressions(error: InvalidRequest) -> list[str]:
     return [e for issue in error.issues for e in issue.expression]
 
 
@@ -71,7 +72,7 @@ def test_missing_top_level_field_is_required_at_its_path(field):
     body = minimal("patient-view")
     del body[field]
     error = rejected(body, "patient-view")
-    assert error.status == 400
+    assert answer(error)[0] == 400
     assert [(i.code, i.expression) for i in error.issues] == [("required", (field,))]
 
 
@@ -104,7 +105,7 @@ def test_wrong_hook_names_the_hook():
 
 
 def test_wrong_hook_names_the_service_when_given():
-    with pytest.raises(BadRequest, match="service 'dah' answers hook 'order-sign', not 'patient-view'"):
+    with pytest.raises(InvalidRequest, match="service 'dah' answers hook 'order-sign', not 'patient-view'"):
         validate_request(minimal("patient-view"), "order-sign", service="dah")
 
 
@@ -188,13 +189,13 @@ def test_fhir_authorization_values_are_never_echoed():
     body = minimal("patient-view") | {"fhirServer": "https://ehr.example.org/fhir", "fhirAuthorization": auth}
     error = rejected(body, "patient-view")
     assert expressions(error) == ["fhirAuthorization.access_token", "fhirAuthorization.token_type"]
-    assert "secret" not in json.dumps(error.operation_outcome())
+    assert "secret" not in json.dumps(answer(error)[1])
 
 
 def test_operation_outcome_lists_every_issue():
     body = minimal("order-sign")
     del body["context"]["userId"], body["context"]["draftOrders"]
-    outcome = rejected(body, "order-sign").operation_outcome()
+    outcome = answer(rejected(body, "order-sign"))[1]
     assert outcome["resourceType"] == "OperationOutcome"
     assert [i["expression"] for i in outcome["issue"]] == [["context.userId"], ["context.draftOrders"]]
     assert all(i["severity"] == "error" and i["code"] == "required" for i in outcome["issue"])
@@ -319,8 +320,8 @@ def feedback_item(**extra) -> dict:
     return {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-03-01T12:00:00Z"} | extra
 
 
-def feedback_rejected(body) -> BadRequest:
-    with pytest.raises(BadRequest) as info:
+def feedback_rejected(body) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as info:
         validate_feedback(body)
     return info.value
 
