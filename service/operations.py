@@ -21,7 +21,7 @@ from service.engine import ApplyContext, ApplyResult, AppliedAction, ContentSet,
 from service.engine.apply import stable_id
 from service.engine.model import PlanDef
 from service.errors import InvalidRequest, NotFound, Unprocessable
-from service.hooks import prefetch
+from service import data as data_layer
 from service.logtext import shown
 
 TRACE_EXTENSION = "http://example.org/fhir/StructureDefinition/cds-apply-trace"
@@ -88,13 +88,13 @@ def _data_for(plan: PlanDef, terminology, params: dict, subject: str, fetcher_fa
     data: dict[str, Any] = {}
     for key, resource in params["prefetchData"]:
         if resource is not None:
-            prefetch.check_value(key, resource)
+            data_layer.check_value(key, resource)
         data[key] = resource
     bundle = params.get("data")
     if bundle is not None:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise InvalidRequest("parameter 'data' must be a Bundle", expression="data")
-        prefetch.check_value("data", bundle)
+        data_layer.check_value("data", bundle)
     entries = [e.get("resource") for e in (bundle or {}).get("entry", []) if isinstance(e.get("resource"), dict)]
     missing = []
     for key, dr in plan.data_requirements.items():
@@ -113,9 +113,9 @@ def _data_for(plan: PlanDef, terminology, params: dict, subject: str, fetcher_fa
         address = endpoint.get("address") if isinstance(endpoint, dict) else None
         if not address:
             raise InvalidRequest("useServerData needs a dataEndpoint Endpoint with an address", expression="dataEndpoint")
-        body = {"context": {"patientId": subject.split("/", 1)[1],
-                            "encounterId": (params.get("encounter") or "/").split("/", 1)[1] or None}}
-        fetched = prefetch.resolve(plan, terminology, dict(body, prefetch=data), fetcher_factory(address, None))
+        context = {"patientId": subject.split("/", 1)[1],
+                   "encounterId": (params.get("encounter") or "/").split("/", 1)[1] or None}
+        fetched = data_layer.resolve(plan, terminology, data_layer.Tokens(context), data, fetcher_factory(address, None))
         data.update(fetched)
     else:
         for key in missing:

@@ -7,7 +7,6 @@ service's PlanDefinition -> render cards.  Raises service.errors types only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,14 +14,11 @@ from typing import Any
 from cards.render import TRACE_EXTENSION, render_cards
 from cards.schema import response_errors
 from service.engine import ApplyContext, ApplyResult, ContentSet, ServiceDef, apply_plan
-from service.hooks import prefetch
+from service import data
+from service.fhir.reader import ReaderFactory
 from service.hooks.validation import validate_request
 
 log = logging.getLogger("service.calls")
-
-# (fhirServer base URL, bearer token or None) -> fetch(relative url) -> resource or Bundle
-FetcherFactory = Callable[[str, "str | None"], Callable[[str], Any]]
-
 
 @dataclass
 class CallOutcome:
@@ -35,7 +31,7 @@ def call_service(
     service: ServiceDef,
     body: Any,
     now: datetime,
-    fetcher_factory: FetcherFactory | None = None,
+    fetcher_factory: ReaderFactory | None = None,
     trace: bool = False,
     guidance_base: str | None = None,
 ) -> CallOutcome:
@@ -47,12 +43,13 @@ def call_service(
     if body.get("fhirServer") and fetcher_factory is not None:
         token = (body.get("fhirAuthorization") or {}).get("access_token")
         fetcher = fetcher_factory(body["fhirServer"], token)
-    data = prefetch.resolve(service.plan, content.terminology, body, fetcher, now)
+    tokens = data.Tokens(context, context.get("userId"), now)
+    resolved = data.resolve(service.plan, content.terminology, tokens, body.get("prefetch") or {}, fetcher)
     encounter = context.get("encounterId")
     ctx = ApplyContext(
         now=now,
         subject=f"Patient/{context['patientId']}",
-        data=data,
+        data=resolved,
         hook=hook,
         hook_instance=body["hookInstance"],
         encounter=f"Encounter/{encounter}" if encounter else None,
@@ -64,7 +61,7 @@ def call_service(
         if isinstance(context.get("selections"), list) else [],
     )
     result = apply_plan(content, service.plan, ctx)
-    cards = render_cards([result], body["hookInstance"], trace, incomplete=prefetch.incomplete_keys(data),
+    cards = render_cards([result], body["hookInstance"], trace, incomplete=data.incomplete_keys(resolved),
                          guidance_base=guidance_base)
     response: dict = {"cards": _conformant(cards, result)}
     if trace:

@@ -208,6 +208,29 @@ def test_search_all_stops_at_max_pages_and_marks_the_bundle(server, caplog):
     assert "more than 2 pages" in caplog.text
 
 
+def test_rest_of_a_page_held_elsewhere_merges_the_following_pages_only(server):
+    """A paginated prefetch (CDS Hooks 2.0.1 §Prefetch Template) is completed here, as search_all
+    completes its first page: the page the EHR sent is not read again."""
+    sent = page(server, ["o1"], server.base + "/Observation?page=2")
+    server.routes["/fhir/Observation?page=2"] = (200, page(server, ["o2"], "Observation?page=3"))
+    server.routes["/fhir/Observation?page=3"] = (200, page(server, ["o3"]))
+    merged = client(server).rest_of(sent)
+    assert ids(merged) == ["o1", "o2", "o3"]
+    assert [link["relation"] for link in merged["link"]] == ["self"]
+    assert server.paths() == ["/fhir/Observation?page=2", "/fhir/Observation?page=3"]
+    assert ids(sent) == ["o1"], "the page held is not changed"
+    unpaged = page(server, ["o9"])
+    assert client(server).rest_of(unpaged) is unpaged
+
+
+def test_fetch_reads_a_type_and_id_and_searches_anything_else(server):
+    server.routes["/fhir/Patient/p1"] = (200, {"resourceType": "Patient", "id": "p1"})
+    server.routes["/fhir/Observation?patient=p1"] = (200, page(server, ["o1"], "Observation?page=2"))
+    server.routes["/fhir/Observation?page=2"] = (200, page(server, ["o2"]))
+    assert client(server).fetch("Patient/p1")["id"] == "p1"
+    assert ids(client(server).fetch("Observation?patient=p1")) == ["o1", "o2"]
+
+
 def test_foreign_origin_next_link_is_not_followed(server, other_server, caplog):
     other_server.routes["/fhir/Observation?page=2"] = (200, page(other_server, ["evil"]))
     server.routes["/fhir/Observation?patient=p1"] = (200, page(server, ["o1"], other_server.base + "/Observation?page=2"))
