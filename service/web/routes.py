@@ -11,6 +11,7 @@ from service.errors import NotFound
 from service.hooks.call import call_service
 from service.hooks.discovery import discovery
 from service.hooks.feedback import accept_feedback
+from service.hooks.request import parse_hook_request
 from service import operations
 from service.logtext import shown
 from service.runtime import Runtime
@@ -68,19 +69,19 @@ def post_service(service_id: str):
     rt = runtime()
     content = rt.content  # read once: a content refresh may swap it while this call runs
     svc = _service(service_id, content)
-    body = security.json_body(request)
-    outcome = call_service(content, svc, body, rt.clock(), security.fetchers(rt, "fhirServer"),
-                           trace=_trace_requested(), guidance_base=public_base())
-    cards = outcome.response["cards"]
-    rt.store.record_cards(svc.id, body["hookInstance"], cards)
-    instance = shown(body["hookInstance"])
-    if not _trace_requested():  # the trace goes to the log when the caller did not ask for it
-        if outcome.result.issues:
-            log.info("hookInstance=%s issues=%s", instance, shown(outcome.result.issues, 2000))
-        log.debug("hookInstance=%s trace=%s", instance, shown(outcome.result.trace, 20000))
-    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", instance, svc.id, len(cards),
+    call = parse_hook_request(security.json_body(request), svc)
+    trace = _trace_requested()
+    answer = call_service(content, svc, call, rt.clock(), security.fetchers(rt, "fhirServer"),
+                          trace=trace, guidance_base=public_base())
+    rt.store.record_cards(svc.id, call.hook_instance, answer.cards)
+    instance = shown(call.hook_instance)
+    if not trace:  # the trace goes to the log when the caller did not ask for it
+        if answer.issues:
+            log.info("hookInstance=%s issues=%s", instance, shown(answer.issues, 2000))
+        log.debug("hookInstance=%s trace=%s", instance, shown(answer.trace, 20000))
+    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", instance, svc.id, len(answer.cards),
              (time.perf_counter() - started) * 1000)
-    return jsonify(outcome.response)
+    return jsonify(answer.body)
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")
