@@ -12,7 +12,7 @@ from service.hooks.call import call_service
 from service.hooks.discovery import discovery
 from service.hooks.feedback import accept_feedback
 from service.hooks.request import parse_hook_request
-from service import operations
+from service.operations import activity_apply, parse_apply_request, plan_apply
 from service.logtext import shown
 from service.runtime import Runtime
 from service.web import security
@@ -107,15 +107,14 @@ def _fhir_json(payload: dict, status: int = 200):
 @blueprint.post("/PlanDefinition/<plan_id>/$apply")
 def post_plan_apply(plan_id: str | None = None):
     rt = runtime()
-    body = security.json_body(request)
-    return _fhir_json(operations.plan_apply(rt.content, plan_id, body, rt.clock(),
-                                            security.fetchers(rt, "dataEndpoint"), trace=_trace_requested()))
+    call = parse_apply_request(security.json_body(request), plan_id)
+    return _fhir_json(plan_apply(rt.content, call, plan_id, rt.clock(), security.fetchers(rt, "dataEndpoint"),
+                                 trace=_trace_requested()))
 
 
 @blueprint.post("/ActivityDefinition/$apply")
 @blueprint.post("/ActivityDefinition/<activity_id>/$apply")
 def post_activity_apply(activity_id: str | None = None):
     rt = runtime()
-    body = security.json_body(request)
-    return _fhir_json(operations.activity_apply(rt.content, activity_id, body, rt.clock(),
-                                                security.fetchers(rt, "dataEndpoint")))
+    call = parse_apply_request(security.json_body(request), activity_id)
+    return _fhir_json(activity_apply(rt.content, call, activity_id, rt.clock(), security.fetchers(rt, "dataEndpoint")))
