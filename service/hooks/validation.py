@@ -8,13 +8,11 @@ HTTP Request), then - when its `hook` is the service's hook - against
 then how many more there are.  A value shown in a message is cut to 80 characters, and values
 under `fhirAuthorization` or `fhirServer` are never shown.  FHIR resources inside the request
 are not validated: EHRs send non-conformant drafts and the engine copes with them.
-SHOULD-level problems are listed by `request_warnings` and never reject a call.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -28,14 +26,6 @@ SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
 
 _SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
-# Expected user types per hook definition (cds-hooks.org/hooks/<hook>, context `userId`).
-_USER_TYPES = {
-    "patient-view": ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson"),
-    "order-select": ("Practitioner", "PractitionerRole"),
-    "order-sign": ("Practitioner", "PractitionerRole"),
-}
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 `id` datatype
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
               float: "a number", type(None): "null"}
 # Values under these keys are never echoed: the token, and URLs that may carry user:password@.
@@ -99,40 +89,6 @@ def validate_feedback(body: object) -> list[dict]:
                                     expression=(where,)))
     _raise(issues)
     return body["feedback"]
-
-
-def request_warnings(body: object) -> list[str]:
-    """SHOULD-level findings on a request (never raises; an invalid body just yields fewer)."""
-    if not isinstance(body, dict):
-        return []
-    out: list[str] = []
-    instance = body.get("hookInstance")
-    if isinstance(instance, str) and not _UUID.match(instance):
-        out.append(f"hookInstance {_shown(instance, ())} is not a UUID (§hookInstance: a globally unique UUID)")
-    server = body.get("fhirServer")
-    if isinstance(server, str) and server.lower().startswith("http://"):
-        out.append(f"fhirServer {_shown(server, ('fhirServer',))} is not https (the scheme MUST be https for production data)")
-    auth = body.get("fhirAuthorization")
-    if isinstance(auth, dict):
-        if isinstance(auth.get("token_type"), str) and auth["token_type"] != "Bearer":
-            out.append("fhirAuthorization.token_type is not exactly 'Bearer' (fixed value)")
-        if isinstance(auth.get("scope"), str) and "patient/" in auth["scope"] and not auth.get("patient"):
-            out.append("fhirAuthorization grants patient/ scopes but has no patient (SHOULD be populated)")
-        if isinstance(auth.get("expires_in"), int) and auth["expires_in"] <= 0:
-            out.append("fhirAuthorization.expires_in is not positive: the token has already expired")
-    context = body.get("context") if isinstance(body.get("context"), dict) else {}
-    user, expected = context.get("userId"), _USER_TYPES.get(body.get("hook"))
-    if isinstance(user, str) and expected and user.split("/", 1)[0] not in expected:
-        out.append(f"context.userId {_shown(user, ())} is not a {' or '.join(expected)} (hook {body.get('hook')})")
-    drafts = context.get("draftOrders")
-    if isinstance(drafts, dict):
-        if "type" not in drafts:
-            out.append("context.draftOrders has no type (FHIR R4 Bundle.type is 1..1; 'collection' expected)")
-        for i, resource in _entry_resources(drafts):
-            rid = resource.get("id")
-            if isinstance(rid, str) and not _FHIR_ID.match(rid):
-                out.append(f"context.draftOrders.entry[{i}].resource.id {_shown(rid, ())} is not a valid FHIR id")
-    return out
 
 
 # ---- JSON Schema errors -> OperationOutcome issues -------------------------------------------
