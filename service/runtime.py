@@ -1,4 +1,8 @@
-"""What a running service holds: configuration, loaded content, feedback store, clock, FHIR access."""
+"""What a running service holds: configuration, loaded content, feedback store, clock, FHIR access.
+
+Kept at the top of service/: app.py builds it, web reads it and the content refresh swaps its
+content, so it belongs to none of the layers.
+"""
 
 from __future__ import annotations
 

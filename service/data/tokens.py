@@ -72,6 +72,8 @@ class Tokens:
             log.warning("prefetch token {{%s}} is not a usable FHIRPath expression", token)
             return []
         if self._evaluation is None:
+            # Note: apply_plan indexes the draft orders again with the rest of the call's data
+            # (service.engine.apply); one shared index needs the engine to take a prebuilt index.
             index = DataIndex()
             index.add(self.context.get("draftOrders"))
             self._evaluation = Evaluation(self.now, index, None, stub_references=True)

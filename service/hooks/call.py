@@ -74,7 +74,9 @@ def call_service(
 def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict]]:
     """Strict on our own output: a card that breaks the spec's invariants is not sent (the cards
     kept, and an issue for each card withheld).  The whole response is checked once; only when it
-    fails is each card checked to find the ones to withhold."""
+    fails is each card checked to find the ones to withhold.  Note: the full JSON Schema pass costs
+    about 2 ms for five cards; direct checks of the spec's invariants, public in cards.schema, would
+    make it cheap."""
     if not response_errors({"cards": cards}):
         return cards, []
     kept, withheld = [], []
