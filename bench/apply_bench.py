@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.engine import ApplyContext, apply_plan, load_content  # noqa: E402
-from service.hooks import prefetch  # noqa: E402
+from service import data as data_layer  # noqa: E402
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 LOINC = ["29463-7", "8302-2", "718-7", "59408-5", "2708-6", "2703-7", "3150-0", "50984-4", "2160-0", "14682-9",
@@ -103,6 +103,8 @@ def main() -> int:
     text = json.dumps(request())
     body = json.loads(text)
 
+    tokens = data_layer.Tokens(body["context"], body["context"].get("userId"), T0)
+
     def _context(svc, data) -> ApplyContext:
         drafts = body["context"]["draftOrders"] if svc.hook != "patient-view" else None
         selections = body["context"]["selections"] if svc.hook == "order-select" else []
@@ -112,7 +114,7 @@ def main() -> int:
     def engine_once() -> int:
         cards = 0
         for svc in services:
-            data = prefetch.resolve(svc.plan, content.terminology, body, None)
+            data = data_layer.resolve(svc.plan, content.terminology, tokens, body["prefetch"], None)
             ctx = _context(svc, data)
             cards += len(apply_plan(content, svc.plan, ctx).actions)
         return cards
@@ -121,7 +123,7 @@ def main() -> int:
     for _ in range(5):
         engine_once()
     def service_once(svc) -> None:
-        data = prefetch.resolve(svc.plan, content.terminology, body, None)
+        data = data_layer.resolve(svc.plan, content.terminology, tokens, body["prefetch"], None)
         apply_plan(content, svc.plan, _context(svc, data))
 
     loads, engine = [], []

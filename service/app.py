@@ -16,7 +16,6 @@ from service.engine import ContentSet, load_content
 from service.feedback import FeedbackStore
 from service.fhir.budget import Budget
 from service.fhir.client import FhirClient
-from service.hooks import prefetch
 from service.logtext import OneLineFormatter
 from service.runtime import Runtime, utc_now
 
@@ -29,7 +28,7 @@ def _fetcher_factory(config):
         client = FhirClient(base_url, access_token=token, timeout=config.fhir_timeout_seconds,
                             retries=config.fhir_retries, max_pages=config.fhir_max_pages, budget=budget,
                             max_response_bytes=config.fhir_max_response_bytes)
-        return lambda url: client.get(url) if prefetch.is_read(url) else client.search_all(url)
+        return client
 
     return factory
 

@@ -1,13 +1,12 @@
-"""Typed errors of the service; no Flask here.
+"""Typed errors of the service, said in the service's own terms; no Flask, no protocol status.
 
-Every error that can reach a client carries an HTTP status and one or more FHIR
-OperationOutcome issues (R4 `OperationOutcome.issue`: severity, code, diagnostics,
-expression).  `service.web` maps them to responses in one place.
+An error that can reach a client is a `ServiceError`; `service.web.errors` maps each type to its
+answer (status and OperationOutcome issue code, R4 `OperationOutcome.issue`) in one table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -27,154 +26,127 @@ class Issue:
 
 
 class ServiceError(Exception):
-    """An error answered to the client with `status` and an OperationOutcome."""
-
-    status = 500
-    issue_code = "exception"
+    """An error a caller is told about.  `message` is for the log and the command line; `issues`,
+    when given, are the OperationOutcome issues a client sees (e.g. every violation of a request),
+    otherwise service.web.errors makes one issue of `detail` at `expression`."""
 
     def __init__(self, message: str, *, issues: list[Issue] | None = None, expression: str | None = None):
         super().__init__(message)
         self.message = message
-        self.issues = issues or [
-            Issue(self.issue_code, message, expression=(expression,) if expression else ())
-        ]
+        self.issues = list(issues or [])
+        self.expression = expression
 
-    def operation_outcome(self) -> dict:
-        return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in self.issues]}
-
-
-class BadRequest(ServiceError):
-    """400: the body is not JSON, or is JSON that breaks the protocol's schema."""
-
-    status = 400
-    issue_code = "invalid"
+    @property
+    def detail(self) -> str:
+        """The text a client may see."""
+        return self.message
 
 
-class Unauthorized(ServiceError):
-    """401: the caller's credentials are missing or not acceptable.  `challenge` is the
-    `WWW-Authenticate` header value (RFC 6750 §3)."""
+class InvalidRequest(ServiceError):
+    """The body is not JSON, or is JSON that breaks the protocol's schema or the operation's parameters."""
 
-    status = 401
-    issue_code = "login"
 
-    def __init__(self, message: str, *, challenge: str = "Bearer"):
+class NotAuthenticated(ServiceError):
+    """The caller's credentials are missing (`token_sent` False) or not acceptable (RFC 6750 §3.1)."""
+
+    def __init__(self, message: str, *, token_sent: bool):
         super().__init__(message)
-        self.challenge = challenge
+        self.token_sent = token_sent
 
 
-class Forbidden(ServiceError):
-    """403: the caller is known but may not ask for this (e.g. a FHIR server it is not trusted to name)."""
-
-    status = 403
-    issue_code = "forbidden"
+class NotPermitted(ServiceError):
+    """The caller is known but may not ask for this (e.g. a FHIR server it is not trusted to name)."""
 
 
 class NotFound(ServiceError):
-    """404: no such service, resource or card."""
-
-    status = 404
-    issue_code = "not-found"
+    """No such service, resource or card."""
 
 
-class MethodNotAllowed(ServiceError):
-    status = 405
-    issue_code = "not-supported"
+class InputTimeout(ServiceError):
+    """The request's body did not arrive within the time the service waits for it."""
 
 
-class RequestTimeout(ServiceError):
-    """408: the request's body did not arrive within the time the service waits for it."""
-
-    status = 408
-    issue_code = "timeout"
+class TooLarge(ServiceError):
+    """The request is larger than the service accepts (body bytes, array items, feedback items)."""
 
 
-class PayloadTooLarge(ServiceError):
-    """413: the request is larger than the service accepts (body bytes, array items, feedback items)."""
-
-    status = 413
-    issue_code = "too-costly"
+class NotJson(ServiceError):
+    """The request body is not declared as JSON."""
 
 
-class UnsupportedMediaType(ServiceError):
-    """415: the request body is not declared as JSON."""
-
-    status = 415
-    issue_code = "not-supported"
-
-
-class PreconditionFailed(ServiceError):
-    """412: data the service needs is neither prefetched nor fetchable (CDS Hooks 2.0 §Prefetch)."""
-
-    status = 412
-    issue_code = "incomplete"
+class DataUnavailable(ServiceError):
+    """Data the service needs is neither sent nor fetchable (CDS Hooks 2.0 §Prefetch)."""
 
 
 class Unprocessable(ServiceError):
-    """422: well-formed but semantically unusable (e.g. feedback for a card never issued)."""
-
-    status = 422
-    issue_code = "processing"
+    """Well-formed but semantically unusable (e.g. feedback for a card never issued)."""
 
 
-# ---- FHIR server access (raised by service.fhir, answered as 412 by the hook layer) ----
+# ---- FHIR server access (raised by service.fhir; a hook call answers it as data unavailable) ----
 
 
-class FhirAccessError(PreconditionFailed):
+class FhirAccessError(DataUnavailable):
     """The EHR's FHIR server could not supply data the service needs.
 
     Two texts: `message` says what happened to which request, for the log and the command line
     (it may quote the other server's error text, scrubbed of the token); the OperationOutcome a
     CDS client gets holds only `reason`, said in the service's own words.  Text from another
-    server is never passed on to a client: it may carry anything, the access token included."""
+    server is never passed on to a client: it may carry anything, the access token included.
+    `server_status` is the status the FHIR server answered with, when it answered."""
 
     default_reason = "the FHIR server could not supply the data"
 
-    def __init__(self, message: str, *, reason: str | None = None, expression: str | None = None):
+    def __init__(self, message: str, *, reason: str | None = None, expression: str | None = None,
+                 server_status: int | None = None):
         super().__init__(message, expression=expression)
         self.reason = reason or self.default_reason
-        self.expression = expression
-        self.issues = [Issue(self.issue_code, self.reason, expression=(expression,) if expression else ())]
-        self.http_status: int | None = None
+        self.server_status = server_status
+
+    @property
+    def detail(self) -> str:
+        return self.reason
+
+    @property
+    def http_status(self) -> int | None:
+        """Old name of `server_status`, still used by service/publish.py and its tests; to be removed
+        once they use server_status."""
+        return self.server_status
+
+    @http_status.setter
+    def http_status(self, value: int | None) -> None:
+        self.server_status = value
 
     def about(self, subject: str, expression: str | None = None) -> "FhirAccessError":
         """The same failure said of `subject` (e.g. "prefetch key 'observations'")."""
-        error = type(self)(f"{subject}: {self.message}", reason=f"{subject}: {self.reason}",
-                           expression=expression or self.expression)
-        error.http_status = self.http_status
-        return error
+        return type(self)(f"{subject}: {self.message}", reason=f"{subject}: {self.reason}",
+                          expression=expression or self.expression, server_status=self.server_status)
 
 
 class FhirTimeout(FhirAccessError):
-    issue_code = "timeout"
     default_reason = "the FHIR server did not answer in time"
 
 
 class FhirUnavailable(FhirAccessError):
-    issue_code = "transient"
     default_reason = "the FHIR server is unreachable"
 
 
 class FhirAuthError(FhirAccessError):
     """The FHIR server answered 401/403 to the bearer token the EHR gave us."""
 
-    issue_code = "security"
     default_reason = "the FHIR server refused the access token"
 
 
 class FhirNotFoundError(FhirAccessError):
-    issue_code = "not-found"
     default_reason = "the FHIR server does not have the resource"
 
 
 class FhirServerError(FhirAccessError):
-    issue_code = "exception"
     default_reason = "the FHIR server's answer could not be used"
 
 
 class FhirTooLarge(FhirServerError):
     """The FHIR server's answers are larger than the service reads for one call."""
 
-    issue_code = "too-costly"
     default_reason = "the FHIR server's answer is larger than this service reads"
 
 

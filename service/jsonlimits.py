@@ -12,6 +12,8 @@ where it applies, the JSON path:
   Unicode: it cannot be stored, logged or encoded as UTF-8);
 - with `max_items`, no array has more items (`too_large` is then set: 413, not 400).
 No Flask here.
+
+Kept at the top of service/: a leaf used by both web (request bodies) and fhir (servers' answers).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ is cut to `limit` characters (default 200) with the number of characters left ou
 1 MB value is never logged whole; a URL loses any `user:password@` before it is shown.
 `OneLineFormatter` applies the same escaping to every formatted message, as a second line of
 defence for the service's own log handler.
+
+Kept at the top of service/: a leaf every layer logs through.
 """
 
 from __future__ import annotations

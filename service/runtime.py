@@ -1,4 +1,8 @@
-"""What a running service holds: configuration, loaded content, feedback store, clock, FHIR access."""
+"""What a running service holds: configuration, loaded content, feedback store, clock, FHIR access.
+
+Kept at the top of service/: app.py builds it, web reads it and the content refresh swaps its
+content, so it belongs to none of the layers.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from service.auth import TokenVerifier
 from service.config import Config
 from service.engine import ContentSet
 from service.feedback import FeedbackStore
-from service.hooks.call import FetcherFactory
+from service.fhir.reader import ReaderFactory
 
 
 def utc_now() -> datetime:
@@ -22,7 +26,7 @@ class Runtime:
     config: Config
     content: ContentSet
     store: FeedbackStore
-    fetcher_factory: FetcherFactory
+    fetcher_factory: ReaderFactory
     clock: Callable[[], datetime] = utc_now
     # Verifies the calling CDS client's JWT; None = open (no trusted clients, loopback only).
     authenticator: TokenVerifier | None = None

@@ -20,6 +20,9 @@ serves with the `gthread` worker and bounds the time a client may make a thread 
   buffering proxy (nginx with `proxy_request_buffering on`, the default) in front;
 - the worker timeout is max(30 s, the call deadline + 10 s), so every call answers (412 at the
   latest, service.fhir.budget) before gunicorn would ever stop a worker.
+
+Kept at the top of service/: the process server `dah-cds serve` starts around the app; it
+imports no Flask and is no part of the web layer (the only gunicorn code).
 """
 
 from __future__ import annotations

@@ -220,9 +220,5 @@ class FeedbackStore:
             row["override_rate"] = round(row["overridden"] / base, 3)
         return sorted(table.values(), key=lambda r: str(r["rule"]))
 
-    def feedback_rows(self) -> list[dict]:
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(feedback).order_by(feedback.c.id)).mappings()]
-
 
 

@@ -10,8 +10,11 @@ The only module that talks HTTP.  Rules:
   for the cards);
 - errors are service.errors types: 401/403 FhirAuthError, 404/410 FhirNotFoundError, other
   4xx/5xx and non-JSON bodies FhirServerError, timeout FhirTimeout, no connection FhirUnavailable;
-  an error from an HTTP answer carries its status as `http_status`;
+  an error from an HTTP answer carries that answer's status as `server_status`;
 - a 200 body is returned as is, even an OperationOutcome (the caller decides);
+- `fetch` reads a `Type/id` URL and searches any other; `rest_of` completes a searchset page the
+  caller already holds (a paginated prefetch) exactly as `search_all` completes its first page:
+  pages are merged here and nowhere else;
 - `search_all` follows searchset `next` links on the base URL's origin only (the token must not
   leave it), up to `max_pages`; when it stops early the merged Bundle keeps the unfollowed
   `next` link, carries the `SUBSETTED` meta.tag, and a warning is logged; a `next` link back to a
@@ -50,7 +53,6 @@ import requests
 
 from service import jsonlimits
 from service.errors import (
-    FhirAccessError,
     FhirAuthError,
     FhirNotFoundError,
     FhirServerError,
@@ -74,6 +76,7 @@ SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
              "display": "subsetted"}
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII (RFC 6750 b64token is a subset)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_READ = re.compile(r"^[A-Za-z]+/[^/?]+$")
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -158,6 +161,10 @@ class FhirClient:
             except FhirNotFoundError:
                 pass
 
+    def fetch(self, url: str) -> dict:
+        """A read (`Type/id`) with GET; any other URL as a search, with all its pages (search_all)."""
+        return self.get(url) if is_read(url) else self.search_all(url)
+
     def search_all(self, url: str) -> dict:
         """GET a search and every `next` page: one searchset Bundle with all entries."""
         with self._session_scope() as session:
@@ -165,37 +172,50 @@ class FhirClient:
             first = self._get(session, first_url)
             if first.get("resourceType") != "Bundle":
                 return first
-            merged = copy.deepcopy(first)
-            merged["entry"] = _entries(first, first_url)
-            seen, page, pages = {first_url}, first, 1
-            while (next_url := _next_link(page)) is not None:
-                absolute = urljoin(self.base_url, next_url)
-                if not self._on_origin(absolute):
-                    return self._incomplete(merged, next_url, f"next link {url_shown(absolute)} is not on the origin "
-                                                              f"of {self.base_url}; not followed")
-                if absolute in seen:
-                    log.warning("next link %s repeats a page already read; the search is not used",
-                                url_shown(absolute))
-                    raise FhirServerError(f"FHIR server's next link {url_shown(absolute)} repeats a page of the "
-                                          f"search {first_url}",
-                                          reason="the FHIR server's search pages link back to a page already read")
-                if pages >= self.max_pages:
-                    return self._incomplete(merged, next_url, f"search {first_url} has more than {self.max_pages} "
-                                                              f"pages; stopped")
-                page = self._get(session, absolute)
-                if page.get("resourceType") != "Bundle":
-                    raise FhirServerError(f"FHIR server answered a {shown(page.get('resourceType'), 40)!r}, not a "
-                                          f"Bundle, to GET {url_shown(absolute)}",
-                                          reason="the FHIR server answered a search page that is not a Bundle")
-                seen.add(absolute)
-                pages += 1
-                merged["entry"].extend(_entries(page, absolute))
-            merged["link"] = [link for link in _links(first) if link.get("relation") != "next"]
-            if not merged["entry"]:
-                del merged["entry"]
-            return merged
+            return self._merge_pages(session, first, first_url, {first_url}, 1)
+
+    def rest_of(self, bundle: dict) -> dict:
+        """A searchset page the caller already holds (e.g. prefetched by the EHR) with every page its
+        `next` link leads to merged in, as search_all merges them; the page itself counts toward no
+        `max_pages`.  A Bundle without a next link is returned as it is."""
+        if _next_link(bundle) is None:
+            return bundle
+        with self._session_scope() as session:
+            return self._merge_pages(session, bundle, self.base_url, set(), 0)
 
     # ---- internals --------------------------------------------------------------------------
+
+    def _merge_pages(self, session: requests.Session, first: dict, first_url: str, seen: set[str],
+                     pages: int) -> dict:
+        """`first` with the entries of every page its `next` links lead to (see the module rules)."""
+        merged = copy.deepcopy(first)
+        merged["entry"] = _entries(first, first_url)
+        page = first
+        while (next_url := _next_link(page)) is not None:
+            absolute = urljoin(self.base_url, next_url)
+            if not self._on_origin(absolute):
+                return self._incomplete(merged, next_url, f"next link {url_shown(absolute)} is not on the origin "
+                                                          f"of {self.base_url}; not followed")
+            if absolute in seen:
+                log.warning("next link %s repeats a page already read; the search is not used", url_shown(absolute))
+                raise FhirServerError(f"FHIR server's next link {url_shown(absolute)} repeats a page of the "
+                                      f"search {first_url}",
+                                      reason="the FHIR server's search pages link back to a page already read")
+            if pages >= self.max_pages:
+                return self._incomplete(merged, next_url, f"search {first_url} has more than {self.max_pages} "
+                                                          "pages; stopped")
+            page = self._get(session, absolute)
+            if page.get("resourceType") != "Bundle":
+                raise FhirServerError(f"FHIR server answered a {shown(page.get('resourceType'), 40)!r}, not a "
+                                      f"Bundle, to GET {url_shown(absolute)}",
+                                      reason="the FHIR server answered a search page that is not a Bundle")
+            seen.add(absolute)
+            pages += 1
+            merged["entry"].extend(_entries(page, absolute))
+        merged["link"] = [link for link in _links(first) if link.get("relation") != "next"]
+        if not merged["entry"]:
+            del merged["entry"]
+        return merged
 
     @contextmanager
     def _session_scope(self) -> Iterator[requests.Session]:
@@ -358,16 +378,15 @@ class FhirClient:
     def _body(self, status: int, raw: bytes, url: str, method: str = "GET") -> dict:
         shown_url = url_shown(url)
         if status in (401, 403):
-            raise _with_status(FhirAuthError(f"FHIR server refused the access token ({status}) for {method} "
-                                             f"{shown_url}", reason=f"the FHIR server refused the access token "
-                                                                    f"(HTTP {status})"), status)
+            raise FhirAuthError(f"FHIR server refused the access token ({status}) for {method} {shown_url}",
+                                reason=f"the FHIR server refused the access token (HTTP {status})",
+                                server_status=status)
         if status in (404, 410):
-            raise _with_status(FhirNotFoundError(f"FHIR server answered {status} to {method} {shown_url}",
-                                                 reason=f"the FHIR server answered HTTP {status}"), status)
+            raise FhirNotFoundError(f"FHIR server answered {status} to {method} {shown_url}",
+                                    reason=f"the FHIR server answered HTTP {status}", server_status=status)
         if not 200 <= status < 300:
-            raise _with_status(FhirServerError(f"FHIR server answered {status} to {method} {shown_url}"
-                                               f"{self._diagnostics(raw)}",
-                                               reason=f"the FHIR server answered HTTP {status}"), status)
+            raise FhirServerError(f"FHIR server answered {status} to {method} {shown_url}{self._diagnostics(raw)}",
+                                  reason=f"the FHIR server answered HTTP {status}", server_status=status)
         try:
             body = jsonlimits.parse(raw)
         except jsonlimits.JsonRejected as exc:
@@ -407,9 +426,9 @@ class FhirClient:
         return merged
 
 
-def _with_status(error: FhirAccessError, http_status: int) -> FhirAccessError:
-    error.http_status = http_status
-    return error
+def is_read(url: str) -> bool:
+    """`Type/id`: a read (FHIR R4 RESTful API §read), not a search."""
+    return bool(_READ.match(url))
 
 
 def _links(bundle: dict) -> list[dict]:

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from service.errors import BadRequest, Forbidden
+from service.errors import InvalidRequest, NotPermitted
+from service.fhir.reader import FhirReader, ReaderFactory
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
@@ -40,7 +41,7 @@ _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
 
 
-class UnsafeUrl(BadRequest):
+class UnsafeUrl(InvalidRequest):
     """400: an outbound URL breaks the rules above (the message names the field, not the URL)."""
 
 
@@ -131,31 +132,44 @@ def check_trusted(url: Any, allowed: Iterable[BaseUrl], field: str = "fhirServer
     """The URL a trusted client named: refused unless it lies under one of `allowed`."""
     base = parse_trusted(url, field)
     if not any(a.contains(base) for a in allowed):
-        raise Forbidden(f"{field} is not a FHIR server this CDS client is trusted to name", expression=field)
+        raise NotPermitted(f"{field} is not a FHIR server this CDS client is trusted to name", expression=field)
     return base
 
 
-FetcherFactory = Callable[[str, "str | None"], Callable[[str], Any]]
-
-
-def restrict(factory: FetcherFactory, allowed: Iterable[BaseUrl] | None, field: str = "fhirServer") -> FetcherFactory:
+def restrict(factory: ReaderFactory, allowed: Iterable[BaseUrl] | None, field: str = "fhirServer") -> ReaderFactory:
     """`factory` with the outbound checks applied first.  `allowed` None: the rules for every
-    URL only (no trusted clients configured); otherwise the calling client's FHIR servers."""
+    URL only (no trusted clients configured); otherwise the calling client's FHIR servers, checked
+    when the first request is made (a call whose data all came with it never needs the server)."""
     allowed = None if allowed is None else tuple(allowed)
 
-    def guarded(base_url: str, token: str | None):
+    def guarded(base_url: str, token: str | None) -> FhirReader:
         parse(base_url, field)
         if allowed is None:
             return factory(base_url, token)
-        fetcher = None
 
-        def fetch(url: str):
-            nonlocal fetcher
-            if fetcher is None:
-                check_trusted(base_url, allowed, field)
-                fetcher = factory(base_url, token)
-            return fetcher(url)
+        def make() -> FhirReader:
+            check_trusted(base_url, allowed, field)
+            return factory(base_url, token)
 
-        return fetch
+        return _Checked(make)
 
     return guarded
+
+
+class _Checked:
+    """A FhirReader made (and its server checked) on first use."""
+
+    def __init__(self, make: Callable[[], FhirReader]):
+        self._make = make
+        self._reader: FhirReader | None = None
+
+    def _get(self) -> FhirReader:
+        if self._reader is None:
+            self._reader = self._make()
+        return self._reader
+
+    def fetch(self, url: str) -> dict:
+        return self._get().fetch(url)
+
+    def rest_of(self, bundle: dict) -> dict:
+        return self._get().rest_of(bundle)

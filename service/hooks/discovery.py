@@ -7,7 +7,7 @@ prefetch templates and suggested resources is declared in `extension`."""
 from __future__ import annotations
 
 from service.engine.model import ContentSet
-from service.hooks.prefetch import templates
+from service.data import templates
 
 
 SPECIFICATION_VERSION = "2.0.1"

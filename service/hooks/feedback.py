@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import PayloadTooLarge, Unprocessable
+from service.errors import TooLarge, Unprocessable
 from service.feedback import FeedbackStore
 from service.hooks.validation import validate_feedback
 from service.logtext import shown
@@ -27,7 +27,7 @@ from service.logtext import shown
 def accept_feedback(store: FeedbackStore, service_id: str, body: Any, max_items: int) -> dict:
     """{"stored": n, "duplicates": m} for a feedback post to service `service_id`."""
     if isinstance(body, dict) and isinstance(body.get("feedback"), list) and len(body["feedback"]) > max_items:
-        raise PayloadTooLarge(f"{len(body['feedback'])} feedback items in one post; at most {max_items} are accepted",
+        raise TooLarge(f"{len(body['feedback'])} feedback items in one post; at most {max_items} are accepted",
                               expression="feedback")
     items = validate_feedback(body)
     cards = store.issued_cards([item["card"] for item in items])

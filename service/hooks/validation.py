@@ -3,18 +3,16 @@
 Rule: a service call is checked against `schemas/request.schema.json` (§Calling a CDS Service >
 HTTP Request), then - when its `hook` is the service's hook - against
 `schemas/context-<hook>.schema.json` (the hook definitions), then its `selections` against its
-`draftOrders`.  Every violation found becomes one OperationOutcome issue of a single `BadRequest`
+`draftOrders`.  Every violation found becomes one OperationOutcome issue of a single `InvalidRequest`
 (expression = path in the body, e.g. `context.selections[0]`); the first MAX_ISSUES are listed,
 then how many more there are.  A value shown in a message is cut to 80 characters, and values
 under `fhirAuthorization` or `fhirServer` are never shown.  FHIR resources inside the request
 are not validated: EHRs send non-conformant drafts and the engine copes with them.
-SHOULD-level problems are listed by `request_warnings` and never reject a call.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -22,20 +20,12 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from service.errors import BadRequest, Issue
+from service.errors import InvalidRequest, Issue
 
 SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
 
 _SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
-# Expected user types per hook definition (cds-hooks.org/hooks/<hook>, context `userId`).
-_USER_TYPES = {
-    "patient-view": ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson"),
-    "order-select": ("Practitioner", "PractitionerRole"),
-    "order-sign": ("Practitioner", "PractitionerRole"),
-}
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 `id` datatype
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
               float: "a number", type(None): "null"}
 # Values under these keys are never echoed: the token, and URLs that may carry user:password@.
@@ -57,14 +47,14 @@ _FEEDBACK = _compile(_SCHEMAS / "feedback.schema.json")
 
 
 def validate_request(body: object, hook: str, *, service: str | None = None) -> None:
-    """Raise one BadRequest listing every protocol violation of a call to a `hook` service."""
+    """Raise one InvalidRequest listing every protocol violation of a call to a `hook` service."""
     if hook not in SUPPORTED_HOOKS:
-        raise BadRequest(
+        raise InvalidRequest(
             f"hook {hook!r} is not supported (supported: {', '.join(SUPPORTED_HOOKS)})",
             issues=[Issue("not-supported", f"hook {hook!r} is not supported", expression=("hook",))],
         )
     if not isinstance(body, dict):
-        raise BadRequest(
+        raise InvalidRequest(
             f"the request body must be a JSON object, got {_json_type(body)}",
             issues=[Issue("structure", f"the request body must be a JSON object, got {_json_type(body)}")],
         )
@@ -82,9 +72,9 @@ def validate_request(body: object, hook: str, *, service: str | None = None) -> 
 
 
 def validate_feedback(body: object) -> list[dict]:
-    """The feedback items of a §Feedback POST body, or one BadRequest listing every violation."""
+    """The feedback items of a §Feedback POST body, or one InvalidRequest listing every violation."""
     if not isinstance(body, dict):
-        raise BadRequest(
+        raise InvalidRequest(
             f"the feedback body must be a JSON object, got {_json_type(body)}",
             issues=[Issue("structure", f"the feedback body must be a JSON object, got {_json_type(body)}")],
         )
@@ -99,40 +89,6 @@ def validate_feedback(body: object) -> list[dict]:
                                     expression=(where,)))
     _raise(issues)
     return body["feedback"]
-
-
-def request_warnings(body: object) -> list[str]:
-    """SHOULD-level findings on a request (never raises; an invalid body just yields fewer)."""
-    if not isinstance(body, dict):
-        return []
-    out: list[str] = []
-    instance = body.get("hookInstance")
-    if isinstance(instance, str) and not _UUID.match(instance):
-        out.append(f"hookInstance {_shown(instance, ())} is not a UUID (§hookInstance: a globally unique UUID)")
-    server = body.get("fhirServer")
-    if isinstance(server, str) and server.lower().startswith("http://"):
-        out.append(f"fhirServer {_shown(server, ('fhirServer',))} is not https (the scheme MUST be https for production data)")
-    auth = body.get("fhirAuthorization")
-    if isinstance(auth, dict):
-        if isinstance(auth.get("token_type"), str) and auth["token_type"] != "Bearer":
-            out.append("fhirAuthorization.token_type is not exactly 'Bearer' (fixed value)")
-        if isinstance(auth.get("scope"), str) and "patient/" in auth["scope"] and not auth.get("patient"):
-            out.append("fhirAuthorization grants patient/ scopes but has no patient (SHOULD be populated)")
-        if isinstance(auth.get("expires_in"), int) and auth["expires_in"] <= 0:
-            out.append("fhirAuthorization.expires_in is not positive: the token has already expired")
-    context = body.get("context") if isinstance(body.get("context"), dict) else {}
-    user, expected = context.get("userId"), _USER_TYPES.get(body.get("hook"))
-    if isinstance(user, str) and expected and user.split("/", 1)[0] not in expected:
-        out.append(f"context.userId {_shown(user, ())} is not a {' or '.join(expected)} (hook {body.get('hook')})")
-    drafts = context.get("draftOrders")
-    if isinstance(drafts, dict):
-        if "type" not in drafts:
-            out.append("context.draftOrders has no type (FHIR R4 Bundle.type is 1..1; 'collection' expected)")
-        for i, resource in _entry_resources(drafts):
-            rid = resource.get("id")
-            if isinstance(rid, str) and not _FHIR_ID.match(rid):
-                out.append(f"context.draftOrders.entry[{i}].resource.id {_shown(rid, ())} is not a valid FHIR id")
-    return out
 
 
 # ---- JSON Schema errors -> OperationOutcome issues -------------------------------------------
@@ -223,7 +179,7 @@ def _raise(issues: list[Issue]) -> None:
         if len(issues) > MAX_ISSUES:
             listed.append(Issue("too-costly", f"{len(issues) - MAX_ISSUES} more issue(s) not listed",
                                 severity="information"))
-        raise BadRequest(issues[0].diagnostics + more, issues=listed)
+        raise InvalidRequest(issues[0].diagnostics + more, issues=listed)
 
 
 # ---- hook-specific checks a schema cannot express ----------------------------------------------

@@ -11,7 +11,8 @@ from service.errors import NotFound
 from service.hooks.call import call_service
 from service.hooks.discovery import discovery
 from service.hooks.feedback import accept_feedback
-from service import operations
+from service.hooks.request import parse_hook_request
+from service.operations import activity_apply, parse_apply_request, plan_apply
 from service.logtext import shown
 from service.runtime import Runtime
 from service.web import security
@@ -68,19 +69,19 @@ def post_service(service_id: str):
     rt = runtime()
     content = rt.content  # read once: a content refresh may swap it while this call runs
     svc = _service(service_id, content)
-    body = security.json_body(request)
-    outcome = call_service(content, svc, body, rt.clock(), security.fetchers(rt, "fhirServer"),
-                           trace=_trace_requested(), guidance_base=public_base())
-    cards = outcome.response["cards"]
-    rt.store.record_cards(svc.id, body["hookInstance"], cards)
-    instance = shown(body["hookInstance"])
-    if not _trace_requested():  # the trace goes to the log when the caller did not ask for it
-        if outcome.result.issues:
-            log.info("hookInstance=%s issues=%s", instance, shown(outcome.result.issues, 2000))
-        log.debug("hookInstance=%s trace=%s", instance, shown(outcome.result.trace, 20000))
-    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", instance, svc.id, len(cards),
+    call = parse_hook_request(security.json_body(request), svc)
+    trace = _trace_requested()
+    answer = call_service(content, svc, call, rt.clock(), security.fetchers(rt, "fhirServer"),
+                          trace=trace, guidance_base=public_base())
+    rt.store.record_cards(svc.id, call.hook_instance, answer.cards)
+    instance = shown(call.hook_instance)
+    if not trace:  # the trace goes to the log when the caller did not ask for it
+        if answer.issues:
+            log.info("hookInstance=%s issues=%s", instance, shown(answer.issues, 2000))
+        log.debug("hookInstance=%s trace=%s", instance, shown(answer.trace, 20000))
+    log.info("hookInstance=%s service=%s cards=%d ms=%.1f", instance, svc.id, len(answer.cards),
              (time.perf_counter() - started) * 1000)
-    return jsonify(outcome.response)
+    return jsonify(answer.body)
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")
@@ -106,15 +107,14 @@ def _fhir_json(payload: dict, status: int = 200):
 @blueprint.post("/PlanDefinition/<plan_id>/$apply")
 def post_plan_apply(plan_id: str | None = None):
     rt = runtime()
-    body = security.json_body(request)
-    return _fhir_json(operations.plan_apply(rt.content, plan_id, body, rt.clock(),
-                                            security.fetchers(rt, "dataEndpoint"), trace=_trace_requested()))
+    call = parse_apply_request(security.json_body(request), plan_id)
+    return _fhir_json(plan_apply(rt.content, call, plan_id, rt.clock(), security.fetchers(rt, "dataEndpoint"),
+                                 trace=_trace_requested()))
 
 
 @blueprint.post("/ActivityDefinition/$apply")
 @blueprint.post("/ActivityDefinition/<activity_id>/$apply")
 def post_activity_apply(activity_id: str | None = None):
     rt = runtime()
-    body = security.json_body(request)
-    return _fhir_json(operations.activity_apply(rt.content, activity_id, body, rt.clock(),
-                                                security.fetchers(rt, "dataEndpoint")))
+    call = parse_apply_request(security.json_body(request), activity_id)
+    return _fhir_json(activity_apply(rt.content, call, activity_id, rt.clock(), security.fetchers(rt, "dataEndpoint")))

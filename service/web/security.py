@@ -35,7 +35,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from service import jsonlimits
 from service.auth import InvalidToken
-from service.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized, UnsupportedMediaType
+from service.errors import InputTimeout, InvalidRequest, NotAuthenticated, NotJson, TooLarge
 from service.fhir import outbound
 from service.logtext import shown
 
@@ -48,7 +48,7 @@ def guard(request: Request) -> None:
     if request.method == "POST":
         mimetype = (request.mimetype or "").lower()
         if mimetype != "application/json" and not mimetype.endswith("+json"):
-            raise UnsupportedMediaType(f"Content-Type must be application/json, got '{shown(request.mimetype or 'none', 100)}'")
+            raise NotJson(f"Content-Type must be application/json, got '{shown(request.mimetype or 'none', 100)}'")
 
 
 def audience(request: Request, public_base_url: str) -> str:
@@ -79,8 +79,8 @@ def authenticate(request: Request) -> None:
 def _refuse(request: Request, exc: InvalidToken) -> None:
     log.info("401 %s %s: %s", request.method, shown(request.path), shown(exc.reason))
     if exc.missing:
-        raise Unauthorized("authentication required", challenge="Bearer")
-    raise Unauthorized("invalid token", challenge='Bearer error="invalid_token"')
+        raise NotAuthenticated("authentication required", token_sent=False)
+    raise NotAuthenticated("invalid token", token_sent=True)
 
 
 def fetchers(runtime, field: str):
@@ -94,17 +94,17 @@ def json_body(request: Request) -> Any:
     try:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise PayloadTooLarge(f"the request body is larger than {config.max_request_bytes} bytes") from None
+        raise TooLarge(f"the request body is larger than {config.max_request_bytes} bytes") from None
     except ClientDisconnected as exc:
         if isinstance(exc.__context__, TimeoutError):  # the serving layer stopped waiting (service.serving)
-            raise RequestTimeout("the request body did not arrive in time") from None
-        raise BadRequest("the request body ended before its declared length") from None
+            raise InputTimeout("the request body did not arrive in time") from None
+        raise InvalidRequest("the request body ended before its declared length") from None
     except TimeoutError:
-        raise RequestTimeout("the request body did not arrive in time") from None
+        raise InputTimeout("the request body did not arrive in time") from None
     if not raw.strip():
-        raise BadRequest("request body is empty; a JSON object is required")
+        raise InvalidRequest("request body is empty; a JSON object is required")
     try:
         return jsonlimits.parse(raw, max_items=config.max_array_items)
     except jsonlimits.JsonRejected as exc:
-        error = PayloadTooLarge if exc.too_large else BadRequest
+        error = TooLarge if exc.too_large else InvalidRequest
         raise error(f"request body: {exc.message}", expression=exc.path or None) from None

@@ -13,6 +13,7 @@ import pytest
 from service.errors import FhirServerError, FhirTimeout, FhirTooLarge
 from service.fhir.budget import Budget
 from service.fhir.client import FhirClient
+from service.web.errors import answer
 from tests import fault_servers as faults
 
 MARGIN = 0.6  # seconds past the deadline a 412 may take (thread wake-up, socket shutdown)
@@ -102,7 +103,8 @@ def test_an_answer_past_the_size_limit_is_refused_without_reading_it_whole(serve
     server = serve(faults.huge(8, declare_length=declared))
     error, elapsed = timed(lambda: client(server, 10.0, max_response_bytes=1_000_000).search_all("Observation"))
     assert isinstance(error, FhirTooLarge), error
-    assert error.status == 412 and error.issues[0].code == "too-costly"
+    status, outcome = answer(error)
+    assert status == 412 and outcome["issue"][0]["code"] == "too-costly"
     assert "1000000 bytes" in error.reason
     assert elapsed < 2.0
 

@@ -20,6 +20,7 @@ from service.errors import (
     FhirUnavailable,
 )
 from service.fhir.client import FhirClient
+from service.web.errors import answer
 
 TOKEN = "s3cr3t-T0KEN-value.abc"
 
@@ -207,6 +208,29 @@ def test_search_all_stops_at_max_pages_and_marks_the_bundle(server, caplog):
     assert "more than 2 pages" in caplog.text
 
 
+def test_rest_of_a_page_held_elsewhere_merges_the_following_pages_only(server):
+    """A paginated prefetch (CDS Hooks 2.0.1 §Prefetch Template) is completed here, as search_all
+    completes its first page: the page the EHR sent is not read again."""
+    sent = page(server, ["o1"], server.base + "/Observation?page=2")
+    server.routes["/fhir/Observation?page=2"] = (200, page(server, ["o2"], "Observation?page=3"))
+    server.routes["/fhir/Observation?page=3"] = (200, page(server, ["o3"]))
+    merged = client(server).rest_of(sent)
+    assert ids(merged) == ["o1", "o2", "o3"]
+    assert [link["relation"] for link in merged["link"]] == ["self"]
+    assert server.paths() == ["/fhir/Observation?page=2", "/fhir/Observation?page=3"]
+    assert ids(sent) == ["o1"], "the page held is not changed"
+    unpaged = page(server, ["o9"])
+    assert client(server).rest_of(unpaged) is unpaged
+
+
+def test_fetch_reads_a_type_and_id_and_searches_anything_else(server):
+    server.routes["/fhir/Patient/p1"] = (200, {"resourceType": "Patient", "id": "p1"})
+    server.routes["/fhir/Observation?patient=p1"] = (200, page(server, ["o1"], "Observation?page=2"))
+    server.routes["/fhir/Observation?page=2"] = (200, page(server, ["o2"]))
+    assert client(server).fetch("Patient/p1")["id"] == "p1"
+    assert ids(client(server).fetch("Observation?patient=p1")) == ["o1", "o2"]
+
+
 def test_foreign_origin_next_link_is_not_followed(server, other_server, caplog):
     other_server.routes["/fhir/Observation?page=2"] = (200, page(other_server, ["evil"]))
     server.routes["/fhir/Observation?patient=p1"] = (200, page(server, ["o1"], other_server.base + "/Observation?page=2"))
@@ -251,7 +275,7 @@ def test_http_errors_are_typed(server, status, error):
     with pytest.raises(error) as info:
         client(server).read("Patient", "p1")
     assert f"{server.base}/Patient/p1" in info.value.message
-    assert isinstance(info.value, FhirAccessError) and info.value.status == 412
+    assert isinstance(info.value, FhirAccessError) and answer(info.value)[0] == 412
     assert len(server.hits) == 1, "only 502/503/504 are retried"
 
 
@@ -322,7 +346,7 @@ def test_token_never_in_errors_or_logs(server, caplog):
         caught.append(info.value)
     assert all(h["Authorization"] == f"Bearer {TOKEN}" for _, h in server.hits)
     for exc in caught:
-        text = " ".join([str(exc), repr(exc), json.dumps(exc.operation_outcome()), repr(exc.__cause__),
+        text = " ".join([str(exc), repr(exc), json.dumps(answer(exc)[1]), repr(exc.__cause__),
                          repr(exc.__context__)])
         assert TOKEN not in text, type(exc).__name__
     assert caplog.records, "the client logs its requests"
@@ -378,7 +402,7 @@ def test_put_errors_are_typed_with_the_http_status_and_diagnostics(server, statu
         {"severity": "error", "code": "invalid", "details": {"text": "client ids not allowed"}}]})
     with pytest.raises(error) as info:
         client(server).put({"resourceType": "Patient", "id": "p1"})
-    assert info.value.http_status == status
+    assert info.value.server_status == status
     assert f"PUT {server.base}/Patient/p1" in info.value.message
     if error is FhirServerError:
         assert "client ids not allowed" in info.value.message
@@ -448,5 +472,5 @@ def test_token_never_in_write_errors_or_logs(server, caplog):
         with pytest.raises(FhirAuthError) as post_error:
             client(server).transaction({"resourceType": "Bundle", "type": "transaction"})
     for exc in (put_error.value, post_error.value):
-        assert TOKEN not in str(exc) and TOKEN not in json.dumps(exc.operation_outcome())
+        assert TOKEN not in str(exc) and TOKEN not in json.dumps(answer(exc)[1])
     assert TOKEN not in caplog.text

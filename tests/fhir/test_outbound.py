@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import Forbidden
+from service.errors import NotPermitted
 from service.fhir.client import FhirClient
 from service.fhir.outbound import UnsafeUrl, check_trusted, is_loopback_host, parse, parse_trusted
+from service.web.errors import answer
 
 
 @pytest.mark.parametrize("url", [
@@ -44,7 +45,8 @@ def test_ordinary_base_urls_pass(url):
 def test_unsafe_urls_are_refused_without_repeating_them(url, why):
     with pytest.raises(UnsafeUrl, match=why) as info:
         parse(url, "fhirServer")
-    assert info.value.status == 400 and info.value.issues[0].expression == ("fhirServer",)
+    status, outcome = answer(info.value)
+    assert status == 400 and outcome["issue"][0]["expression"] == ["fhirServer"]
     assert "pw" not in info.value.message
 
 
@@ -71,7 +73,7 @@ def test_the_allowlist_is_origin_and_path_prefix(url, ok):
     if ok:
         check_trusted(url, allowed)
     else:
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotPermitted):
             check_trusted(url, allowed)
 
 

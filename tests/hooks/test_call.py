@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.engine import load_content
 from service.hooks.call import call_service
+from service.hooks.request import parse_hook_request
 from tests.conftest import T0
 from tests.engine.helpers import BASE, cond, plan, write
 
@@ -20,6 +21,7 @@ def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):
     content = load_content(write(tmp_path, AD, plan([bad, good])))
     body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"userId": "Practitioner/1", "patientId": "p"}, "prefetch": {}}
-    outcome = call_service(content, content.services["t-patient-view"], body, T0)
-    assert [c["summary"] for c in outcome.response["cards"]] == ["Fine"]
-    assert any("isRecommended" in i["message"] for i in outcome.result.issues)
+    service = content.services["t-patient-view"]
+    answer = call_service(content, service, parse_hook_request(body, service), T0)
+    assert [c["summary"] for c in answer.cards] == ["Fine"]
+    assert any("isRecommended" in i["message"] for i in answer.issues)

@@ -18,7 +18,7 @@ import requests
 
 from cards.schema import response_errors
 from service.fhir.client import FhirClient
-from service.hooks import prefetch
+from service import data as data_layer
 from tests.conftest import T0, shared_path
 from samples import RUN, case, case_now, cards_digest, load_case, request_without_prefetch, topics
 
@@ -76,12 +76,12 @@ def test_every_prefetch_template_is_answered_by_the_server(loaded, fhir, content
     context = {"patientId": report.id_of("Patient/p01"), "userId": "Practitioner/example", "encounterId": "none"}
     seen = set()
     for service in content.services.values():
-        for key, template in prefetch.templates(service.plan, content.terminology).items():
-            url = prefetch.render(template, context, "Practitioner/example", T0, {})
+        for key, template in data_layer.templates(service.plan, content.terminology).items():
+            url = data_layer.render(template, context, "Practitioner/example", T0, {})
             if url is None or url in seen:
                 continue
             seen.add(url)
-            body = fhir.get(url) if prefetch.is_read(url) else fhir.search_all(url)
+            body = fhir.fetch(url)
             assert body["resourceType"] in ("Bundle", "Patient"), (key, url, body)
     assert len(seen) >= 8
 
@@ -89,9 +89,9 @@ def test_every_prefetch_template_is_answered_by_the_server(loaded, fhir, content
 def test_observations_come_back_newest_first(loaded, fhir, content):
     """The observation template sorts with `_sort=-date`: the server must honour it."""
     report = loaded[P01]
-    template = prefetch.templates(content.services["dah-patient-view"].plan, content.terminology)["observations"]
+    template = data_layer.templates(content.services["dah-patient-view"].plan, content.terminology)["observations"]
     assert "_sort=-date" in template
-    url = prefetch.render(template, {"patientId": report.id_of("Patient/p01")}, None, T0, {})
+    url = data_layer.render(template, {"patientId": report.id_of("Patient/p01")}, None, T0, {})
     dates = [e["resource"].get("effectiveDateTime") for e in fhir.search_all(url)["entry"]]
     assert len(dates) == 10 and None not in dates
     assert dates == sorted(dates, reverse=True)
@@ -120,13 +120,19 @@ def test_more_conditions_than_one_page_are_all_fetched(fhir, fhir_base_url, tmp_
     fetched: dict[str, dict] = {}
     factory = runtime.fetcher_factory
 
-    def recording_factory(base_url, token):
-        fetch = factory(base_url, token)
+    class Recording:
+        def __init__(self, reader):
+            self.reader = reader
 
-        def wrapped(url):
-            fetched[url.split("?")[0]] = result = fetch(url)
+        def fetch(self, url):
+            fetched[url.split("?")[0]] = result = self.reader.fetch(url)
             return result
-        return wrapped
+
+        def rest_of(self, bundle):
+            return self.reader.rest_of(bundle)
+
+    def recording_factory(base_url, token):
+        return Recording(factory(base_url, token))
 
     runtime.fetcher_factory = recording_factory
     response = post(app, data["service"], request_without_prefetch(data, report, fhir_base_url))

@@ -38,7 +38,13 @@ def cards(app) -> list[dict]:
 
 
 def stored_rows(app) -> list[dict]:
-    return app.extensions["cds"].store.feedback_rows()
+    """The feedback table's rows, read as the report command's SQL would."""
+    from sqlalchemy import select
+
+    from service.feedback.store import feedback
+
+    with app.extensions["cds"].store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(feedback).order_by(feedback.c.id)).mappings()]
 
 
 def accepted(card: dict, suggestion: str | None = None, minute: int = 5, **extra) -> dict:

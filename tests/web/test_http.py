@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.conftest import CONTENT
+from tests.web.test_feedback_limits import stored_rows
 
 CASE = json.loads((CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json").read_text())
 REQUEST = CASE["request"]
@@ -127,7 +128,7 @@ def test_feedback_is_stored_for_issued_cards_and_retries_are_idempotent(client, 
     retry = client.post("/cds-services/dah-patient-view/feedback", json=_feedback(card["uuid"], accepted))
     assert first.status_code == retry.status_code == 200
     assert first.get_json()["stored"] == 1 and retry.get_json()["duplicates"] == 1
-    rows = app.extensions["cds"].store.feedback_rows()
+    rows = stored_rows(app)
     assert len(rows) == 1 and rows[0]["rule_id"] == "DAH-05" and rows[0]["hook_instance"] == REQUEST["hookInstance"]
 
 
