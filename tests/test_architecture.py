@@ -1,6 +1,8 @@
-"""Layering rules of the design, checked on the source: Flask only in the web layer,
-requests only in the FHIR client (urllib3 only in its transport), gunicorn only in service.serving, fhirpathpy only in the FHIRPath gateway, JWT handling only in
-service/auth, no clock in the engine."""
+"""Layering rules of ARCHITECTURE.md, checked on the source: the layers of service/ and cards/ import
+only the layers below them, callers use the engine's public face, no import loops; Flask only in
+the web layer, requests only in the FHIR client (urllib3 only in its transport), gunicorn only in
+service.serving, fhirpathpy only in the FHIRPath gateway, JWT handling only in service/auth, no
+clock in the engine, no clinical code in Python."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import layering
 from tests.conftest import ROOT
 
 SOURCES = sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "cards").rglob("*.py")])
@@ -68,3 +71,130 @@ def test_no_clinical_codes_in_python():
     pattern = re.compile(r"['\"](29463-7|718-7|78144005|121191|3002|6902|8640|55464009)['\"]")
     offenders = [rel(p) for p in SOURCES if pattern.search(p.read_text())]
     assert offenders == []
+
+
+# ---- layers (tests/layering.py holds the rules; ARCHITECTURE.md explains them) -------------------
+
+# Imports that break the rules on main today, each with the change that removes it. The list only
+# shrinks: a new finding fails, and so does an entry that no longer occurs (delete it then).
+KNOWN_DEBT: dict[str, dict] = {
+    "imports across layers": {
+        "service.operations -> service.hooks.prefetch": "$apply reuses hook prefetch; goes with service/data/",
+    },
+    "imports of a package's insides": {
+        "service.content_source -> service.engine.model": "content IO moves to service/content/",
+        "service.publish -> service.engine.content": "content IO moves to service/content/",
+        "service.guidance.rules -> service.engine.model": "the engine exports its content model",
+        "service.hooks.discovery -> service.engine.model": "the engine exports its content model",
+        "service.hooks.prefetch -> service.engine.fhirpath": "prefetch moves to service/data/",
+        "service.hooks.prefetch -> service.engine.index": "prefetch moves to service/data/",
+        "service.hooks.prefetch -> service.engine.model": "prefetch moves to service/data/",
+        "service.hooks.prefetch -> service.engine.terminology": "prefetch moves to service/data/",
+        "service.operations -> service.engine.apply": "the engine exports stable_id",
+        "service.operations -> service.engine.model": "the engine exports its content model",
+        "cards.notices -> service.engine.apply": "the engine exports its result model",
+        "cards.render -> service.engine.apply": "the engine exports its result model",
+        "cards.render -> service.engine.model": "the engine exports its content model",
+    },
+    "import loops": {
+        "service.engine.fhirpath <-> service.engine.functions": "functions register with the gateway at import",
+    },
+}
+
+
+def _keys(kind: str, findings: list) -> set[str]:
+    if kind == "import loops":
+        return {" <-> ".join(loop) for loop in findings}
+    return {finding.split(" (line")[0] for finding in findings}
+
+
+@pytest.fixture(scope="module")
+def findings():
+    return layering.check(ROOT)
+
+
+@pytest.mark.parametrize("kind", ["unplaced modules", "imports across layers", "imports of a package's insides",
+                                  "import loops"])
+def test_import_graph_follows_the_layers(findings, kind):
+    found = _keys(kind, findings[kind])
+    debt = set(KNOWN_DEBT.get(kind, {}))
+    assert sorted(found - debt) == [], f"{kind}: see ARCHITECTURE.md for what each layer may import"
+    assert sorted(debt - found) == [], f"{kind}: fixed, remove from KNOWN_DEBT in {__name__}"
+
+
+def test_the_layer_table_points_down():
+    """Every allowed import goes from a higher layer to a lower one: the table has no cycle, so an
+    allowed import can never close a loop between layers."""
+    assert layering.cycles(layering.MAY_IMPORT) == []
+    assert set(layering.MAY_IMPORT) == set(layering.LAYERS)
+    assert all(allowed <= set(layering.LAYERS) for allowed in layering.MAY_IMPORT.values())
+
+
+def test_engine_may_import_none_of_the_layers_around_it():
+    around = {"web", "hooks", "operations", "data", "cards", "fhir", "content", "runtime", "entry"}
+    assert layering.MAY_IMPORT["engine"] & around == set()
+
+
+# ---- the checker itself, on a tiny fake tree ----------------------------------------------------
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+CLEAN = {
+    "service/__init__.py": "",
+    "service/errors.py": "class Error(Exception):\n    pass\n",
+    "service/engine/__init__.py": "from service.engine.apply import apply\n",
+    "service/engine/apply.py": "from service.errors import Error\nfrom . import index\n\ndef apply():\n    return index\n",
+    "service/engine/index.py": "",
+    "service/hooks/__init__.py": "",
+    "service/hooks/call.py": "from service.engine import apply\nfrom cards import render\n",
+    "service/web/__init__.py": "from service.hooks import call\n",
+    "cards/__init__.py": "",
+    "cards/render.py": "import service.engine\n",
+}
+
+
+def test_checker_finds_nothing_in_a_tree_that_follows_the_rules(tmp_path):
+    assert layering.check(_tree(tmp_path, CLEAN)) == {
+        "unplaced modules": [], "imports across layers": [], "imports of a package's insides": [], "import loops": []}
+
+
+@pytest.mark.parametrize("files,kind,expected", [
+    # engine -> web: an import up the layers, also written relative and inside a function
+    ({"service/engine/index.py": "from service.web import x\n"}, "imports across layers",
+     ["service.engine.index -> service.web (line 1)"]),
+    ({"service/engine/index.py": "def f():\n    from ..hooks import call\n"}, "imports across layers",
+     ["service.engine.index -> service.hooks.call (line 2)"]),
+    # a package that does not exist in CLEAN: its rules apply as soon as it appears
+    ({"service/data/__init__.py": "", "service/data/prefetch.py": "from service.hooks.call import x\n"},
+     "imports across layers", ["service.data.prefetch -> service.hooks.call (line 1)"]),
+    ({"service/content/__init__.py": "", "service/content/folder.py": "from cards import render\n"},
+     "imports across layers", ["service.content.folder -> cards.render (line 1)"]),
+    # peers: hooks and operations do not import each other
+    ({"service/operations/__init__.py": "from service.hooks import call\n"}, "imports across layers",
+     ["service.operations -> service.hooks.call (line 1)"]),
+    # callers use the engine's public face
+    ({"service/hooks/call.py": "from service.engine.apply import apply\n"}, "imports of a package's insides",
+     ["service.hooks.call -> service.engine.apply (line 1)"]),
+    ({"cards/render.py": "import service.engine.index\n"}, "imports of a package's insides",
+     ["cards.render -> service.engine.index (line 1)"]),
+    # a loop, even one written lazily inside a function
+    ({"service/engine/index.py": "def f():\n    from service.engine.apply import apply\n"}, "import loops",
+     [["service.engine.apply", "service.engine.index"]]),
+    # a loose module nobody placed in a layer
+    ({"service/loose.py": ""}, "unplaced modules", ["service.loose"]),
+])
+def test_checker_finds_a_violation_added_to_the_tree(tmp_path, files, kind, expected):
+    findings = layering.check(_tree(tmp_path, {**CLEAN, **files}))
+    assert findings[kind] == expected
+
+
+def test_cycles_finds_every_loop_and_only_loops():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"d"}, "e": {"a"}, "f": set()}
+    assert layering.cycles(graph) == [["a", "b", "c"], ["d"]]
