@@ -7,6 +7,7 @@ clock in the engine, no clinical code in Python."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -64,13 +65,74 @@ def test_only_config_reads_the_environment():
     assert readers == ["service/config.py"]
 
 
-def test_no_clinical_codes_in_python():
-    """Codes and thresholds live in plandefinitions/: no LOINC/RxNorm/SNOMED code in the code."""
-    import re
+# ---- no clinical knowledge in Python -----------------------------------------------------------
 
-    pattern = re.compile(r"['\"](29463-7|718-7|78144005|121191|3002|6902|8640|55464009)['\"]")
-    offenders = [rel(p) for p in SOURCES if pattern.search(p.read_text())]
+# Shapes of clinical codes and the URLs of clinical code systems. Python supplies generic capability;
+# every code lives in plandefinitions/ (a ValueSet, a Library, an ActivityDefinition).
+CLINICAL_SHAPES = [
+    ("LOINC code", re.compile(r"\b\d{3,5}-\d\b")),
+    ("SNOMED CT-like id in a string", re.compile(r"(['\"])\d{6,18}\1")),
+    ("RxNorm-like code next to 'rxnorm'", re.compile(r"rxnorm.{0,40}?(['\"])\d{2,8}\1|(['\"])\d{2,8}\2.{0,40}?rxnorm", re.I)),
+    ("LOINC system", re.compile(r"loinc\.org", re.I)),
+    ("SNOMED CT system", re.compile(r"snomed\.info|snomed\.org", re.I)),
+    ("RxNorm system", re.compile(r"nlm\.nih\.gov/research/umls/rxnorm", re.I)),
+    ("ICD system", re.compile(r"hl7\.org/fhir/sid/icd|\bicd-?(9|10|11)(-cm)?\b", re.I)),
+    ("NDC, CVX or CPT system", re.compile(r"hl7\.org/fhir/sid/(ndc|cvx)|\bama-assn\.org/go/cpt", re.I)),
+]
+
+# Matches that are not clinical knowledge: (file, the exact text matched) -> why. Generic systems
+# that no pattern above matches need no entry (UCUM http://unitsofmeasure.org, the HL7 code systems
+# under http://terminology.hl7.org/CodeSystem/ such as v3-ObservationValue#SUBSETTED or action-type).
+ALLOWED_SHAPES: dict[tuple[str, str], str] = {}
+
+
+def clinical_shapes(text: str) -> list[tuple[int, str, str]]:
+    """(line, what, matched text) for every clinical-code shape in a source text."""
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for what, pattern in CLINICAL_SHAPES:
+            found += [(number, what, m.group(0)) for m in pattern.finditer(line)]
+    return found
+
+
+def test_no_clinical_codes_in_python():
+    """Every .py file of service/ and cards/, comments included, is free of clinical-code shapes."""
+    offenders = [f"{rel(p)}:{line}: {what} {hit!r}" for p in SOURCES
+                 for line, what, hit in clinical_shapes(p.read_text(encoding="utf-8"))
+                 if (rel(p), hit) not in ALLOWED_SHAPES]
     assert offenders == []
+
+
+def test_every_allowed_shape_still_occurs():
+    for (path, hit), _why in ALLOWED_SHAPES.items():
+        assert any(h == hit for _, _, h in clinical_shapes((ROOT / path).read_text(encoding="utf-8"))), path
+
+
+@pytest.mark.parametrize("line", [
+    'HEMOGLOBIN = "718-7"',
+    "# weight is LOINC 29463-7",
+    'DAH = "78144005"',
+    "codes = {'rxnorm': '6902'}",
+    'if coding["code"] == "3002" and "rxnorm" in coding["system"]:',
+    'SYSTEM = "http://loinc.org"',
+    'SCT = "http://snomed.info/sct"',
+    'RX = "http://www.nlm.nih.gov/research/umls/rxnorm"',
+    'ICD = "http://hl7.org/fhir/sid/icd-10-cm"',
+])
+def test_clinical_shapes_are_found(line):
+    assert clinical_shapes(line)
+
+
+@pytest.mark.parametrize("line", [
+    'UCUM = "http://unitsofmeasure.org"',
+    'SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}',
+    'when = "2026-03-01T12:00:00Z"',
+    "MAX_BYTES = 10_000_000",
+    '"""RxNorm normalized drug names, parsed (RxNorm Technical Documentation)."""',
+    'LOOPBACK = "http://2130706433/"',
+])
+def test_generic_text_is_not_taken_for_a_code(line):
+    assert clinical_shapes(line) == []
 
 
 # ---- layers (tests/layering.py holds the rules; ARCHITECTURE.md explains them) -------------------
