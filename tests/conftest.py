@@ -13,6 +13,22 @@ CONTENT = ROOT / "plandefinitions"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
+def pytest_configure(config):
+    from tests.scenarios.golden import refusal
+
+    if refusal():
+        raise pytest.UsageError(refusal())
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.scenarios.golden import UPDATES
+
+    if UPDATES:
+        terminalreporter.section("golden files updated (UPDATE_GOLDEN=1): review before committing")
+        for line in UPDATES:
+            terminalreporter.write_line(line)
+
+
 def shared_path(*parts: str) -> Path:
     """A file under ../shared; the test is skipped when that folder is absent."""
     path = SHARED.joinpath(*parts)
@@ -26,6 +42,14 @@ def content():
     from service.engine import load_content
 
     return load_content(CONTENT)
+
+
+@pytest.fixture(scope="session")
+def scenario_runs(content, tmp_path_factory):
+    """Case id -> Run (tests/scenarios/cases.py): every scenario case called once per test session."""
+    from tests.scenarios.cases import Runs
+
+    return Runs(content, tmp_path_factory.mktemp("scenarios") / "feedback.sqlite3")
 
 
 @pytest.fixture

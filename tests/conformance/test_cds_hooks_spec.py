@@ -56,22 +56,10 @@ def services(client) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def scenario_calls(content, tmp_path_factory):
-    """(case id, request, status, body) for every case in plandefinitions/tests/, each at its own `now`."""
-    from service.app import create_app
-
-    now = [T0]
-    db = tmp_path_factory.mktemp("conformance") / "feedback.sqlite3"
-    app = create_app({"database_url": f"sqlite:///{db}"}, clock=lambda: now[0], content=content)
-    client = app.test_client()
-    calls = []
-    for path in sorted((CONTENT / "tests").glob("*/*.json")):
-        if path.name.endswith(".response.json"):
-            continue
-        case = json.loads(path.read_text(encoding="utf-8"))
-        now[0] = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
-        response = client.post(f"/cds-services/{case['service']}", json=case["request"])
-        calls.append((f"{path.parent.name}/{path.stem}", case["request"], response.status_code, response.get_json()))
+def scenario_calls(scenario_runs):
+    """(case id, request, status, body) for every case in plandefinitions/tests/, each at its own `now`
+    (the session's one run of every case, tests/scenarios/cases.py)."""
+    calls = [(run.id, run.case["request"], run.status, run.body) for run in scenario_runs.values()]
     assert len(calls) > 50, "the scenario cases are the evidence for the card rules"
     return calls
 

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CONTENT
-
-CASES = sorted(p for p in (CONTENT / "tests").glob("*/*.json") if not p.name.endswith(".response.json"))
+from tests.scenarios.cases import CASES, case_id
 VS = "http://example.org/fhir/ValueSet/"
 
 # ---- reading a response ------------------------------------------------------------------------
@@ -234,35 +231,17 @@ def expected_sources(conditions: set[str]) -> set[str]:
     return {"KDIGO"}
 
 
-# ---- running the cases ------------------------------------------------------------------------
+# ---- the cases' answers -----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
-def _app(now: str):
-    from service.app import create_app
-
-    moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
-    store = Path(tempfile.mkdtemp(prefix="clinician-text-")) / "feedback.sqlite3"
-    return create_app({"database_url": f"sqlite:///{store}"}, clock=lambda: moment, content=_content())
-
-
-@lru_cache(maxsize=1)
-def _content():
-    from service.engine import load_content
-
-    return load_content(CONTENT)
-
-
-@lru_cache(maxsize=None)
-def run_case(path: Path) -> tuple[dict, dict]:
-    case = json.loads(path.read_text())
-    response = _app(case["now"]).test_client().post(f"/cds-services/{case['service']}", json=case["request"])
-    assert response.status_code == 200, response.get_json()
-    return case, response.get_json()
-
-
-def case_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
+@pytest.fixture
+def run_case(scenario_runs):
+    """(case, response) of a scenario case, from the session's one run of every case."""
+    def answer(path: Path) -> tuple[dict, dict]:
+        run = scenario_runs[case_id(path)]
+        assert run.status == 200, run.body
+        return run.case, run.body
+    return answer
 
 
 def topic(card: dict) -> str:
@@ -273,7 +252,7 @@ def topic(card: dict) -> str:
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_no_internal_ids_in_clinician_text(path):
+def test_no_internal_ids_in_clinician_text(path, run_case):
     _, response = run_case(path)
     problems = [f"{topic(card)} {where}: {hit} in {text!r}"
                 for card in response["cards"] for where, text in clinician_texts(card) for hit in internal_ids(text)]
@@ -281,7 +260,7 @@ def test_no_internal_ids_in_clinician_text(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_every_card_has_a_detail(path):
+def test_every_card_has_a_detail(path, run_case):
     _, response = run_case(path)
     assert [topic(c) for c in response["cards"] if not (c.get("detail") or "").strip()] == []
 
@@ -290,7 +269,7 @@ _NOT_NUMBERS = re.compile(r"https?://\S+|\d{4}-\d\d-\d\d(?:T[\d:.]+(?:Z|[+-]\d\d
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_numbers_have_sensible_precision(path):
+def test_numbers_have_sensible_precision(path, run_case):
     _, response = run_case(path)
     problems = []
     for card in response["cards"]:
@@ -305,9 +284,9 @@ def test_numbers_have_sensible_precision(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_source_matches_the_patients_condition(path):
+def test_source_matches_the_patients_condition(path, run_case, content):
     case, response = run_case(path)
-    expected = expected_sources(patient_conditions(case, _content()))
+    expected = expected_sources(patient_conditions(case, content))
     for card in response["cards"]:
         label, url = card["source"].get("label", ""), card["source"].get("url")
         if topic(card) in TOPIC_SOURCES:
@@ -328,7 +307,7 @@ def suggested_requests(response: dict):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_order_texts_state_the_structured_dose(path):
+def test_order_texts_state_the_structured_dose(path, run_case):
     _, response = run_case(path)
     problems = [f"{topic(card)} {action['type']} {suggestion['label']!r}: {p}"
                 for card, suggestion, action, request in suggested_requests(response)
@@ -337,7 +316,7 @@ def test_order_texts_state_the_structured_dose(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_order_texts_name_the_coded_drug(path):
+def test_order_texts_name_the_coded_drug(path, run_case):
     _, response = run_case(path)
     problems = []
     for card, suggestion, action, request in suggested_requests(response):
@@ -354,7 +333,7 @@ def test_order_texts_name_the_coded_drug(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_suggestion_labels_name_exactly_the_orders(path):
+def test_suggestion_labels_name_exactly_the_orders(path, run_case):
     _, response = run_case(path)
     problems = []
     for card in response["cards"]:
@@ -415,8 +394,7 @@ def test_internal_ids_are_recognised():
     assert internal_ids("DAH in SLE: anti-GBM, TMP-SMX, MPO-ANCA, PR3-ANCA, non-IPH DAH") == []
 
 
-def test_the_case_condition_is_read_from_its_own_data():
-    content = _content()
+def test_the_case_condition_is_read_from_its_own_data(content):
     iph_case = json.loads((CONTENT / "tests" / "SAFE-LTBI" / "p08-iph-child-exacerbation.json").read_text())
     sle_case = json.loads((CONTENT / "tests" / "SAFE-INFX" / "p05-sle-dah-ed.json").read_text())
     assert "iph" in patient_conditions(iph_case, content)

@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONTENT
-from tests.scenarios.test_scenarios import CASES, case_id, golden_path
+from tests.scenarios.cases import CASES, case_id, golden_path
 
 Transform = Callable[[dict], dict]
 
