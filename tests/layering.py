@@ -128,7 +128,9 @@ def imports(name: str, path: Path, known: Mapping[str, Path]) -> list[Edge]:
             edges.append(Edge(name, resolved, line))
 
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)), key=lambda n: n.lineno):
+    for node in sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)), key=lambda n: n.lineno
+    ):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node.lineno)

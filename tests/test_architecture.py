@@ -72,7 +72,10 @@ def test_only_config_reads_the_environment():
 CLINICAL_SHAPES = [
     ("LOINC code", re.compile(r"\b\d{3,5}-\d\b")),
     ("SNOMED CT-like id in a string", re.compile(r"(['\"])\d{6,18}\1")),
-    ("RxNorm-like code next to 'rxnorm'", re.compile(r"rxnorm.{0,40}?(['\"])\d{2,8}\1|(['\"])\d{2,8}\2.{0,40}?rxnorm", re.I)),
+    (
+        "RxNorm-like code next to 'rxnorm'",
+        re.compile(r"rxnorm.{0,40}?(['\"])\d{2,8}\1|(['\"])\d{2,8}\2.{0,40}?rxnorm", re.I),
+    ),
     ("LOINC system", re.compile(r"loinc\.org", re.I)),
     ("SNOMED CT system", re.compile(r"snomed\.info|snomed\.org", re.I)),
     ("RxNorm system", re.compile(r"nlm\.nih\.gov/research/umls/rxnorm", re.I)),
@@ -212,7 +215,8 @@ CLEAN = {
     "service/__init__.py": "",
     "service/errors.py": "class Error(Exception):\n    pass\n",
     "service/engine/__init__.py": "from service.engine.apply import apply\n",
-    "service/engine/apply.py": "from service.errors import Error\nfrom . import index\n\ndef apply():\n    return index\n",
+    "service/engine/apply.py": "from service.errors import Error\nfrom . import index\n\n"
+    "def apply():\n    return index\n",
     "service/engine/index.py": "",
     "service/hooks/__init__.py": "",
     "service/hooks/call.py": "from service.engine import apply\nfrom cards import render\n",

@@ -33,8 +33,15 @@ def test_remove_action_becomes_delete_with_resource_id_after_the_replacement(tmp
     (the CDS Hooks sandbox does) places the new order instead of only removing the old one."""
     draft = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "MedicationRequest", "id": "m1",
                                                                "status": "draft", "intent": "order"}}]}
-    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
-               "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest').first()"}}]
+    target = [
+        {
+            "url": "http://example.org/fhir/StructureDefinition/cds-target",
+            "valueExpression": {
+                "language": "text/fhirpath",
+                "expression": "%draftOrders.resources('MedicationRequest').first()",
+            },
+        }
+    ]
     remove = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "remove"}]}
     result = run(tmp_path, [{"id": "c", "title": "Replace", "trigger": PV, "action": [
         {"id": "swap", "title": "Replace the draft", "action": [
@@ -59,7 +66,13 @@ def test_documentation_becomes_absolute_and_smart_links(tmp_path):
     assert card["source"] == {"label": "Guideline", "url": "https://example.org/g"}
     assert card["links"] == [
         {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
-        {"label": "Dosing app", "url": "https://apps.example.org/launch", "type": "smart", "appContext": "drug=cyclophosphamide"}]
+        {
+            "label": "Dosing app",
+            "url": "https://apps.example.org/launch",
+            "type": "smart",
+            "appContext": "drug=cyclophosphamide",
+        },
+    ]
 
 
 def test_rule_page_link_follows_the_content_links_only_when_a_base_url_is_given(tmp_path):
@@ -71,6 +84,11 @@ def test_rule_page_link_follows_the_content_links_only_when_a_base_url_is_given(
     with_rule, without_rule = render_cards([result], "hi", guidance_base="https://cds.example.org/svc/")
     assert with_rule["links"] == [
         {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
-        {"label": "Why this recommendation", "url": "https://cds.example.org/svc/guidance/R%201%2Fa", "type": "absolute"}]
+        {
+            "label": "Why this recommendation",
+            "url": "https://cds.example.org/svc/guidance/R%201%2Fa",
+            "type": "absolute",
+        },
+    ]
     assert "links" not in without_rule
     assert render_cards([result], "hi")[0]["links"] == with_rule["links"][:1]

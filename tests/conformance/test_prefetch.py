@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import T0
 from tests.conformance.helpers import FhirStub, Seen, base_case, base_request, outcome, outcome_body, searchset
+from tests.conftest import T0
 
 SERVICE = "/cds-services/dah-patient-view"
 TOKEN = f"tok-{uuid.uuid4().hex}-secret"
@@ -182,7 +182,9 @@ def test_fhir_resource_access__missing_key_is_fetched_with_the_bearer_token(clie
     assert_bearer(stub)
 
 
-def test_providing_fhir_resources__same_cards_from_prefetch_or_fhir_server(client, stubs, case_data, baseline, templates):
+def test_providing_fhir_resources__same_cards_from_prefetch_or_fhir_server(
+    client, stubs, case_data, baseline, templates
+):
     """cds-hooks_2.0#34 (SHOULD): "CDS Services should be capable of accessing FHIR resources via
     either prefetch or from the CDS Client's FHIR server."  With no prefetch at all, every key
     with a renderable template is fetched (the patient by read, the rest by search) and the

@@ -31,6 +31,7 @@ import pytest
 
 from tests.conftest import CONTENT
 from tests.scenarios.cases import CASES, case_id
+
 VS = "http://example.org/fhir/ValueSet/"
 
 # ---- reading a response ------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def dose_contradictions(request: dict) -> list[str]:
                 problems.append(f"{where}: {words!r} but the order's dose is "
                                 f"{', '.join(f'{d:g} mg' for d, _ in allowed)}")
 
-    for dosage, pair in zip(dosages, structured):
+    for dosage, pair in zip(dosages, structured, strict=True):
         check("dosageInstruction.text", dosage.get("text", ""), [pair])
         check("dosageInstruction.patientInstruction", dosage.get("patientInstruction", ""), [pair])
         for extra in dosage.get("additionalInstruction") or []:
@@ -201,16 +202,21 @@ def _valid(condition: dict) -> bool:
 
 def patient_conditions(case: dict, content) -> set[str]:
     prefetch = case["request"].get("prefetch", {})
-    tokens = {f"{c.get('system')}|{c.get('code')}"
-              for cond in _entries(prefetch.get("conditions")) if cond.get("resourceType") == "Condition" and _valid(cond)
-              for c in (cond.get("code") or {}).get("coding", [])}
+    tokens = {
+        f"{c.get('system')}|{c.get('code')}"
+        for cond in _entries(prefetch.get("conditions"))
+        if cond.get("resourceType") == "Condition" and _valid(cond)
+        for c in (cond.get("code") or {}).get("coding", [])
+    }
     found = {name for name in ("iph", "sle", "anti-gbm") if tokens & content.terminology.expand(VS + "vs-" + name)}
     for obs in _entries(prefetch.get("observations")):
         codes = {c.get("code") for c in (obs.get("code") or {}).get("coding", [])}
         flags = {c.get("code") for i in obs.get("interpretation", []) for c in i.get("coding", [])}
         value = (obs.get("valueQuantity") or {}).get("value")
         high = ((obs.get("referenceRange") or [{}])[0].get("high") or {}).get("value")
-        if "31254-6" in codes and (flags & {"POS", "H", "HH", "A"} or (value is not None and high is not None and value > high)):
+        if "31254-6" in codes and (
+            flags & {"POS", "H", "HH", "A"} or (value is not None and high is not None and value > high)
+        ):
             found.add("anti-gbm")
     return found
 
@@ -277,8 +283,11 @@ def test_numbers_have_sensible_precision(path, run_case):
             if ".medication" in where:
                 continue  # the product name the EHR sent (e.g. 'sodium chloride 0.9%'), not written here
             text = _NOT_NUMBERS.sub("", text)
-            for rx, what in ((r"\d+\.\d{3,}", "more than two decimals"), (r"\d+\.\d{2,}\s*mg/kg", "mg/kg with two decimals"),
-                             (r"\d+\.\d+\s*%", "a percentage with decimals")):
+            for rx, what in (
+                (r"\d+\.\d{3,}", "more than two decimals"),
+                (r"\d+\.\d{2,}\s*mg/kg", "mg/kg with two decimals"),
+                (r"\d+\.\d+\s*%", "a percentage with decimals"),
+            ):
                 problems += [f"{topic(card)} {where}: {what}: {m.group(0)!r}" for m in re.finditer(rx, text)]
     assert not problems, "\n".join(problems)
 
@@ -293,7 +302,9 @@ def test_source_matches_the_patients_condition(path, run_case, content):
             assert label.startswith(TOPIC_SOURCES[topic(card)]), (topic(card), label)
             continue
         cited = [name for name, (prefix, _) in SOURCES.items() if label.startswith(prefix)]
-        assert cited and cited[0] in expected, f"{topic(card)} cites {label!r}; the patient's condition calls for {expected}"
+        assert cited and cited[0] in expected, (
+            f"{topic(card)} cites {label!r}; the patient's condition calls for {expected}"
+        )
         assert url == SOURCES[cited[0]][1], f"{topic(card)}: {label!r} with url {url!r}"
 
 
@@ -356,11 +367,22 @@ def test_suggestion_labels_name_exactly_the_orders(path, run_case):
 
 
 def test_a_prescriber_text_contradicting_the_dose_is_found():
-    request = {"resourceType": "MedicationRequest", "dosageInstruction": [{
-        "text": "cyclophosphamide 1050 mg IV", "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk"}},
-        "doseAndRate": [{"doseQuantity": {"value": 530, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+    request = {
+        "resourceType": "MedicationRequest",
+        "dosageInstruction": [
+            {
+                "text": "cyclophosphamide 1050 mg IV",
+                "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk"}},
+                "doseAndRate": [
+                    {"doseQuantity": {"value": 530, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}
+                ],
+            }
+        ],
+    }
     assert dose_contradictions(request) == ["dosageInstruction.text: '1050 mg' but the order's dose is 530 mg"]
-    request["dosageInstruction"][0]["text"] = "Cyclophosphamide 530 mg IV every 2 weeks (10 mg/kg x 53 kg, age-adjusted)"
+    request["dosageInstruction"][0]["text"] = (
+        "Cyclophosphamide 530 mg IV every 2 weeks (10 mg/kg x 53 kg, age-adjusted)"
+    )
     assert dose_contradictions(request) == []
     request["note"] = [{"text": "range 500-1000 mg"}]
     assert {p.split(":")[0] for p in dose_contradictions(request)} == {"note"}
@@ -382,7 +404,9 @@ def test_daily_amounts_compare_with_the_daily_dose():
 
 
 def test_prednisolone_is_not_prednisone():
-    prednisolone = {"medicationCodeableConcept": {"coding": [{"display": "prednisolone"}], "text": "prednisoLONE 5 MG tablet"}}
+    prednisolone = {
+        "medicationCodeableConcept": {"coding": [{"display": "prednisolone"}], "text": "prednisoLONE 5 MG tablet"}
+    }
     assert coded_drugs(prednisolone) == {"prednisolone"}
     assert named_drugs("Prednisone 60 mg by mouth once daily") == {"prednisone"}
     assert named_drugs("Methylprednisolone 1000 mg IV") == {"methylprednisolone"}

@@ -69,7 +69,13 @@ def test_update_writes_only_a_changed_golden_and_records_its_description(tmp_pat
 
 def test_updating_refuses_to_run_under_ci():
     env = {**os.environ, "UPDATE_GOLDEN": "1", "CI": "true"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/scenarios/test_golden_updates.py"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/scenarios/test_golden_updates.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 4  # pytest's usage error: nothing collected, nothing written
     assert "UPDATE_GOLDEN=1 refuses to run when CI is set" in done.stderr + done.stdout

@@ -69,7 +69,9 @@ def test_scenario(path: Path, scenario_runs, fhir_schema):
     for card in response["cards"]:  # a created order names its drug in text and code: clients (the CDS Hooks
         for suggestion in card.get("suggestions", []):  # sandbox) switch the drafted drug only with both
             for action in suggestion["actions"]:
-                medication = action.get("resource", {}).get("medicationCodeableConcept") if action["type"] == "create" else None
+                medication = (
+                    action.get("resource", {}).get("medicationCodeableConcept") if action["type"] == "create" else None
+                )
                 if medication is not None:
                     assert medication.get("text") and medication.get("coding", [{}])[0].get("code"), medication
 
