@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from cards.render import INDICATOR, SELECTION, render_cards
+from cards.render import render_cards
 from tests.engine.test_apply import BASE, PV, observations, run
 
 
-@pytest.mark.parametrize("fhir,cds", [("exactly-one", "at-most-one"), ("at-most-one", "at-most-one"), ("any", "any"),
-                                      ("all", "any"), ("all-or-none", "any"), ("one-or-more", "any")])
-def test_fhir_selection_behavior_maps_to_the_two_cds_values(fhir, cds):
-    assert SELECTION[fhir] == cds
+@pytest.mark.parametrize(
+    "fhir,cds",
+    [("exactly-one", "at-most-one"), ("at-most-one", "at-most-one"), ("any", "any"), ("all", "any"),
+     ("all-or-none", "any"), ("one-or-more", "any"), (None, "at-most-one")],
+)
+def test_fhir_selection_behavior_maps_to_the_two_cds_values(tmp_path, fhir, cds):
+    """CDS Hooks 2.0 §Card attributes: selectionBehavior is `at-most-one` or `any`; the action's FHIR
+    selectionBehavior picks one of the two (J-41), `at-most-one` when it states none."""
+    order = {"id": "o", "title": "Order", "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}
+    card = {"id": "c", "title": "Card", "trigger": PV, "action": [order]}
+    if fhir:
+        card["selectionBehavior"] = fhir
+    (rendered,) = render_cards([run(tmp_path, [card], data={"observations": observations(80)})], "hi")
+    assert rendered["suggestions"] and rendered["selectionBehavior"] == cds
 
 
-def test_priority_maps_to_indicator_j41():
-    assert INDICATOR == {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
+@pytest.mark.parametrize(
+    "priority,indicator",
+    [("routine", "info"), ("urgent", "warning"), ("asap", "warning"), ("stat", "critical"), (None, "info")],
+)
+def test_priority_maps_to_indicator_j41(tmp_path, priority, indicator):
+    action = {"id": "a", "title": "A", "trigger": PV}
+    if priority:
+        action["priority"] = priority
+    (card,) = render_cards([run(tmp_path, [action])], "hi")
+    assert card["indicator"] == indicator
 
 
 def test_cards_sort_critical_warning_info_and_truncate_long_summaries(tmp_path):
