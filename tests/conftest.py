@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CONTENT = ROOT / "plandefinitions"
+SYNTHETIC = ROOT / "tests" / "fixtures" / "content"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -42,6 +43,14 @@ def content():
     from service.engine import load_content
 
     return load_content(CONTENT)
+
+
+@pytest.fixture(scope="session")
+def synthetic_content():
+    """The small synthetic content of tests/fixtures/content/ (no clinical meaning), for protocol tests."""
+    from service.engine import load_content
+
+    return load_content(SYNTHETIC)
 
 
 @pytest.fixture(scope="session")
