@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CONTENT = ROOT / "plandefinitions"
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+SYNTHETIC = ROOT / "tests" / "fixtures" / "content"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def pytest_configure(config):
+    from tests.scenarios.golden import refusal
+
+    if refusal():
+        raise pytest.UsageError(refusal())
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.scenarios.golden import UPDATES
+
+    if UPDATES:
+        terminalreporter.section("golden files updated (UPDATE_GOLDEN=1): review before committing")
+        for line in UPDATES:
+            terminalreporter.write_line(line)
 
 
 def shared_path(*parts: str) -> Path:
@@ -26,6 +43,22 @@ def content():
     from service.engine import load_content
 
     return load_content(CONTENT)
+
+
+@pytest.fixture(scope="session")
+def synthetic_content():
+    """The small synthetic content of tests/fixtures/content/ (no clinical meaning), for protocol tests."""
+    from service.engine import load_content
+
+    return load_content(SYNTHETIC)
+
+
+@pytest.fixture(scope="session")
+def scenario_runs(content, tmp_path_factory):
+    """Case id -> Run (tests/scenarios/cases.py): every scenario case called once per test session."""
+    from tests.scenarios.cases import Runs
+
+    return Runs(content, tmp_path_factory.mktemp("scenarios") / "feedback.sqlite3")
 
 
 @pytest.fixture

@@ -33,9 +33,24 @@ def test_validate_reports_services(capsys):
 
 
 def test_validate_names_file_and_path_of_bad_content(tmp_path, capsys):
-    (tmp_path / "PlanDefinition-x.json").write_text(json.dumps({
-        "resourceType": "PlanDefinition", "id": "x", "url": "http://example.org/fhir/PlanDefinition/x", "status": "active",
-        "action": [{"title": "t", "condition": [{"kind": "applicability", "expression": {"language": "text/fhirpath", "expression": "1 +"}}]}]}))
+    (tmp_path / "PlanDefinition-x.json").write_text(
+        json.dumps(
+            {
+                "resourceType": "PlanDefinition",
+                "id": "x",
+                "url": "http://example.org/fhir/PlanDefinition/x",
+                "status": "active",
+                "action": [
+                    {
+                        "title": "t",
+                        "condition": [
+                            {"kind": "applicability", "expression": {"language": "text/fhirpath", "expression": "1 +"}}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "PlanDefinition-x.json: PlanDefinition.action[0].condition[0].expression" in err
@@ -45,9 +60,24 @@ def test_service_refuses_to_start_on_bad_content(tmp_path):
     from service.app import create_app
     from service.errors import ContentErrors
 
-    (tmp_path / "ValueSet-v.json").write_text(json.dumps({
-        "resourceType": "ValueSet", "id": "v", "url": "http://example.org/fhir/ValueSet/v", "status": "active",
-        "compose": {"include": [{"system": "http://snomed.info/sct", "filter": [{"property": "concept", "op": "is-a", "value": "1"}]}]}}))
+    (tmp_path / "ValueSet-v.json").write_text(
+        json.dumps(
+            {
+                "resourceType": "ValueSet",
+                "id": "v",
+                "url": "http://example.org/fhir/ValueSet/v",
+                "status": "active",
+                "compose": {
+                    "include": [
+                        {
+                            "system": "http://snomed.info/sct",
+                            "filter": [{"property": "concept", "op": "is-a", "value": "1"}],
+                        }
+                    ]
+                },
+            }
+        )
+    )
     with pytest.raises(ContentErrors, match="ValueSet-v.json"):
         create_app({"content_dir": str(tmp_path), "database_url": "sqlite:///:memory:"})
 
@@ -62,7 +92,12 @@ def test_feedback_report_counts_per_rule(client, app, capsys, monkeypatch):
     monkeypatch.setenv("CDS_DATABASE_URL", app.extensions["cds"].config.database_url)
     assert main(["feedback-report", "--json"]) == 0
     rows = {r["rule"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["DAH-05"]["issued"] == 1 and rows["DAH-05"]["overridden"] == 1 and rows["DAH-05"]["accepted"] == 0 and rows["DAH-05"]["override_rate"] == 1.0
+    assert (
+        rows["DAH-05"]["issued"] == 1
+        and rows["DAH-05"]["overridden"] == 1
+        and rows["DAH-05"]["accepted"] == 0
+        and rows["DAH-05"]["override_rate"] == 1.0
+    )
 
 
 def test_serve_refuses_an_unsafe_set_up_before_any_worker_starts(monkeypatch, capsys):

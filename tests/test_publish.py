@@ -3,9 +3,8 @@ server-assigned ids.  Against a real server: tests/integration/test_fhir_content
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 
 import pytest
 
@@ -78,7 +77,10 @@ def test_what_a_sample_file_holds():
     assert resources_of({"resourceType": "Bundle", "type": "collection", "entry": [
         {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}}, {"fullUrl": "junk"}]}) \
         == ("bundle", [("urn:uuid:1", {"resourceType": "Patient"})])
-    assert resources_of({"resourceType": "Patient", "id": "x"}) == ("resource", [(None, {"resourceType": "Patient", "id": "x"})])
+    assert resources_of({"resourceType": "Patient", "id": "x"}) == (
+        "resource",
+        [(None, {"resourceType": "Patient", "id": "x"})],
+    )
     golden = json.loads(CASE.with_name("p01-gpa-hypoxemic.response.json").read_text())
     assert resources_of(golden) is None
     assert resources_of([1, 2]) is None

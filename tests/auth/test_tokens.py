@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -45,10 +45,10 @@ def test_the_spec_example_token_verifies_inside_its_lifetime(spec_client):
         return public
 
     path_clients = load_trusted_clients(path, fetch=fetch)
-    during = TokenVerifier(path_clients, lambda *a: True, lambda: datetime(2015, 1, 1, tzinfo=timezone.utc))
+    during = TokenVerifier(path_clients, lambda *a: True, lambda: datetime(2015, 1, 1, tzinfo=UTC))
     assert during.verify(f"Bearer {token}", SPEC_AUD).iss == "https://fhir-ehr.example.com/"
     assert fetched == ["https://fhir-ehr.example.com/jwk_uri"]
-    today = TokenVerifier(path_clients, lambda *a: True, lambda: datetime.now(timezone.utc))
+    today = TokenVerifier(path_clients, lambda *a: True, lambda: datetime.now(UTC))
     with pytest.raises(InvalidToken, match="expired"):
         today.verify(f"Bearer {token}", SPEC_AUD)
 
@@ -56,7 +56,7 @@ def test_the_spec_example_token_verifies_inside_its_lifetime(spec_client):
 def test_skew_is_the_configured_tolerance(tmp_path):
     key = es384_key()
     path = write_clients(tmp_path / "c.json", {"iss": "https://ehr.example.org", "jwks": jwks(key), "fhirServers": []})
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     ahead = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp())
                  | {"iat": now.timestamp() + 3})
     assert verifier(path, now, skew=5).verify(f"Bearer {ahead}", "https://cds/x")
@@ -73,7 +73,7 @@ def test_skew_is_the_configured_tolerance(tmp_path):
 def test_malformed_claims_are_refused(tmp_path, claim, value):
     key = es384_key()
     path = write_clients(tmp_path / "c.json", {"iss": "https://ehr.example.org", "jwks": jwks(key), "fhirServers": []})
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     token = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp()) | {claim: value})
     with pytest.raises(InvalidToken):
         verifier(path, now).verify(f"Bearer {token}", "https://cds/x")
@@ -82,7 +82,7 @@ def test_malformed_claims_are_refused(tmp_path, claim, value):
 def test_a_token_typed_as_something_else_is_refused(tmp_path):
     key = es384_key()
     path = write_clients(tmp_path / "c.json", {"iss": "https://ehr.example.org", "jwks": jwks(key), "fhirServers": []})
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     token = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp()), typ="at+jwt")
     with pytest.raises(InvalidToken, match="typ"):
         verifier(path, now).verify(f"Bearer {token}", "https://cds/x")
@@ -91,7 +91,7 @@ def test_a_token_typed_as_something_else_is_refused(tmp_path):
 def test_a_token_living_longer_than_the_configured_maximum_is_refused(tmp_path):
     key = es384_key()
     path = write_clients(tmp_path / "c.json", {"iss": "https://ehr.example.org", "jwks": jwks(key), "fhirServers": []})
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     capped = TokenVerifier(load_trusted_clients(path), lambda *a: True, lambda: now, 5.0, max_lifetime_seconds=3600)
     hour = sign(key, claims("https://ehr.example.org", "https://cds/x", now.timestamp(), lifetime=3600))
     assert capped.verify(f"Bearer {hour}", "https://cds/x").iss == "https://ehr.example.org"
@@ -108,6 +108,6 @@ def test_the_spec_example_token_lives_years_and_is_refused_under_the_default_cap
     path, public = spec_client
     token = shared_path(*SPEC, "jwt-example-bearer-token.txt").read_text().strip()
     capped = TokenVerifier(load_trusted_clients(path, fetch=lambda url: public), lambda *a: True,
-                           lambda: datetime(2015, 1, 1, tzinfo=timezone.utc), 5.0, Config().jwt_max_lifetime_seconds)
+                           lambda: datetime(2015, 1, 1, tzinfo=UTC), 5.0, Config().jwt_max_lifetime_seconds)
     with pytest.raises(InvalidToken, match="lifetime"):
         capped.verify(f"Bearer {token}", SPEC_AUD)

@@ -71,7 +71,7 @@ def test_every_problem_is_reported_with_its_path(tmp_path):
         ("$.clients[6].iss", "already listed"),
     ]
     assert len(found) == len(expected), found
-    for line, (where, what) in zip(found, expected):
+    for line, (where, what) in zip(found, expected, strict=True):
         assert line.startswith(where + ": ") and what in line, (line, where, what)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cards.render import render_cards
 from service.engine import ApplyContext, apply_plan, load_content
@@ -72,7 +72,7 @@ def test_card_and_suggestion_ids_depend_on_the_patient(tmp_path):
         library=[f"{BASE}/Library/w"]), {
         "resourceType": "ActivityDefinition", "id": "o", "url": f"{BASE}/ActivityDefinition/o", "status": "active",
         "kind": "ServiceRequest", "code": {"text": "Chest X-ray"}}))
-    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
 
     def card_for(patient):
         ctx = ApplyContext(now=now, subject=f"Patient/{patient}", hook="patient-view", hook_instance="same")

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from cards.render import INDICATOR, SELECTION, render_cards
+from cards.render import render_cards
 from tests.engine.test_apply import BASE, PV, observations, run
 
 
-@pytest.mark.parametrize("fhir,cds", [("exactly-one", "at-most-one"), ("at-most-one", "at-most-one"), ("any", "any"),
-                                      ("all", "any"), ("all-or-none", "any"), ("one-or-more", "any")])
-def test_fhir_selection_behavior_maps_to_the_two_cds_values(fhir, cds):
-    assert SELECTION[fhir] == cds
+@pytest.mark.parametrize(
+    "fhir,cds",
+    [("exactly-one", "at-most-one"), ("at-most-one", "at-most-one"), ("any", "any"), ("all", "any"),
+     ("all-or-none", "any"), ("one-or-more", "any"), (None, "at-most-one")],
+)
+def test_fhir_selection_behavior_maps_to_the_two_cds_values(tmp_path, fhir, cds):
+    """CDS Hooks 2.0 §Card attributes: selectionBehavior is `at-most-one` or `any`; the action's FHIR
+    selectionBehavior picks one of the two (J-41), `at-most-one` when it states none."""
+    order = {"id": "o", "title": "Order", "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}
+    card = {"id": "c", "title": "Card", "trigger": PV, "action": [order]}
+    if fhir:
+        card["selectionBehavior"] = fhir
+    (rendered,) = render_cards([run(tmp_path, [card], data={"observations": observations(80)})], "hi")
+    assert rendered["suggestions"] and rendered["selectionBehavior"] == cds
 
 
-def test_priority_maps_to_indicator_j41():
-    assert INDICATOR == {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
+@pytest.mark.parametrize(
+    "priority,indicator",
+    [("routine", "info"), ("urgent", "warning"), ("asap", "warning"), ("stat", "critical"), (None, "info")],
+)
+def test_priority_maps_to_indicator_j41(tmp_path, priority, indicator):
+    action = {"id": "a", "title": "A", "trigger": PV}
+    if priority:
+        action["priority"] = priority
+    (card,) = render_cards([run(tmp_path, [action])], "hi")
+    assert card["indicator"] == indicator
 
 
 def test_cards_sort_critical_warning_info_and_truncate_long_summaries(tmp_path):
@@ -33,8 +51,15 @@ def test_remove_action_becomes_delete_with_resource_id_after_the_replacement(tmp
     (the CDS Hooks sandbox does) places the new order instead of only removing the old one."""
     draft = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "MedicationRequest", "id": "m1",
                                                                "status": "draft", "intent": "order"}}]}
-    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
-               "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest').first()"}}]
+    target = [
+        {
+            "url": "http://example.org/fhir/StructureDefinition/cds-target",
+            "valueExpression": {
+                "language": "text/fhirpath",
+                "expression": "%draftOrders.resources('MedicationRequest').first()",
+            },
+        }
+    ]
     remove = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "remove"}]}
     result = run(tmp_path, [{"id": "c", "title": "Replace", "trigger": PV, "action": [
         {"id": "swap", "title": "Replace the draft", "action": [
@@ -59,7 +84,13 @@ def test_documentation_becomes_absolute_and_smart_links(tmp_path):
     assert card["source"] == {"label": "Guideline", "url": "https://example.org/g"}
     assert card["links"] == [
         {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
-        {"label": "Dosing app", "url": "https://apps.example.org/launch", "type": "smart", "appContext": "drug=cyclophosphamide"}]
+        {
+            "label": "Dosing app",
+            "url": "https://apps.example.org/launch",
+            "type": "smart",
+            "appContext": "drug=cyclophosphamide",
+        },
+    ]
 
 
 def test_rule_page_link_follows_the_content_links_only_when_a_base_url_is_given(tmp_path):
@@ -71,6 +102,11 @@ def test_rule_page_link_follows_the_content_links_only_when_a_base_url_is_given(
     with_rule, without_rule = render_cards([result], "hi", guidance_base="https://cds.example.org/svc/")
     assert with_rule["links"] == [
         {"label": "Protocol", "url": "https://example.org/p", "type": "absolute"},
-        {"label": "Why this recommendation", "url": "https://cds.example.org/svc/guidance/R%201%2Fa", "type": "absolute"}]
+        {
+            "label": "Why this recommendation",
+            "url": "https://cds.example.org/svc/guidance/R%201%2Fa",
+            "type": "absolute",
+        },
+    ]
     assert "links" not in without_rule
     assert render_cards([result], "hi")[0]["links"] == with_rule["links"][:1]

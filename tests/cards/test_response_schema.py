@@ -79,7 +79,11 @@ def test_spec_source_and_override_reason_fragments_are_valid():
 
 # ---- synthetic responses ----------------------------------------------------------------------
 
-CREATE = {"type": "create", "description": "Order it", "resource": {"resourceType": "ServiceRequest", "status": "draft"}}
+CREATE = {
+    "type": "create",
+    "description": "Order it",
+    "resource": {"resourceType": "ServiceRequest", "status": "draft"},
+}
 
 
 def card(**fields) -> dict:

@@ -16,13 +16,11 @@ import json
 import re
 import statistics
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from cards.schema import response_errors
-from tests.conftest import CONTENT, T0, shared_path
 from tests.conformance.helpers import (
     HOOK_INSTANCE,
     SUPPORTED_HOOKS,
@@ -38,6 +36,7 @@ from tests.conformance.helpers import (
     query_restriction_findings,
     tokens,
 )
+from tests.conftest import T0, shared_path
 from tests.engine.helpers import BASE, write
 
 HERE = Path(__file__).resolve().parent
@@ -56,22 +55,10 @@ def services(client) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def scenario_calls(content, tmp_path_factory):
-    """(case id, request, status, body) for every case in plandefinitions/tests/, each at its own `now`."""
-    from service.app import create_app
-
-    now = [T0]
-    db = tmp_path_factory.mktemp("conformance") / "feedback.sqlite3"
-    app = create_app({"database_url": f"sqlite:///{db}"}, clock=lambda: now[0], content=content)
-    client = app.test_client()
-    calls = []
-    for path in sorted((CONTENT / "tests").glob("*/*.json")):
-        if path.name.endswith(".response.json"):
-            continue
-        case = json.loads(path.read_text(encoding="utf-8"))
-        now[0] = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
-        response = client.post(f"/cds-services/{case['service']}", json=case["request"])
-        calls.append((f"{path.parent.name}/{path.stem}", case["request"], response.status_code, response.get_json()))
+def scenario_calls(scenario_runs):
+    """(case id, request, status, body) for every case in plandefinitions/tests/, each at its own `now`
+    (the session's one run of every case, tests/scenarios/cases.py)."""
+    calls = [(run.id, run.case["request"], run.status, run.body) for run in scenario_runs.values()]
     assert len(calls) > 50, "the scenario cases are the evidence for the card rules"
     return calls
 
@@ -270,7 +257,10 @@ def test_providing_fhir_resources__every_key_used_is_registered_in_discovery(cli
     the service uses no key discovery does not announce, and needs every key it announces."""
     for service in services:
         keys = sorted(service["prefetch"])
-        assert client.post(f"/cds-services/{service['id']}", json=minimal_request(service["hook"], keys)).status_code == 200
+        assert (
+            client.post(f"/cds-services/{service['id']}", json=minimal_request(service["hook"], keys)).status_code
+            == 200
+        )
         for key in keys:
             body = minimal_request(service["hook"], [k for k in keys if k != key])
             issues = outcome(client.post(f"/cds-services/{service['id']}", json=body), 412)
@@ -476,8 +466,10 @@ def test_card_attributes__links_are_an_array_of_links(synthetic_client):
     links to the rule's page, the same page for every patient: not a context-specific drill-down)."""
     body = minimal_request("patient-view")
     card = synthetic_client.post("/cds-services/greeter", json=body).get_json()["cards"][0]
-    assert card["links"] == [{"label": "More about greetings", "url": "https://example.org/more", "type": "absolute"},
-                             {"label": "Why this recommendation", "url": "http://localhost/guidance/HELLO", "type": "absolute"}]
+    assert card["links"] == [
+        {"label": "More about greetings", "url": "https://example.org/more", "type": "absolute"},
+        {"label": "Why this recommendation", "url": "http://localhost/guidance/HELLO", "type": "absolute"},
+    ]
 
 
 def test_source__label_url_and_topic(responses):
@@ -507,7 +499,9 @@ def test_source__url_is_not_a_context_specific_drill_down(responses):
     (patient, encounter, user, hookInstance)."""
     for case_id, request, card in cards_of(responses):
         url = card["source"].get("url", "")
-        values = [request["hookInstance"]] + [v.split("/")[-1] for v in request["context"].values() if isinstance(v, str)]
+        values = [request["hookInstance"]] + [
+            v.split("/")[-1] for v in request["context"].values() if isinstance(v, str)
+        ]
         assert not any(len(v) > 2 and v in url for v in values), (case_id, url)
 
 
@@ -549,7 +543,9 @@ def test_action__type_description_and_resource(responses):
         assert action["type"] in ("create", "update", "delete"), case_id
         assert isinstance(action["description"], str) and action["description"].strip(), case_id
         if "resource" in action:
-            assert isinstance(action["resource"], dict) and re.fullmatch(r"[A-Z][A-Za-z]+", action["resource"]["resourceType"])
+            assert isinstance(action["resource"], dict) and re.fullmatch(
+                r"[A-Z][A-Za-z]+", action["resource"]["resourceType"]
+            )
     assert kinds == {"create", "update", "delete"}
 
 
@@ -587,7 +583,9 @@ def test_action__delete_uses_resource_id(responses):
     assert deletes
     for case_id, request, action in deletes:
         assert "resource" not in action, case_id
-        drafts = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in request["context"]["draftOrders"]["entry"]}
+        drafts = {
+            f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in request["context"]["draftOrders"]["entry"]
+        }
         assert isinstance(action["resourceId"], str) and action["resourceId"] in drafts, (case_id, action)
 
 
@@ -653,14 +651,27 @@ def test_cross_origin_resource_sharing__configured_origins_only(tmp_path, conten
     EHR origins, each listed origin is allowed and any other gets no Access-Control-Allow-Origin."""
     from service.app import create_app
 
-    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}",
-                      "cors_origins": f"{EHR_ORIGIN}, https://other-ehr.example.org"}, clock=lambda: T0, content=content)
+    app = create_app(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}",
+            "cors_origins": f"{EHR_ORIGIN}, https://other-ehr.example.org",
+        },
+        clock=lambda: T0,
+        content=content,
+    )
     client = app.test_client()
-    for origin, allowed in ((EHR_ORIGIN, True), ("https://other-ehr.example.org", True), ("https://evil.example.org", False)):
+    for origin, allowed in (
+        (EHR_ORIGIN, True),
+        ("https://other-ehr.example.org", True),
+        ("https://evil.example.org", False),
+    ):
         preflight = client.open(SERVICE, method="OPTIONS", headers={**PREFLIGHT, "Origin": origin})
         call = client.get("/cds-services", headers={"Origin": origin})
         for response in (preflight, call):
-            assert (response.headers.get("Access-Control-Allow-Origin") == origin) is allowed, (origin, response.headers)
+            assert (response.headers.get("Access-Control-Allow-Origin") == origin) is allowed, (
+                origin,
+                response.headers,
+            )
 
 
 # ---- §Update stale guidance, §Extensions ----------------------------------------------------------
@@ -702,13 +713,19 @@ def test_extensions__values_are_objects_with_globally_unique_names(client):
     JSON object"; cds-hooks_2.0#215 (SHOULD): "Extension structures SHOULD use a strategy for
     naming that ensures global uniqueness, such as reverse-domain-name notation".  Checked on
     discovery and on a traced call (the trace is the service's own extension)."""
-    documents = [client.get("/cds-services").get_json(), _post(client, base_request(), query_string={"_trace": "true"}).get_json()]
+    documents = [
+        client.get("/cds-services").get_json(),
+        _post(client, base_request(), query_string={"_trace": "true"}).get_json(),
+    ]
     found = [e for doc in documents for e in _cds_extensions(doc)]
     assert len(found) > 3
     for where, extension in found:
         assert isinstance(extension, dict) and extension, where
         for name in extension:
-            assert re.fullmatch(r"https?://[^\s/]+\.[^\s]+|[a-z0-9-]+(\.[a-z0-9-]+)+(\.[A-Za-z0-9-]+)*", name), (where, name)
+            assert re.fullmatch(r"https?://[^\s/]+\.[^\s]+|[a-z0-9-]+(\.[a-z0-9-]+)+(\.[A-Za-z0-9-]+)*", name), (
+                where,
+                name,
+            )
 
 
 # ---- hook library 1.0.1 (Server rows) -------------------------------------------------------------

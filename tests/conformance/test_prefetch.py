@@ -2,15 +2,18 @@
 §Prefetch Template, §FHIR Resource Access) through the real endpoint, against a REAL local
 HTTP FHIR stub (stdlib http.server on a free 127.0.0.1 port; nothing is mocked).
 
-The base call is plandefinitions/tests/DAH-05/p01-gpa-hypoxemic.json on `dah-patient-view`.
-The stub answers the queries of the service's discovered prefetch templates (matched on path
-and `patient` parameter) from that case's prefetch values, and records every request it gets
-with its headers.  The EHR's access token must reach the stub as `Authorization: Bearer` on
-every request and must never appear in a log line or a response body.
+The base call is tests/fixtures/requests/patient-view-high.json on `proto-patient-view`, the
+synthetic content of tests/fixtures/content/ (the protocol does not depend on the guidance): its
+`PROTO-HIGH` card fires on the level observations of the `observations` key.  The stub answers
+the queries of the service's discovered prefetch templates (matched on path and `patient`
+parameter) from that case's prefetch values, and records every request it gets with its headers.
+The EHR's access token must reach the stub as `Authorization: Bearer` on every request and must
+never appear in a log line or a response body.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -19,10 +22,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import T0
-from tests.conformance.helpers import FhirStub, Seen, base_case, base_request, outcome, outcome_body, searchset
+from tests.conformance.helpers import FhirStub, Seen, outcome, outcome_body, searchset
+from tests.conftest import ROOT, T0
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = "/cds-services/proto-patient-view"
+BASE_CASE = ROOT / "tests" / "fixtures" / "requests" / "patient-view-high.json"
+RULE = "PROTO-HIGH"  # fires on the level observations of `observations`
 TOKEN = f"tok-{uuid.uuid4().hex}-secret"
 AUTH = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read",
         "subject": "dah-cds"}
@@ -32,7 +37,7 @@ AUTH = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope
 
 
 class CaseData:
-    """Answers the discovered prefetch queries of dah-patient-view from the base case's prefetch."""
+    """Answers the discovered prefetch queries of proto-patient-view from the base case's prefetch."""
 
     def __init__(self, templates: dict[str, str], prefetch: dict, patient_id: str):
         self.prefetch = prefetch
@@ -72,12 +77,12 @@ def no_token_in_logs(caplog):
 
 
 @pytest.fixture
-def make_app(tmp_path, content):
+def make_app(tmp_path, synthetic_content):
     from service.app import create_app
 
     def make(**config):
         cfg = {"database_url": f"sqlite:///{tmp_path / 'feedback.sqlite3'}", **config}
-        return create_app(cfg, clock=lambda: T0, content=content)
+        return create_app(cfg, clock=lambda: T0, content=synthetic_content)
 
     return make
 
@@ -90,14 +95,18 @@ def client(make_app):
 @pytest.fixture
 def templates(client) -> dict[str, str]:
     services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
-    return services["dah-patient-view"]["prefetch"]
+    return services["proto-patient-view"]["prefetch"]
 
 
 @pytest.fixture
 def case_data(templates) -> CaseData:
     request = base_request()
     assert templates.keys() == request["prefetch"].keys()
-    return CaseData(templates, base_case()["request"]["prefetch"], request["context"]["patientId"])
+    return CaseData(templates, base_request()["prefetch"], request["context"]["patientId"])
+
+
+def base_request() -> dict:
+    return json.loads(BASE_CASE.read_text(encoding="utf-8"))
 
 
 def call(client, body: dict):
@@ -125,7 +134,7 @@ def topics(response) -> list[str]:
 def baseline(client) -> dict:
     """The response to the case with all of its data prefetched and no fhirServer."""
     response = call(client, base_request())
-    assert response.status_code == 200 and "DAH-05" in topics(response)
+    assert response.status_code == 200 and RULE in topics(response)
     return response.get_json()
 
 
@@ -159,11 +168,11 @@ def test_prefetch__keys_sent_are_used_and_nothing_is_fetched(client, stubs, case
 def test_prefetch__key_sent_as_null_means_no_data_and_is_not_fetched(client, stubs, case_data):
     """§Prefetch Template (2.0.1): "If the CDS Client has no data to populate a template prefetch
     key, the prefetch template key MUST have a value of null."  A null key is the client's answer
-    "no data": used as such (DAH-05 has no oxygenation to fire on), not fetched."""
+    "no data": used as such (PROTO-HIGH has no level to fire on), not fetched."""
     stub = stubs(case_data)
     response = call(client, with_server(stub.base, observations=None))
     assert response.status_code == 200
-    assert "DAH-05" not in topics(response)
+    assert RULE not in topics(response)
     assert stub.seen == []
 
 
@@ -178,11 +187,13 @@ def test_fhir_resource_access__missing_key_is_fetched_with_the_bearer_token(clie
     assert response.get_json() == baseline
     assert stub.paths() == ["Observation"]
     assert stub.seen[0].query["patient"] == ["p01"]
-    assert stub.seen[0].query["code"][0].startswith("http://loinc.org|29463-7")
+    assert stub.seen[0].query["code"][0].startswith("http://example.org/fhir/CodeSystem/proto-observation|level")
     assert_bearer(stub)
 
 
-def test_providing_fhir_resources__same_cards_from_prefetch_or_fhir_server(client, stubs, case_data, baseline, templates):
+def test_providing_fhir_resources__same_cards_from_prefetch_or_fhir_server(
+    client, stubs, case_data, baseline, templates
+):
     """cds-hooks_2.0#34 (SHOULD): "CDS Services should be capable of accessing FHIR resources via
     either prefetch or from the CDS Client's FHIR server."  With no prefetch at all, every key
     with a renderable template is fetched (the patient by read, the rest by search) and the
@@ -218,7 +229,7 @@ def test_prefetch__operation_outcome_answered_by_the_server_is_no_data(client, s
     stub = stubs(lambda seen: (200, outcome_body("informational", "nothing here"), 0))
     response = call(client, with_server(stub.base, drop=["observations"]))
     assert response.status_code == 200
-    assert "DAH-05" not in topics(response)
+    assert RULE not in topics(response)
     assert stub.paths() == ["Observation"]
 
 
@@ -226,10 +237,9 @@ def test_prefetch__operation_outcome_answered_by_the_server_is_no_data(client, s
 
 
 def paged_observations(case_data: CaseData, next_base: str):
-    """Observation search in 3 pages; the oxygenation results (which DAH-05 needs) on page 3."""
+    """Observation search in 3 pages; the level results (which PROTO-HIGH needs) on page 3."""
     entries = case_data.prefetch["observations"]["entry"]
-    oxygen = {"2703-7", "3150-0", "59408-5"}
-    late = [e for e in entries if e["resource"]["code"]["coding"][0]["code"] in oxygen]
+    late = [e for e in entries if e["resource"]["code"]["coding"][0]["code"] == "level"]
     early = [e for e in entries if e not in late]
     pages = {1: early[:3], 2: early[3:], 3: late}
     assert all(pages.values()) and len(late) == 3
@@ -248,7 +258,7 @@ def test_fhir_resource_access__searchset_next_pages_are_followed_and_merged(clie
     """cds-hooks_2.0#61 (SHALL): "present a valid access token to the FHIR server with each API
     call".  A searchset with `next` links (3 pages) is followed to the end on the same server,
     each page requested with the bearer token; the merged entries drive the cards (the
-    oxygenation results that make DAH-05 fire are on page 3)."""
+    level results that make PROTO-HIGH fire are on page 3)."""
     holder = {}
     stub = stubs(lambda seen: holder["answer"](seen))
     holder["answer"] = paged_observations(case_data, stub.base)
@@ -264,14 +274,14 @@ def test_fhir_resource_access__next_link_to_another_origin_is_not_followed(clien
     """cds-hooks_2.0#61: the token is presented to *the* FHIR server, and §Passing the Access Token:
     it "MUST be treated as a transient value".  A `next` link to another origin (here another
     port) is not followed, so that server never sees the token; the call answers with the data
-    of the first page (without page 3, DAH-05 has nothing to fire on) and logs why."""
+    of the first page (without page 3, PROTO-HIGH has nothing to fire on) and logs why."""
     foreign = stubs(lambda seen: (200, searchset([]), 0))
     holder = {}
     stub = stubs(lambda seen: holder["answer"](seen))
     holder["answer"] = paged_observations(case_data, foreign.base)
     response = call(client, with_server(stub.base, drop=["observations"]))
     assert response.status_code == 200
-    assert "DAH-05" not in topics(response)
+    assert RULE not in topics(response)
     assert "data-incomplete" in topics(response)  # the missing pages are said on a card, never silent
     assert foreign.seen == []
     assert stub.paths() == ["Observation"]
@@ -290,7 +300,7 @@ def test_fhir_resource_access__pages_past_the_limit_are_said_on_a_warning_card(m
     notices = [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete"]
     assert len(notices) == 1 and notices[0]["indicator"] == "warning"
     assert "observations" in notices[0]["detail"]
-    assert "DAH-05" not in topics(response)  # its oxygenation data was on the page not read
+    assert RULE not in topics(response)  # its level data was on the page not read
     assert [s.query.get("_page") for s in stub.seen] == [None, ["2"]]
 
 

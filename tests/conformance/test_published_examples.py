@@ -25,7 +25,6 @@ import socket
 import pytest
 
 from cards.schema import response_errors
-from tests.conftest import T0, shared_path
 from tests.conformance.helpers import (
     HOOK_INSTANCE,
     SUPPORTED_HOOKS,
@@ -34,6 +33,7 @@ from tests.conformance.helpers import (
     outcome,
     searchset,
 )
+from tests.conftest import T0, shared_path
 from tests.engine.helpers import BASE, write
 
 LIQUID = re.compile(r"\{%\s*raw\s*%\}\{\{\{%\s*endraw\s*%\}")
@@ -94,10 +94,16 @@ def discovery_errors(document) -> list[str]:
     return errors
 
 
-@pytest.mark.parametrize("name", ["spec-2.0.1/01-discovery-response.json", "spec-2.0.1/29-discovery-response-with-extension.json",
-                                  "spec-3.0.0-ballot/01-discovery-response.json",
-                                  "spec-3.0.0-ballot/32-discovery-response-with-extension.json",
-                                  "crd-test-kit/cds-services.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "spec-2.0.1/01-discovery-response.json",
+        "spec-2.0.1/29-discovery-response-with-extension.json",
+        "spec-3.0.0-ballot/01-discovery-response.json",
+        "spec-3.0.0-ballot/32-discovery-response-with-extension.json",
+        "crd-test-kit/cds-services.json",
+    ],
+)
 def test_published_discovery_response_conforms(name):
     assert discovery_errors(unliquid(example(name))) == []
 
@@ -111,9 +117,15 @@ def test_discovery_checker_accepts_ours_and_names_what_is_wrong(client):
     assert {e.split(":")[0] for e in errors} == {"services[0].prefetch.patientToGreet", "services[1].prefetch.patient",
                                                  "services[1].prefetch.medications"}
     assert sum("not delimited by {{ and }}" in e for e in errors) == 3
-    broken = {"services": [{"hook": "patient-view", "id": "x", "prefetch": {"m": "Observation?code={{context.draftOrders.entry.id}}"}}]}
-    assert discovery_errors(broken) == ["services[0].description is required (a non-empty string)",
-                                        "services[0].prefetch.m: {{context.draftOrders.entry.id}} is not a root context field or user id"]
+    broken = {
+        "services": [
+            {"hook": "patient-view", "id": "x", "prefetch": {"m": "Observation?code={{context.draftOrders.entry.id}}"}}
+        ]
+    }
+    assert discovery_errors(broken) == [
+        "services[0].description is required (a non-empty string)",
+        "services[0].prefetch.m: {{context.draftOrders.entry.id}} is not a root context field or user id",
+    ]
 
 
 # ---- prefetch templates and tokens, through a service that declares them ----------------------------
@@ -129,10 +141,17 @@ def template_client(tmp_path, hook: str, prefetch: dict[str, str]):
     from service.app import create_app
     from service.engine import load_content
 
-    library = {"resourceType": "Library", "id": "ex", "url": f"{BASE}/Library/ex", "status": "active",
-               "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]},
-               "dataRequirement": [{"id": key, "type": _type_of(t), "extension": [{"url": QUERY_PATTERN, "valueString": t}]}
-                                   for key, t in prefetch.items()]}
+    library = {
+        "resourceType": "Library",
+        "id": "ex",
+        "url": f"{BASE}/Library/ex",
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]},
+        "dataRequirement": [
+            {"id": key, "type": _type_of(t), "extension": [{"url": QUERY_PATTERN, "valueString": t}]}
+            for key, t in prefetch.items()
+        ],
+    }
     plan = {"resourceType": "PlanDefinition", "id": "ex", "url": f"{BASE}/PlanDefinition/ex", "status": "active",
             "title": "Example", "description": "Serves the spec's prefetch templates", "library": [library["url"]],
             "extension": [{"url": SERVICE_ID_EXT, "valueString": "ex"}],
@@ -178,31 +197,81 @@ def fetch_all(client, stub, hook: str, context: dict) -> list[str]:
 CONTEXT_30 = "spec-2.0.1/30-context-fragment.json"  # userId PractitionerRole/123, patientId 1288992
 TEMPLATE_CASES = [
     # (templates, context fragment, hook, queries the FHIR server receives)
-    ("spec-2.0.1/03-prefetch-templates.json", "spec-2.0.1/06-context-fragment.json", "patient-view",
-     ["Observation?patient=123&code=4548-4&_count=1&sort:desc=date"]),
+    (
+        "spec-2.0.1/03-prefetch-templates.json",
+        "spec-2.0.1/06-context-fragment.json",
+        "patient-view",
+        ["Observation?patient=123&code=4548-4&_count=1&sort:desc=date"],
+    ),
     ("spec-2.0.1/04-prefetch-templates.json", CONTEXT_30, "patient-view", ["PractitionerRole/123"]),
-    ("spec-2.0.1/05-prefetch-templates.json", CONTEXT_30, "patient-view",
-     ["PractitionerRole?_id=123&_include=PractitionerRole:practitioner"]),
-    ("spec-2.0.1/09-prefetch-templates.json", CONTEXT_30, "patient-view",
-     ["Condition?patient=1288992&code=44054006&category=problem-list-item&status=active",
-      "Observation?patient=1288992&code=4548-4&_count=1&sort:desc=date", "Patient/1288992", "PractitionerRole?_id=123"]),
+    (
+        "spec-2.0.1/05-prefetch-templates.json",
+        CONTEXT_30,
+        "patient-view",
+        ["PractitionerRole?_id=123&_include=PractitionerRole:practitioner"],
+    ),
+    (
+        "spec-2.0.1/09-prefetch-templates.json",
+        CONTEXT_30,
+        "patient-view",
+        [
+            "Condition?patient=1288992&code=44054006&category=problem-list-item&status=active",
+            "Observation?patient=1288992&code=4548-4&_count=1&sort:desc=date",
+            "Patient/1288992",
+            "PractitionerRole?_id=123",
+        ],
+    ),
     ("spec-2.0.1/31-prefetch-templates.json", CONTEXT_30, "patient-view", ["Patient/1288992"]),
-    ("spec-3.0.0-ballot/03-prefetch-templates.json", "spec-3.0.0-ballot/11-context-fragment.json", "patient-view",
-     ["Observation?patient=123&code=4548-4&_count=1&sort:desc=date"]),
-    ("spec-3.0.0-ballot/05-prefetch-templates.json", "spec-3.0.0-ballot/33-context-fragment.json", "patient-view",
-     ["PractitionerRole/123"]),
-    ("spec-3.0.0-ballot/06-prefetch-templates.json", "spec-3.0.0-ballot/33-context-fragment.json", "patient-view",
-     ["PractitionerRole?_id=123&_include=PractitionerRole:practitioner"]),
-    ("spec-3.0.0-ballot/07-prefetch-templates.json", "spec-3.0.0-ballot/11-context-fragment.json", "patient-view",
-     ["Observation?patient=123&category=laboratory&date=gt2025-12-01"]),  # today() - 90 days, today = 2026-03-01
-    ("spec-3.0.0-ballot/09-prefetch-templates.json", "spec-3.0.0-ballot/10-context-fragment.json", "order-sign",
-     ["Appointment?patient=eXoGxqgBaJuNkuahMYmiDhg3&date=gt2026-03-01&date=lt2027-03-01",
-      "Medication?_id=eVBXvKwrWZIkPmaGwY.s1hQ3,emvpHliA4OaUxXJ4wp6N.Ig3"]),  # no requester: no prescriber query
-    ("spec-3.0.0-ballot/12-prefetch-templates.json", "spec-3.0.0-ballot/33-context-fragment.json", "patient-view",
-     ["Condition?patient=1288992&code=44054006&category=problem-list-item&status=active",
-      "Observation?patient=1288992&code=4548-4&_count=1&sort:desc=date", "Patient/1288992", "PractitionerRole?_id=123"]),
-    ("spec-3.0.0-ballot/34-prefetch-templates.json", "spec-3.0.0-ballot/33-context-fragment.json", "patient-view",
-     ["Patient/1288992"]),
+    (
+        "spec-3.0.0-ballot/03-prefetch-templates.json",
+        "spec-3.0.0-ballot/11-context-fragment.json",
+        "patient-view",
+        ["Observation?patient=123&code=4548-4&_count=1&sort:desc=date"],
+    ),
+    (
+        "spec-3.0.0-ballot/05-prefetch-templates.json",
+        "spec-3.0.0-ballot/33-context-fragment.json",
+        "patient-view",
+        ["PractitionerRole/123"],
+    ),
+    (
+        "spec-3.0.0-ballot/06-prefetch-templates.json",
+        "spec-3.0.0-ballot/33-context-fragment.json",
+        "patient-view",
+        ["PractitionerRole?_id=123&_include=PractitionerRole:practitioner"],
+    ),
+    (
+        "spec-3.0.0-ballot/07-prefetch-templates.json",
+        "spec-3.0.0-ballot/11-context-fragment.json",
+        "patient-view",
+        ["Observation?patient=123&category=laboratory&date=gt2025-12-01"],
+    ),  # today() - 90 days, today = 2026-03-01
+    (
+        "spec-3.0.0-ballot/09-prefetch-templates.json",
+        "spec-3.0.0-ballot/10-context-fragment.json",
+        "order-sign",
+        [
+            "Appointment?patient=eXoGxqgBaJuNkuahMYmiDhg3&date=gt2026-03-01&date=lt2027-03-01",
+            "Medication?_id=eVBXvKwrWZIkPmaGwY.s1hQ3,emvpHliA4OaUxXJ4wp6N.Ig3",
+        ],
+    ),  # no requester: no prescriber query
+    (
+        "spec-3.0.0-ballot/12-prefetch-templates.json",
+        "spec-3.0.0-ballot/33-context-fragment.json",
+        "patient-view",
+        [
+            "Condition?patient=1288992&code=44054006&category=problem-list-item&status=active",
+            "Observation?patient=1288992&code=4548-4&_count=1&sort:desc=date",
+            "Patient/1288992",
+            "PractitionerRole?_id=123",
+        ],
+    ),
+    (
+        "spec-3.0.0-ballot/34-prefetch-templates.json",
+        "spec-3.0.0-ballot/33-context-fragment.json",
+        "patient-view",
+        ["Patient/1288992"],
+    ),
 ]
 
 
@@ -240,10 +309,15 @@ def test_example_context_fragments_give_root_primitive_tokens_only(tmp_path, stu
     in 07 only `encounterId` is eligible (not `draftOrders`); 08 adds the root
     `medicationRequestId`; in 32 `someField` and `anotherField` are, `someObject` and
     `moreObjects` are not.  An ineligible token gives no query rather than a stringified object."""
-    templates = {"encounter": "Encounter/{{context.encounterId}}", "drafts": "MedicationRequest?_id={{context.draftOrders}}",
-                 "medication": "MedicationRequest/{{context.medicationRequestId}}",
-                 "some": "Observation?code={{context.someField}}", "another": "Observation?value-quantity={{context.anotherField}}",
-                 "object": "Observation?code={{context.someObject}}", "objects": "Observation?code={{context.moreObjects}}"}
+    templates = {
+        "encounter": "Encounter/{{context.encounterId}}",
+        "drafts": "MedicationRequest?_id={{context.draftOrders}}",
+        "medication": "MedicationRequest/{{context.medicationRequestId}}",
+        "some": "Observation?code={{context.someField}}",
+        "another": "Observation?value-quantity={{context.anotherField}}",
+        "object": "Observation?code={{context.someObject}}",
+        "objects": "Observation?code={{context.moreObjects}}",
+    }
     client = template_client(tmp_path, "order-sign", templates)
     ids = {"userId": "Practitioner/example", "patientId": "1288992"}
     expectations = [
@@ -296,9 +370,13 @@ def test_example_fhirpath_prefetch_chain_follows_earlier_keys(tmp_path, stubs):
 # ---- prefetch data and fhirAuthorization ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data,auth", [("spec-2.0.1/10-prefetch-data.json", "spec-2.0.1/11-fhirAuthorization-fragment.json"),
-                                       ("spec-3.0.0-ballot/13-prefetch-data.json",
-                                        "spec-3.0.0-ballot/14-fhirAuthorization-fragment.json")])
+@pytest.mark.parametrize(
+    "data,auth",
+    [
+        ("spec-2.0.1/10-prefetch-data.json", "spec-2.0.1/11-fhirAuthorization-fragment.json"),
+        ("spec-3.0.0-ballot/13-prefetch-data.json", "spec-3.0.0-ballot/14-fhirAuthorization-fragment.json"),
+    ],
+)
 def test_example_prefetch_data_with_the_example_templates(tmp_path, stubs, data, auth):
     """§Example prefetch data with the §Example prefetch templates: the keys sent are used as
     sent; "the missing diabetes-type2 key indicates that … the CDS Client has decided not to
@@ -306,7 +384,9 @@ def test_example_prefetch_data_with_the_example_templates(tmp_path, stubs, data,
     of the fhirAuthorization example.  The 2.0.1 example sends `"user": "123"`, a string: a
     prefetch value is a FHIR resource ("each value being a FHIR resource"), so that call is
     refused (400, naming prefetch.user) - the 3.0.0-ballot example sends a Bundle instead."""
-    client = template_client(tmp_path, "patient-view", unliquid(example("spec-2.0.1/09-prefetch-templates.json"))["prefetch"])
+    client = template_client(
+        tmp_path, "patient-view", unliquid(example("spec-2.0.1/09-prefetch-templates.json"))["prefetch"]
+    )
     stub = stubs(resource_stub())
     body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "fhirServer": stub.base,
             "context": context_of(CONTEXT_30), **unliquid(example(data)), **unliquid(example(auth))}
@@ -332,7 +412,9 @@ def test_example_paginated_prefetch_next_page_is_fetched(tmp_path, stubs):
     body = example("spec-3.0.0-ballot/04-hook-request-order-sign-paginated-prefetch.json",
                    {"https://ehr.example.org/fhir": "{BASE}"})
     body = json.loads(json.dumps(body).replace("{BASE}", stub.base))
-    body["fhirAuthorization"] = unliquid(example("spec-3.0.0-ballot/14-fhirAuthorization-fragment.json"))["fhirAuthorization"]
+    body["fhirAuthorization"] = unliquid(example("spec-3.0.0-ballot/14-fhirAuthorization-fragment.json"))[
+        "fhirAuthorization"
+    ]
     assert client.post("/cds-services/ex", json=body).status_code == 200
     assert stub.urls() == ["MedicationRequest?patient=1288992&_count=1&_page=2"]
 
@@ -412,7 +494,10 @@ def test_sandbox_request_with_its_placeholder_is_400_and_without_server_412(clie
     for service in services_by_hook[body["hook"]]:
         issues = outcome(client.post(f"/cds-services/{service['id']}", json=body), 400)
         assert [i["expression"] for i in issues] == [["fhirServer"]]
-        issues = outcome(client.post(f"/cds-services/{service['id']}", json={k: v for k, v in body.items() if k != "fhirServer"}), 412)
+        issues = outcome(
+            client.post(f"/cds-services/{service['id']}", json={k: v for k, v in body.items() if k != "fhirServer"}),
+            412,
+        )
         missing = sorted(set(service["prefetch"]) - set(body.get("prefetch", {})) - {"encounter"})
         assert issues[0]["expression"] == [f"prefetch.{missing[0]}"], issues
 

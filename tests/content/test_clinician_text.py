@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CONTENT
+from tests.scenarios.cases import CASES, case_id
 
-CASES = sorted(p for p in (CONTENT / "tests").glob("*/*.json") if not p.name.endswith(".response.json"))
 VS = "http://example.org/fhir/ValueSet/"
 
 # ---- reading a response ------------------------------------------------------------------------
@@ -139,7 +137,7 @@ def dose_contradictions(request: dict) -> list[str]:
                 problems.append(f"{where}: {words!r} but the order's dose is "
                                 f"{', '.join(f'{d:g} mg' for d, _ in allowed)}")
 
-    for dosage, pair in zip(dosages, structured):
+    for dosage, pair in zip(dosages, structured, strict=True):
         check("dosageInstruction.text", dosage.get("text", ""), [pair])
         check("dosageInstruction.patientInstruction", dosage.get("patientInstruction", ""), [pair])
         for extra in dosage.get("additionalInstruction") or []:
@@ -204,16 +202,21 @@ def _valid(condition: dict) -> bool:
 
 def patient_conditions(case: dict, content) -> set[str]:
     prefetch = case["request"].get("prefetch", {})
-    tokens = {f"{c.get('system')}|{c.get('code')}"
-              for cond in _entries(prefetch.get("conditions")) if cond.get("resourceType") == "Condition" and _valid(cond)
-              for c in (cond.get("code") or {}).get("coding", [])}
+    tokens = {
+        f"{c.get('system')}|{c.get('code')}"
+        for cond in _entries(prefetch.get("conditions"))
+        if cond.get("resourceType") == "Condition" and _valid(cond)
+        for c in (cond.get("code") or {}).get("coding", [])
+    }
     found = {name for name in ("iph", "sle", "anti-gbm") if tokens & content.terminology.expand(VS + "vs-" + name)}
     for obs in _entries(prefetch.get("observations")):
         codes = {c.get("code") for c in (obs.get("code") or {}).get("coding", [])}
         flags = {c.get("code") for i in obs.get("interpretation", []) for c in i.get("coding", [])}
         value = (obs.get("valueQuantity") or {}).get("value")
         high = ((obs.get("referenceRange") or [{}])[0].get("high") or {}).get("value")
-        if "31254-6" in codes and (flags & {"POS", "H", "HH", "A"} or (value is not None and high is not None and value > high)):
+        if "31254-6" in codes and (
+            flags & {"POS", "H", "HH", "A"} or (value is not None and high is not None and value > high)
+        ):
             found.add("anti-gbm")
     return found
 
@@ -234,35 +237,17 @@ def expected_sources(conditions: set[str]) -> set[str]:
     return {"KDIGO"}
 
 
-# ---- running the cases ------------------------------------------------------------------------
+# ---- the cases' answers -----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
-def _app(now: str):
-    from service.app import create_app
-
-    moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
-    store = Path(tempfile.mkdtemp(prefix="clinician-text-")) / "feedback.sqlite3"
-    return create_app({"database_url": f"sqlite:///{store}"}, clock=lambda: moment, content=_content())
-
-
-@lru_cache(maxsize=1)
-def _content():
-    from service.engine import load_content
-
-    return load_content(CONTENT)
-
-
-@lru_cache(maxsize=None)
-def run_case(path: Path) -> tuple[dict, dict]:
-    case = json.loads(path.read_text())
-    response = _app(case["now"]).test_client().post(f"/cds-services/{case['service']}", json=case["request"])
-    assert response.status_code == 200, response.get_json()
-    return case, response.get_json()
-
-
-def case_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
+@pytest.fixture
+def run_case(scenario_runs):
+    """(case, response) of a scenario case, from the session's one run of every case."""
+    def answer(path: Path) -> tuple[dict, dict]:
+        run = scenario_runs[case_id(path)]
+        assert run.status == 200, run.body
+        return run.case, run.body
+    return answer
 
 
 def topic(card: dict) -> str:
@@ -273,7 +258,7 @@ def topic(card: dict) -> str:
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_no_internal_ids_in_clinician_text(path):
+def test_no_internal_ids_in_clinician_text(path, run_case):
     _, response = run_case(path)
     problems = [f"{topic(card)} {where}: {hit} in {text!r}"
                 for card in response["cards"] for where, text in clinician_texts(card) for hit in internal_ids(text)]
@@ -281,7 +266,7 @@ def test_no_internal_ids_in_clinician_text(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_every_card_has_a_detail(path):
+def test_every_card_has_a_detail(path, run_case):
     _, response = run_case(path)
     assert [topic(c) for c in response["cards"] if not (c.get("detail") or "").strip()] == []
 
@@ -290,7 +275,7 @@ _NOT_NUMBERS = re.compile(r"https?://\S+|\d{4}-\d\d-\d\d(?:T[\d:.]+(?:Z|[+-]\d\d
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_numbers_have_sensible_precision(path):
+def test_numbers_have_sensible_precision(path, run_case):
     _, response = run_case(path)
     problems = []
     for card in response["cards"]:
@@ -298,23 +283,28 @@ def test_numbers_have_sensible_precision(path):
             if ".medication" in where:
                 continue  # the product name the EHR sent (e.g. 'sodium chloride 0.9%'), not written here
             text = _NOT_NUMBERS.sub("", text)
-            for rx, what in ((r"\d+\.\d{3,}", "more than two decimals"), (r"\d+\.\d{2,}\s*mg/kg", "mg/kg with two decimals"),
-                             (r"\d+\.\d+\s*%", "a percentage with decimals")):
+            for rx, what in (
+                (r"\d+\.\d{3,}", "more than two decimals"),
+                (r"\d+\.\d{2,}\s*mg/kg", "mg/kg with two decimals"),
+                (r"\d+\.\d+\s*%", "a percentage with decimals"),
+            ):
                 problems += [f"{topic(card)} {where}: {what}: {m.group(0)!r}" for m in re.finditer(rx, text)]
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_source_matches_the_patients_condition(path):
+def test_source_matches_the_patients_condition(path, run_case, content):
     case, response = run_case(path)
-    expected = expected_sources(patient_conditions(case, _content()))
+    expected = expected_sources(patient_conditions(case, content))
     for card in response["cards"]:
         label, url = card["source"].get("label", ""), card["source"].get("url")
         if topic(card) in TOPIC_SOURCES:
             assert label.startswith(TOPIC_SOURCES[topic(card)]), (topic(card), label)
             continue
         cited = [name for name, (prefix, _) in SOURCES.items() if label.startswith(prefix)]
-        assert cited and cited[0] in expected, f"{topic(card)} cites {label!r}; the patient's condition calls for {expected}"
+        assert cited and cited[0] in expected, (
+            f"{topic(card)} cites {label!r}; the patient's condition calls for {expected}"
+        )
         assert url == SOURCES[cited[0]][1], f"{topic(card)}: {label!r} with url {url!r}"
 
 
@@ -328,7 +318,7 @@ def suggested_requests(response: dict):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_order_texts_state_the_structured_dose(path):
+def test_order_texts_state_the_structured_dose(path, run_case):
     _, response = run_case(path)
     problems = [f"{topic(card)} {action['type']} {suggestion['label']!r}: {p}"
                 for card, suggestion, action, request in suggested_requests(response)
@@ -337,7 +327,7 @@ def test_order_texts_state_the_structured_dose(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_order_texts_name_the_coded_drug(path):
+def test_order_texts_name_the_coded_drug(path, run_case):
     _, response = run_case(path)
     problems = []
     for card, suggestion, action, request in suggested_requests(response):
@@ -354,7 +344,7 @@ def test_order_texts_name_the_coded_drug(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_suggestion_labels_name_exactly_the_orders(path):
+def test_suggestion_labels_name_exactly_the_orders(path, run_case):
     _, response = run_case(path)
     problems = []
     for card in response["cards"]:
@@ -377,11 +367,22 @@ def test_suggestion_labels_name_exactly_the_orders(path):
 
 
 def test_a_prescriber_text_contradicting_the_dose_is_found():
-    request = {"resourceType": "MedicationRequest", "dosageInstruction": [{
-        "text": "cyclophosphamide 1050 mg IV", "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk"}},
-        "doseAndRate": [{"doseQuantity": {"value": 530, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+    request = {
+        "resourceType": "MedicationRequest",
+        "dosageInstruction": [
+            {
+                "text": "cyclophosphamide 1050 mg IV",
+                "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk"}},
+                "doseAndRate": [
+                    {"doseQuantity": {"value": 530, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}
+                ],
+            }
+        ],
+    }
     assert dose_contradictions(request) == ["dosageInstruction.text: '1050 mg' but the order's dose is 530 mg"]
-    request["dosageInstruction"][0]["text"] = "Cyclophosphamide 530 mg IV every 2 weeks (10 mg/kg x 53 kg, age-adjusted)"
+    request["dosageInstruction"][0]["text"] = (
+        "Cyclophosphamide 530 mg IV every 2 weeks (10 mg/kg x 53 kg, age-adjusted)"
+    )
     assert dose_contradictions(request) == []
     request["note"] = [{"text": "range 500-1000 mg"}]
     assert {p.split(":")[0] for p in dose_contradictions(request)} == {"note"}
@@ -403,7 +404,9 @@ def test_daily_amounts_compare_with_the_daily_dose():
 
 
 def test_prednisolone_is_not_prednisone():
-    prednisolone = {"medicationCodeableConcept": {"coding": [{"display": "prednisolone"}], "text": "prednisoLONE 5 MG tablet"}}
+    prednisolone = {
+        "medicationCodeableConcept": {"coding": [{"display": "prednisolone"}], "text": "prednisoLONE 5 MG tablet"}
+    }
     assert coded_drugs(prednisolone) == {"prednisolone"}
     assert named_drugs("Prednisone 60 mg by mouth once daily") == {"prednisone"}
     assert named_drugs("Methylprednisolone 1000 mg IV") == {"methylprednisolone"}
@@ -415,8 +418,7 @@ def test_internal_ids_are_recognised():
     assert internal_ids("DAH in SLE: anti-GBM, TMP-SMX, MPO-ANCA, PR3-ANCA, non-IPH DAH") == []
 
 
-def test_the_case_condition_is_read_from_its_own_data():
-    content = _content()
+def test_the_case_condition_is_read_from_its_own_data(content):
     iph_case = json.loads((CONTENT / "tests" / "SAFE-LTBI" / "p08-iph-child-exacerbation.json").read_text())
     sle_case = json.loads((CONTENT / "tests" / "SAFE-INFX" / "p05-sle-dah-ed.json").read_text())
     assert "iph" in patient_conditions(iph_case, content)

@@ -90,8 +90,15 @@ def test_every_mapped_ingredient_is_in_a_drug_valueset():
     """Each target is read by a drug ValueSet, or is a component of a combination the element also maps to
     (sulfamethoxazole and trimethoprim count only as the combination 10831 in the prophylaxis ValueSet)."""
     known = set().union(*VALUESETS.values())
-    missing = {(t["code"], t.get("display")) for e in ELEMENTS for t in e["target"] if _mapped(t) and t["code"] not in known
-               and e["code"] not in known and not any(c.get("code") in known and "product" not in c for c in e["target"])}
+    missing = {
+        (t["code"], t.get("display"))
+        for e in ELEMENTS
+        for t in e["target"]
+        if _mapped(t)
+        and t["code"] not in known
+        and e["code"] not in known
+        and not any(c.get("code") in known and "product" not in c for c in e["target"])
+    }
     assert missing == set()
     assert all(t["equivalence"] == "wider" for e in ELEMENTS for t in e["target"])
 
@@ -210,6 +217,8 @@ def test_salt_and_multiple_ingredient_codes_map_to_the_ingredient_without_produc
 def test_products_outside_the_guidance_are_not_mapped():
     """Topical forms, combinations with another active drug, and trimethoprim or sulfamethoxazole alone."""
     for e in ELEMENTS:
-        assert not re.search(r"Topical|Paste|Ophthalmic|proguanil|lidocaine|aspirin|folic acid|ascorbic", e["display"], re.I), e
+        assert not re.search(
+            r"Topical|Paste|Ophthalmic|proguanil|lidocaine|aspirin|folic acid|ascorbic", e["display"], re.I
+        ), e
         codes = {t["code"] for t in e["target"]}
         assert not (codes & {"10180", "10829"}) or codes >= {"10180", "10829"}, e

@@ -28,9 +28,14 @@ def plan(actions: list, variables: list | None = None, library: list | None = No
 
 
 def library(lid: str, variables: list, data_requirements: list | None = None, depends: list | None = None) -> dict:
-    lib = {"resourceType": "Library", "id": lid, "url": f"{BASE}/Library/{lid}", "status": "active",
-           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]},
-           "extension": variables}
+    lib = {
+        "resourceType": "Library",
+        "id": lid,
+        "url": f"{BASE}/Library/{lid}",
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]},
+        "extension": variables,
+    }
     if data_requirements:
         lib["dataRequirement"] = data_requirements
     if depends:
@@ -64,10 +69,24 @@ def ingredient(code: str, display: str, strength: str | None = None, form: str |
 
 def product_map(products: dict, mid: str = "products") -> dict:
     """A product -> ingredient ConceptMap in the content's format: {code: (display, [targets])}."""
-    return {"resourceType": "ConceptMap", "id": mid, "url": f"{BASE}/ConceptMap/{mid}", "status": "draft",
-            "sourceUri": RXNORM, "targetUri": RXNORM,
-            "group": [{"source": RXNORM, "target": RXNORM, "element": [
-                {"code": code, "display": display, "target": targets} for code, (display, targets) in products.items()]}]}
+    return {
+        "resourceType": "ConceptMap",
+        "id": mid,
+        "url": f"{BASE}/ConceptMap/{mid}",
+        "status": "draft",
+        "sourceUri": RXNORM,
+        "targetUri": RXNORM,
+        "group": [
+            {
+                "source": RXNORM,
+                "target": RXNORM,
+                "element": [
+                    {"code": code, "display": display, "target": targets}
+                    for code, (display, targets) in products.items()
+                ],
+            }
+        ],
+    }
 
 
 def route_map(forms: dict, mid: str = "doseform-route") -> dict:

@@ -4,14 +4,14 @@ a way to evaluate FHIRPath against it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from service.engine import load_content
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from tests.engine.helpers import BASE, RXNORM, SNOMED, UCUM, ingredient, product_map, route_map, valueset, write
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 VS_CYC = f"{BASE}/ValueSet/cyc"
 VS_PRED = f"{BASE}/ValueSet/pred"
 VS_SMX = f"{BASE}/ValueSet/smx"
@@ -20,23 +20,49 @@ VS_RTX = f"{BASE}/ValueSet/rtx"
 VS_MP = f"{BASE}/ValueSet/mp"
 ORAL = ("26643006", "Oral route")
 
-PRODUCTS = product_map({
-    "197550": ("cyclophosphamide 50 MG Oral Tablet", [ingredient("3002", "cyclophosphamide", "50 mg", "Oral Tablet")]),
-    "312617": ("prednisone 5 MG Oral Tablet", [ingredient("8640", "prednisone", "5 mg", "Oral Tablet")]),
-    "206954": ("Prednisone 5 MG Oral Tablet [Deltasone]", [ingredient("8640", "prednisone", "5 mg", "Oral Tablet")]),
-    "763181": ("{21 (prednisone 5 MG Oral Tablet) } Pack", [ingredient("8640", "prednisone", "5 mg", "Oral Tablet")]),
-    "198335": ("sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet",
-               [ingredient("10180", "sulfamethoxazole", "800 mg", "Oral Tablet"),
-                ingredient("10829", "trimethoprim", "160 mg", "Oral Tablet")]),
-    "313134": ("sulfamethoxazole 40 MG/ML / trimethoprim 8 MG/ML Oral Suspension",
-               [ingredient("10180", "sulfamethoxazole", "40 mg/mL", "Oral Suspension"),
-                ingredient("10829", "trimethoprim", "8 mg/mL", "Oral Suspension")]),
-    "1657864": ("10 ML rituximab 10 MG/ML Injection [Rituxan]",
-                [ingredient("121191", "rituximab", "10 mg/mL", "Injection")]),
-    "10831": ("sulfamethoxazole / trimethoprim", [ingredient("10180", "sulfamethoxazole"),
-                                                  ingredient("10829", "trimethoprim")]),
-    "259966": ("methylprednisolone 4 MG Oral Tablet", [ingredient("6902", "methylprednisolone", "4 mg", "Oral Tablet")]),
-})
+PRODUCTS = product_map(
+    {
+        "197550": (
+            "cyclophosphamide 50 MG Oral Tablet",
+            [ingredient("3002", "cyclophosphamide", "50 mg", "Oral Tablet")],
+        ),
+        "312617": ("prednisone 5 MG Oral Tablet", [ingredient("8640", "prednisone", "5 mg", "Oral Tablet")]),
+        "206954": (
+            "Prednisone 5 MG Oral Tablet [Deltasone]",
+            [ingredient("8640", "prednisone", "5 mg", "Oral Tablet")],
+        ),
+        "763181": (
+            "{21 (prednisone 5 MG Oral Tablet) } Pack",
+            [ingredient("8640", "prednisone", "5 mg", "Oral Tablet")],
+        ),
+        "198335": (
+            "sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet",
+            [
+                ingredient("10180", "sulfamethoxazole", "800 mg", "Oral Tablet"),
+                ingredient("10829", "trimethoprim", "160 mg", "Oral Tablet"),
+            ],
+        ),
+        "313134": (
+            "sulfamethoxazole 40 MG/ML / trimethoprim 8 MG/ML Oral Suspension",
+            [
+                ingredient("10180", "sulfamethoxazole", "40 mg/mL", "Oral Suspension"),
+                ingredient("10829", "trimethoprim", "8 mg/mL", "Oral Suspension"),
+            ],
+        ),
+        "1657864": (
+            "10 ML rituximab 10 MG/ML Injection [Rituxan]",
+            [ingredient("121191", "rituximab", "10 mg/mL", "Injection")],
+        ),
+        "10831": (
+            "sulfamethoxazole / trimethoprim",
+            [ingredient("10180", "sulfamethoxazole"), ingredient("10829", "trimethoprim")],
+        ),
+        "259966": (
+            "methylprednisolone 4 MG Oral Tablet",
+            [ingredient("6902", "methylprednisolone", "4 mg", "Oral Tablet")],
+        ),
+    }
+)
 ROUTES = route_map({"Oral Tablet": ORAL, "Oral Suspension": ORAL, "Injection": None})
 VALUESETS = [valueset("cyc", RXNORM, "3002"), valueset("pred", RXNORM, "8640"), valueset("smx", RXNORM, "10180"),
              valueset("tmp", RXNORM, "10829"), valueset("rtx", RXNORM, "121191"), valueset("mp", RXNORM, "6902")]

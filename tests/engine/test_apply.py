@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from service.engine import ApplyContext, apply_plan, load_content
 from tests.engine.helpers import BASE, cond, library, plan, var, write
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PV = [{"type": "named-event", "name": "patient-view"}]
 OS = [{"type": "named-event", "name": "order-select"}]
 
@@ -19,12 +19,22 @@ WEIGHT_LIB = library("w", [
 ], data_requirements=[{"id": "observations", "type": "Observation"}])
 
 DOSE_AD = {
-    "resourceType": "ActivityDefinition", "id": "dose", "url": f"{BASE}/ActivityDefinition/dose", "status": "active",
-    "kind": "MedicationRequest", "intent": "proposal",
+    "resourceType": "ActivityDefinition",
+    "id": "dose",
+    "url": f"{BASE}/ActivityDefinition/dose",
+    "status": "active",
+    "kind": "MedicationRequest",
+    "intent": "proposal",
     "productCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3002"}]},
-    "dosage": [{"doseAndRate": [{"doseQuantity": {"unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}],
-    "dynamicValue": [{"path": "dosageInstruction[0].doseAndRate[0].doseQuantity.value",
-                      "expression": {"language": "text/fhirpath", "expression": "((15 * %weightKg) / 10).round(0) * 10"}}],
+    "dosage": [
+        {"doseAndRate": [{"doseQuantity": {"unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}
+    ],
+    "dynamicValue": [
+        {
+            "path": "dosageInstruction[0].doseAndRate[0].doseQuantity.value",
+            "expression": {"language": "text/fhirpath", "expression": "((15 * %weightKg) / 10).round(0) * 10"},
+        }
+    ],
 }
 
 
@@ -91,10 +101,33 @@ def test_missing_input_drops_the_resource_never_guesses(tmp_path):
 
 
 def test_action_dynamic_values_customise_the_card(tmp_path):
-    result = run(tmp_path, [{"id": "card", "title": "static", "trigger": PV, "dynamicValue": [
-        {"path": "action.title", "expression": {"language": "text/fhirpath", "expression": "'Weight ' + %weightKg.toString() + ' kg'"}},
-        {"path": "action.priority", "expression": {"language": "text/fhirpath", "expression": "iif(%weightKg > 75, 'stat', 'routine')"}}]}],
-        data={"observations": observations(80)})
+    result = run(
+        tmp_path,
+        [
+            {
+                "id": "card",
+                "title": "static",
+                "trigger": PV,
+                "dynamicValue": [
+                    {
+                        "path": "action.title",
+                        "expression": {
+                            "language": "text/fhirpath",
+                            "expression": "'Weight ' + %weightKg.toString() + ' kg'",
+                        },
+                    },
+                    {
+                        "path": "action.priority",
+                        "expression": {
+                            "language": "text/fhirpath",
+                            "expression": "iif(%weightKg > 75, 'stat', 'routine')",
+                        },
+                    },
+                ],
+            }
+        ],
+        data={"observations": observations(80)},
+    )
     assert result.actions[0].title == "Weight 80 kg" and result.actions[0].priority == "stat"
 
 
@@ -110,13 +143,39 @@ def test_expression_error_fails_closed_and_is_traced(tmp_path):
 
 def test_a_unit_that_does_not_convert_is_present_but_unusable(tmp_path):
     """A2: the value reads as empty (not an error), so a rule can say "unknown unit" and still fire."""
-    bad = {"observations": {"resourceType": "Bundle", "entry": [{"resource": {
-        "resourceType": "Observation", "id": "x", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-        "effectiveDateTime": "2026-02-28", "valueQuantity": {"value": 11, "unit": "stone"}}}]}}
-    action = {"id": "card", "title": "Card", "trigger": PV, "condition": [cond(
-        "%weightKg.empty() and %observations.resources('Observation').latest().value.exists()")],
-        "dynamicValue": [{"path": "action.description", "expression": {"language": "text/fhirpath", "expression":
-            "'weight recorded in an unknown unit (' & %observations.resources('Observation').latest().value.unit & ')'"}}]}
+    bad = {
+        "observations": {
+            "resourceType": "Bundle",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "id": "x",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                        "effectiveDateTime": "2026-02-28",
+                        "valueQuantity": {"value": 11, "unit": "stone"},
+                    }
+                }
+            ],
+        }
+    }
+    action = {
+        "id": "card",
+        "title": "Card",
+        "trigger": PV,
+        "condition": [cond("%weightKg.empty() and %observations.resources('Observation').latest().value.exists()")],
+        "dynamicValue": [
+            {
+                "path": "action.description",
+                "expression": {
+                    "language": "text/fhirpath",
+                    "expression": "'weight recorded in an unknown unit (' & "
+                    "%observations.resources('Observation').latest().value.unit & ')'",
+                },
+            }
+        ],
+    }
     result = run(tmp_path, [action], data=bad)
     assert [a.description for a in result.actions] == ["weight recorded in an unknown unit (stone)"]
     assert result.issues == []
@@ -145,7 +204,9 @@ def test_variables_are_computed_only_when_read(tmp_path, monkeypatch):
 
     calls = []
     original = Expression.evaluate
-    monkeypatch.setattr(Expression, "evaluate", lambda self, *a, **k: calls.append(self.text) or original(self, *a, **k))
+    monkeypatch.setattr(
+        Expression, "evaluate", lambda self, *a, **k: calls.append(self.text) or original(self, *a, **k)
+    )
     result = run(tmp_path, [{"id": "c", "title": "x", "trigger": PV, "condition": [cond("false and %calls > 0")]}],
                  data={"observations": observations(70)})
     assert result.actions == [] and "%weightKg * 2" not in calls
@@ -156,18 +217,54 @@ def test_for_each_and_update_target(tmp_path):
         {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order",
                       "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 40, "unit": "mg"}}]}]}},
         {"resource": {"resourceType": "MedicationRequest", "id": "m2", "status": "draft", "intent": "order"}}]}
-    each = [{"url": "http://example.org/fhir/StructureDefinition/cds-for-each",
-             "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest').where(('MedicationRequest/' + id) in %selections)"}}]
+    each = [
+        {
+            "url": "http://example.org/fhir/StructureDefinition/cds-for-each",
+            "valueExpression": {
+                "language": "text/fhirpath",
+                "expression": "%draftOrders.resources('MedicationRequest')"
+                ".where(('MedicationRequest/' + id) in %selections)",
+            },
+        }
+    ]
     target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
                "valueExpression": {"language": "text/fhirpath", "expression": "%item"}}]
     update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
-    result = run(tmp_path, [{"id": "dc", "title": "Dose", "trigger": OS, "extension": each,
-                              "condition": [cond("%item.dosageInstruction.exists()")],
-                              "dynamicValue": [{"path": "action.title", "expression": {"language": "text/fhirpath", "expression": "'Dose of ' + %item.id"}}],
-                              "action": [{"id": "fix", "title": "Set 1000 mg", "type": update, "extension": target,
-                                          "dynamicValue": [{"path": "dosageInstruction[0].doseAndRate[0].doseQuantity.value",
-                                                            "expression": {"language": "text/fhirpath", "expression": "1000"}}]}]}],
-                 hook="order-select", draft=draft, selections=["MedicationRequest/m1", "MedicationRequest/m2"])
+    result = run(
+        tmp_path,
+        [
+            {
+                "id": "dc",
+                "title": "Dose",
+                "trigger": OS,
+                "extension": each,
+                "condition": [cond("%item.dosageInstruction.exists()")],
+                "dynamicValue": [
+                    {
+                        "path": "action.title",
+                        "expression": {"language": "text/fhirpath", "expression": "'Dose of ' + %item.id"},
+                    }
+                ],
+                "action": [
+                    {
+                        "id": "fix",
+                        "title": "Set 1000 mg",
+                        "type": update,
+                        "extension": target,
+                        "dynamicValue": [
+                            {
+                                "path": "dosageInstruction[0].doseAndRate[0].doseQuantity.value",
+                                "expression": {"language": "text/fhirpath", "expression": "1000"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+        hook="order-select",
+        draft=draft,
+        selections=["MedicationRequest/m1", "MedicationRequest/m2"],
+    )
     assert [a.title for a in result.actions] == ["Dose of m1"]
     fix = result.actions[0].children[0]
     assert fix.type == "update" and fix.resource["id"] == "m1"
@@ -205,8 +302,15 @@ def test_empty_literal_removes_what_an_update_no_longer_says(tmp_path):
         "dosageInstruction": [{"text": "1050 mg IV", "patientInstruction": "1050 mg",
                                "doseAndRate": [{"doseQuantity": {"value": 1050, "unit": "mg"}}]},
                               {"text": "then 1050 mg"}]}}]}
-    each = [{"url": "http://example.org/fhir/StructureDefinition/cds-for-each",
-             "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest')"}}]
+    each = [
+        {
+            "url": "http://example.org/fhir/StructureDefinition/cds-for-each",
+            "valueExpression": {
+                "language": "text/fhirpath",
+                "expression": "%draftOrders.resources('MedicationRequest')",
+            },
+        }
+    ]
     target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
                "valueExpression": {"language": "text/fhirpath", "expression": "%item"}}]
     update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
@@ -226,15 +330,36 @@ def test_empty_literal_removes_what_an_update_no_longer_says(tmp_path):
     # the draft's narrative is removed, and a new one is generated from the corrected order
     assert "1050" not in fixed["text"]["div"] and "530 mg IV" in fixed["text"]["div"]
     assert fixed["note"] == [{"text": "530 mg IV"}]
-    assert fixed["dosageInstruction"] == [{"text": "530 mg IV", "doseAndRate": [{"doseQuantity": {"value": 530, "unit": "mg"}}]}]
+    assert fixed["dosageInstruction"] == [
+        {"text": "530 mg IV", "doseAndRate": [{"doseQuantity": {"value": 530, "unit": "mg"}}]}
+    ]
     assert draft["entry"][0]["resource"]["note"][0]["text"] == "1050 mg IV"  # the EHR's draft is not changed
 
 
 def test_expression_that_yields_nothing_still_fails_closed(tmp_path):
-    draft = {"resourceType": "Bundle", "entry": [{"resource": {
-        "resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order", "note": [{"text": "x"}]}}]}
-    each = [{"url": "http://example.org/fhir/StructureDefinition/cds-for-each",
-             "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest')"}}]
+    draft = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "m1",
+                    "status": "draft",
+                    "intent": "order",
+                    "note": [{"text": "x"}],
+                }
+            }
+        ],
+    }
+    each = [
+        {
+            "url": "http://example.org/fhir/StructureDefinition/cds-for-each",
+            "valueExpression": {
+                "language": "text/fhirpath",
+                "expression": "%draftOrders.resources('MedicationRequest')",
+            },
+        }
+    ]
     target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
                "valueExpression": {"language": "text/fhirpath", "expression": "%item"}}]
     update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}

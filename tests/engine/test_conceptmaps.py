@@ -53,10 +53,18 @@ def test_a_strength_must_be_a_decimal_and_a_ucum_unit(tmp_path, strength):
 
 
 def test_every_dose_form_of_a_product_must_be_listed_in_a_route_map(tmp_path):
-    products = product_map({
-        "197550": ("cyclophosphamide 50 MG Oral Tablet", [ingredient("3002", "cyclophosphamide", "50 mg", "Oral Tablet")]),
-        "1657864": ("10 ML rituximab 10 MG/ML Injection [Rituxan]",
-                    [ingredient("121191", "rituximab", "10 mg/mL", "Injection")])})
+    products = product_map(
+        {
+            "197550": (
+                "cyclophosphamide 50 MG Oral Tablet",
+                [ingredient("3002", "cyclophosphamide", "50 mg", "Oral Tablet")],
+            ),
+            "1657864": (
+                "10 ML rituximab 10 MG/ML Injection [Rituxan]",
+                [ingredient("121191", "rituximab", "10 mg/mL", "Injection")],
+            ),
+        }
+    )
     errs = errors_of(write(tmp_path, products, route_map({"Oral Tablet": ORAL})))
     assert errs == ["ConceptMap-products.json: ConceptMap.group[0].element[1].target[0].product[1].value: dose form "
                     "'Injection' is not listed in any dose-form -> route ConceptMap (list it, with equivalence "

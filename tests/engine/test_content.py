@@ -62,7 +62,9 @@ def test_unresolved_definition_and_library(tmp_path):
 
 
 def test_unknown_valueset_in_expression(tmp_path):
-    action = dict(GOOD_ACTION, condition=[cond(f"%draftOrders.resources('MedicationRequest', '{BASE}/ValueSet/nope').exists()")])
+    action = dict(
+        GOOD_ACTION, condition=[cond(f"%draftOrders.resources('MedicationRequest', '{BASE}/ValueSet/nope').exists()")]
+    )
     assert any("ValueSet http://example.org/fhir/ValueSet/nope is not in the content" in e
                for e in errors_of(write(tmp_path, plan([action]))))
 
@@ -83,8 +85,17 @@ def test_duplicate_variable_names_across_libraries(tmp_path):
 
 
 def test_cql_plan_is_skipped_with_an_issue_not_fatal(tmp_path):
-    cql = plan([dict(GOOD_ACTION, condition=[{"kind": "applicability",
-                                              "expression": {"language": "text/cql", "expression": "Is Eligible"}}])], pid="cql")
+    cql = plan(
+        [
+            dict(
+                GOOD_ACTION,
+                condition=[
+                    {"kind": "applicability", "expression": {"language": "text/cql", "expression": "Is Eligible"}}
+                ],
+            )
+        ],
+        pid="cql",
+    )
     content = load_content(write(tmp_path, cql, plan([GOOD_ACTION])))
     assert "t-patient-view" in content.services and not content.plan("cql")
     assert any("text/cql" in str(i) for i in content.issues)
@@ -103,12 +114,20 @@ def test_item_only_inside_for_each(tmp_path):
 
 
 def test_bundled_content_loads(content):
-    assert {"dah-patient-view", "safety-patient-view", "safety-order-select", "safety-order-sign"} <= set(content.services)
+    assert {"dah-patient-view", "safety-patient-view", "safety-order-select", "safety-order-sign"} <= set(
+        content.services
+    )
     assert content.issues == []
 
 
 def test_all_problems_are_reported_together(tmp_path):
-    (tmp_path / "PlanDefinition-x.json").write_text(json.dumps(plan([dict(GOOD_ACTION, condition=[cond("(")])], pid="x")))
-    (tmp_path / "PlanDefinition-y.json").write_text(json.dumps(plan([dict(GOOD_ACTION, condition=[cond("%q")])], pid="y")))
+    (tmp_path / "PlanDefinition-x.json").write_text(
+        json.dumps(plan([dict(GOOD_ACTION, condition=[cond("(")])], pid="x"))
+    )
+    (tmp_path / "PlanDefinition-y.json").write_text(
+        json.dumps(plan([dict(GOOD_ACTION, condition=[cond("%q")])], pid="y"))
+    )
     errs = errors_of(tmp_path)
-    assert any(e.startswith("PlanDefinition-x.json") for e in errs) and any(e.startswith("PlanDefinition-y.json") for e in errs)
+    assert any(e.startswith("PlanDefinition-x.json") for e in errs) and any(
+        e.startswith("PlanDefinition-y.json") for e in errs
+    )

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.helpers import RXNORM, STRENGTH, DOSE_FORM, product_map, route_map
+from tests.engine.helpers import DOSE_FORM, RXNORM, STRENGTH, product_map, route_map
 from tests.engine.medcontent import (
-    VS_CYC, VS_MP, VS_SMX, VS_TMP, Evaluator, bundle, load, order, quantity, rx,
+    VS_CYC,
+    VS_MP,
+    VS_SMX,
+    VS_TMP,
+    Evaluator,
+    bundle,
+    load,
+    order,
+    quantity,
+    rx,
 )
 
 CYC_TAB = rx("197550", "cyclophosphamide 50 MG Oral Tablet")
@@ -190,7 +199,9 @@ def test_unit_strings_are_read_as_ucum(content, value, unit, code, target, expec
 
 def test_ucum_coded_quantities_are_used_as_they_are(content):
     obs = observation(150, "lbs", "[lb_av]", "http://unitsofmeasure.org")
-    assert run(content, obs, expr="%d.resources('Observation').value.inUnit('kg')") == [pytest.approx(68.0389, abs=1e-4)]
+    assert run(content, obs, expr="%d.resources('Observation').value.inUnit('kg')") == [
+        pytest.approx(68.0389, abs=1e-4)
+    ]
 
 
 @pytest.mark.parametrize("unit", ["stone", "st", "U", "m"])

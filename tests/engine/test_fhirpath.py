@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,7 +12,7 @@ from service.engine.index import DataIndex
 from service.engine.terminology import Terminology
 from service.errors import ExpressionError, UnsupportedLanguage
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 VS = "http://example.org/fhir/ValueSet/weights"
 
 
@@ -97,9 +97,17 @@ def test_clinical_time_and_hours_ago():
 
 
 def test_daily_dose_from_timing_and_dose_with_units():
-    mr = {"resourceType": "MedicationRequest", "dosageInstruction": [{
-        "timing": {"repeat": {"frequency": 1, "period": 12, "periodUnit": "h"}},
-        "doseAndRate": [{"doseQuantity": {"value": 0.5, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}}]}]}
+    mr = {
+        "resourceType": "MedicationRequest",
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 12, "periodUnit": "h"}},
+                "doseAndRate": [
+                    {"doseQuantity": {"value": 0.5, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}}
+                ],
+            }
+        ],
+    }
     assert ev("%m.dailyDose('mg')", m=[mr]) == [1000]
     mr["dosageInstruction"][0]["timing"]["repeat"] = {"frequency": 3, "period": 1, "periodUnit": "wk"}
     assert ev("%m.dailyDose('mg')", m=[mr]) == [pytest.approx(214.2857)]
@@ -160,9 +168,16 @@ def test_status_and_time_filters_run_in_python():
 
 
 def test_latest_with_an_element_skips_items_without_it():
-    items = [obs("old", "1", 80, "kg", "2026-02-01T00:00:00Z"),
-             {"resourceType": "Observation", "id": "new", "status": "final", "effectiveDateTime": "2026-02-28T00:00:00Z",
-              "dataAbsentReason": {"text": "refused"}}]
+    items = [
+        obs("old", "1", 80, "kg", "2026-02-01T00:00:00Z"),
+        {
+            "resourceType": "Observation",
+            "id": "new",
+            "status": "final",
+            "effectiveDateTime": "2026-02-28T00:00:00Z",
+            "dataAbsentReason": {"text": "refused"},
+        },
+    ]
     assert ev("%i.latest().id", i=items) == ["new"]
     assert ev("%i.latest('value').id", i=items) == ["old"]
 
@@ -170,7 +185,9 @@ def test_latest_with_an_element_skips_items_without_it():
 def test_interpretation_and_reference_range_filters():
     pos = dict(obs("p", "31254-6", 0.5, "[U]", "2026-02-28"), interpretation=[{"coding": [{"code": "POS"}]}])
     high = dict(obs("h", "31254-6", 5.2, "[U]", "2026-02-28"), referenceRange=[{"high": {"value": 1.0, "code": "[U]"}}])
-    normal = dict(obs("n", "31254-6", 0.2, "[U]", "2026-02-28"), referenceRange=[{"high": {"value": 1.0, "code": "[U]"}}])
+    normal = dict(
+        obs("n", "31254-6", 0.2, "[U]", "2026-02-28"), referenceRange=[{"high": {"value": 1.0, "code": "[U]"}}]
+    )
     items = [pos, high, normal]
     assert ev("%i.interpreted('POS', 'H').id", i=items) == ["p"]
     assert ev("%i.aboveReferenceRange().id", i=items) == ["h"]
@@ -178,17 +195,43 @@ def test_interpretation_and_reference_range_filters():
 
 def test_daily_dose_maps_over_orders():
     def mr(dose):
-        return {"resourceType": "MedicationRequest", "dosageInstruction": [{
-            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-            "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+        return {
+            "resourceType": "MedicationRequest",
+            "dosageInstruction": [
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [
+                        {
+                            "doseQuantity": {
+                                "value": dose,
+                                "unit": "mg",
+                                "system": "http://unitsofmeasure.org",
+                                "code": "mg",
+                            }
+                        }
+                    ],
+                }
+            ],
+        }
+
     assert ev("%m.dailyDose('mg').sum()", m=[mr(20), mr(40), {"resourceType": "MedicationRequest"}]) == [60]
     assert ev("%m.dailyDose('mg').toString()", m=[mr(200)]) == ["200"]
 
 
 def test_resources_from_generic_functions_keep_their_fhir_type():
-    bundle = {"resourceType": "Bundle", "entry": [
-        {"resource": {"resourceType": "Condition", "id": "c1"}},
-        {"resource": {"resourceType": "ServiceRequest", "id": "s", "reasonReference": [{"reference": "Condition/c1"}]}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Condition", "id": "c1"}},
+            {
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "id": "s",
+                    "reasonReference": [{"reference": "Condition/c1"}],
+                }
+            },
+        ],
+    }
     from service.engine import fhirpath
 
     fhirpath.current.get().index.add(bundle)

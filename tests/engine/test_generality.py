@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from service.engine import ApplyContext, apply_activity, apply_plan, load_content
 from tests.conftest import shared_path
 
-NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,17 @@ def test_a_spec_example_rewritten_in_fhirpath_runs(tmp_path):
     plan = json.loads(source.read_text())
     plan.pop("library", None)
     plan["url"] = "http://example.org/fhir/PlanDefinition/chlamydia"
-    plan["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/variable", "valueExpression": {
-        "name": "screened", "language": "text/fhirpath",
-        "expression": "%observations.resources('Observation', 'http://loinc.org|21613-5').since(%now - 1 year).exists()"}}]
+    plan["extension"] = [
+        {
+            "url": "http://hl7.org/fhir/StructureDefinition/variable",
+            "valueExpression": {
+                "name": "screened",
+                "language": "text/fhirpath",
+                "expression": "%observations.resources('Observation', 'http://loinc.org|21613-5')"
+                ".since(%now - 1 year).exists()",
+            },
+        }
+    ]
     action = plan["action"][0]
     action["condition"][0]["expression"] = {"language": "text/fhirpath", "expression": "%screened.not()"}
     action.pop("dynamicValue")

@@ -6,7 +6,19 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.medcontent import (
-    RXNORM, VS_CYC, VS_MP, VS_PRED, VS_RTX, VS_SMX, VS_TMP, Evaluator, bundle, load, order, quantity, rx,
+    RXNORM,
+    VS_CYC,
+    VS_MP,
+    VS_PRED,
+    VS_RTX,
+    VS_SMX,
+    VS_TMP,
+    Evaluator,
+    bundle,
+    load,
+    order,
+    quantity,
+    rx,
 )
 
 EPIC_LOCAL = "urn:oid:1.2.840.114350.1.13.0.1.7.2.698288"  # an EHR's local medication code system
@@ -134,8 +146,14 @@ def test_a_quantified_name_gives_the_concentration(content):
 
 
 def test_a_combination_name_gives_each_ingredient_its_strength(content):
-    mr = order("o1", rx(text="sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet"), quantity(1, "tablet", system=None),
-               frequency=3, period=1, period_unit="wk")
+    mr = order(
+        "o1",
+        rx(text="sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet"),
+        quantity(1, "tablet", system=None),
+        frequency=3,
+        period=1,
+        period_unit="wk",
+    )
     drafts = bundle(mr)
     evaluate = Evaluator(content, drafts)
     assert evaluate(f"%d.resources('MedicationRequest', '{VS_SMX}').id", d=drafts) == ["o1"]

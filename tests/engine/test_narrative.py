@@ -9,22 +9,69 @@ BASE = "http://example.org/fhir"
 
 
 def test_medication_request_narrative_is_its_dosage_text_after_dynamic_values(tmp_path):
-    draft = {"resourceType": "Bundle", "entry": [{"resource": {
-        "resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order",
-        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">cyclophosphamide 1050 mg IV</div>'},
-        "dosageInstruction": [{"text": "cyclophosphamide 1050 mg IV"}]}}]}
-    target = [{"url": "http://example.org/fhir/StructureDefinition/cds-target",
-               "valueExpression": {"language": "text/fhirpath", "expression": "%draftOrders.resources('MedicationRequest').first()"}}]
+    draft = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "m1",
+                    "status": "draft",
+                    "intent": "order",
+                    "text": {
+                        "status": "generated",
+                        "div": '<div xmlns="http://www.w3.org/1999/xhtml">cyclophosphamide 1050 mg IV</div>',
+                    },
+                    "dosageInstruction": [{"text": "cyclophosphamide 1050 mg IV"}],
+                }
+            }
+        ],
+    }
+    target = [
+        {
+            "url": "http://example.org/fhir/StructureDefinition/cds-target",
+            "valueExpression": {
+                "language": "text/fhirpath",
+                "expression": "%draftOrders.resources('MedicationRequest').first()",
+            },
+        }
+    ]
     update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
-    result = run(tmp_path, [{"id": "c", "title": "Fix dose", "trigger": PV, "action": [
-        {"id": "u", "title": "Change dose", "type": update, "extension": target, "dynamicValue": [
-            {"path": "dosageInstruction[0].text",
-             "expression": {"language": "text/fhirpath", "expression": "'Cyclophosphamide ' & (%weightKg * 15).toString() & ' mg IV once'"}}]}]}],
-        data={"observations": observations(40)}, draft=draft)
+    result = run(
+        tmp_path,
+        [
+            {
+                "id": "c",
+                "title": "Fix dose",
+                "trigger": PV,
+                "action": [
+                    {
+                        "id": "u",
+                        "title": "Change dose",
+                        "type": update,
+                        "extension": target,
+                        "dynamicValue": [
+                            {
+                                "path": "dosageInstruction[0].text",
+                                "expression": {
+                                    "language": "text/fhirpath",
+                                    "expression": "'Cyclophosphamide ' & (%weightKg * 15).toString() & ' mg IV once'",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+        data={"observations": observations(40)},
+        draft=draft,
+    )
     resource = result.actions[0].children[0].resource
     assert resource["dosageInstruction"][0]["text"] == "Cyclophosphamide 600 mg IV once"
-    assert resource["text"] == {"status": "generated",
-                                "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>Cyclophosphamide 600 mg IV once.</p></div>'}
+    assert resource["text"] == {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>Cyclophosphamide 600 mg IV once.</p></div>',
+    }
 
 
 def test_created_order_without_dosage_text_is_named_by_its_medication(tmp_path):
@@ -40,8 +87,15 @@ def test_describe_per_resource_type_and_escaping():
                      "note": [{"text": "two sets"}]}) == "Blood culture. two sets."
     assert describe({"resourceType": "Task", "description": "Record body weight"}) == "Record body weight."
     assert describe({"resourceType": "CommunicationRequest", "payload": [{"contentString": "Call ICU"}]}) == "Call ICU."
-    assert describe({"resourceType": "MedicationRequest",
-                     "medicationCodeableConcept": {"text": "Prednisolone 5 MG Oral Tablet"}}) == "Prednisolone 5 MG Oral Tablet."
+    assert (
+        describe(
+            {
+                "resourceType": "MedicationRequest",
+                "medicationCodeableConcept": {"text": "Prednisolone 5 MG Oral Tablet"},
+            }
+        )
+        == "Prednisolone 5 MG Oral Tablet."
+    )
     # the drug is named once: added when the dosage text does not name it, not repeated when it does
     med = {"coding": [{"display": "methylprednisolone sodium succinate"}]}
     assert describe({"resourceType": "MedicationRequest", "medicationCodeableConcept": med,

@@ -5,7 +5,7 @@ strength; without one the order matches nothing, which is the failure these maps
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +14,7 @@ from tests.conftest import shared_path
 from tests.engine.helpers import RXNORM, ingredient, plan, product_map, write
 from tests.engine.medcontent import PRODUCTS, ROUTES, VALUESETS, VS_CYC, VS_PRED
 
-NOW = datetime(2026, 11, 28, 13, 0, tzinfo=timezone.utc)  # the capture day
+NOW = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)  # the capture day
 
 
 def captured(name: str) -> dict:

@@ -177,7 +177,10 @@ def test_operation_outcome_with_200_is_returned_as_is(server):
 
 
 def test_search_all_merges_three_pages(server):
-    server.routes["/fhir/Observation?patient=p1"] = (200, page(server, ["o1", "o2"], server.base + "/Observation?page=2"))
+    server.routes["/fhir/Observation?patient=p1"] = (
+        200,
+        page(server, ["o1", "o2"], server.base + "/Observation?page=2"),
+    )
     server.routes["/fhir/Observation?page=2"] = (200, page(server, ["o3", "o4"], server.base + "/Observation?page=3"))
     server.routes["/fhir/Observation?page=3"] = (200, page(server, ["o5", "o6"]))
     merged = client(server).search_all("Observation?patient=p1")
@@ -233,7 +236,10 @@ def test_fetch_reads_a_type_and_id_and_searches_anything_else(server):
 
 def test_foreign_origin_next_link_is_not_followed(server, other_server, caplog):
     other_server.routes["/fhir/Observation?page=2"] = (200, page(other_server, ["evil"]))
-    server.routes["/fhir/Observation?patient=p1"] = (200, page(server, ["o1"], other_server.base + "/Observation?page=2"))
+    server.routes["/fhir/Observation?patient=p1"] = (
+        200,
+        page(server, ["o1"], other_server.base + "/Observation?page=2"),
+    )
     with caplog.at_level(logging.WARNING, logger="service.fhir"):
         merged = client(server).search_all("Observation?patient=p1")
     assert ids(merged) == ["o1"]
@@ -418,8 +424,17 @@ def test_transaction_posts_to_the_base_and_returns_the_response_bundle(server):
     answer = {"resourceType": "Bundle", "type": "transaction-response",
               "entry": [{"response": {"status": "201 Created", "location": "Patient/1/_history/1"}}]}
     server.routes[("POST", "/fhir/")] = (200, answer)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:1",
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        ],
+    }
     assert client(server).transaction(bundle) == answer
     assert server.writes == [("POST", "/fhir/", bundle)]
 

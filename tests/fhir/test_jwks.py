@@ -8,7 +8,6 @@ from service.fhir.jwks import MAX_BYTES, JwksUnavailable, fetch_jwks
 from tests.trust_helpers import es384_key, jwks
 
 
-
 def test_a_key_set_is_fetched(servers):
     ehr, _ = servers
     ehr.routes["/jwks.json"] = (200, jwks(es384_key()))

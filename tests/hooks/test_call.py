@@ -14,9 +14,17 @@ REC = [{"url": "http://example.org/fhir/StructureDefinition/cds-is-recommended",
 
 
 def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):
-    bad = {"id": "bad", "title": "Two recommended options", "priority": "urgent", "selectionBehavior": "at-most-one",
-           "trigger": [{"type": "named-event", "name": "patient-view"}], "condition": [cond("true")],
-           "action": [{"id": f"s{i}", "title": f"Option {i}", "extension": REC, "definitionCanonical": AD["url"]} for i in (1, 2)]}
+    bad = {
+        "id": "bad",
+        "title": "Two recommended options",
+        "priority": "urgent",
+        "selectionBehavior": "at-most-one",
+        "trigger": [{"type": "named-event", "name": "patient-view"}],
+        "condition": [cond("true")],
+        "action": [
+            {"id": f"s{i}", "title": f"Option {i}", "extension": REC, "definitionCanonical": AD["url"]} for i in (1, 2)
+        ],
+    }
     good = {"id": "good", "title": "Fine", "trigger": [{"type": "named-event", "name": "patient-view"}]}
     content = load_content(write(tmp_path, AD, plan([bad, good])))
     body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",

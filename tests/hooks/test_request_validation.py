@@ -302,19 +302,28 @@ def test_feedback_items_are_returned():
     assert validate_feedback({"feedback": items}) == items
 
 
-@pytest.mark.parametrize("body,path", [
-    ({}, "feedback"),
-    ({"feedback": []}, "feedback"),
-    ({"feedback": {}}, "feedback"),
-    ({"feedback": [feedback_item(card=None)]}, "feedback[0].card"),
-    ({"feedback": [feedback_item(outcome="ignored")]}, "feedback[0].outcome"),
-    ({"feedback": [feedback_item(outcome="accepted")]}, "feedback[0].acceptedSuggestions"),
-    ({"feedback": [feedback_item(outcome="accepted", acceptedSuggestions=[{}])]}, "feedback[0].acceptedSuggestions[0].id"),
-    ({"feedback": [feedback_item(outcomeTimestamp="2026-03-01")]}, "feedback[0].outcomeTimestamp"),
-    ({"feedback": [feedback_item(outcomeTimestamp="2026-02-30T00:00:00Z")]}, "feedback[0].outcomeTimestamp"),
-    ({"feedback": [feedback_item(overrideReason={"reason": {"code": "x"}})]}, "feedback[0].overrideReason.reason.system"),
-    ({"feedback": [feedback_item(), {"card": "c2"}]}, "feedback[1].outcome"),
-])
+@pytest.mark.parametrize(
+    "body,path",
+    [
+        ({}, "feedback"),
+        ({"feedback": []}, "feedback"),
+        ({"feedback": {}}, "feedback"),
+        ({"feedback": [feedback_item(card=None)]}, "feedback[0].card"),
+        ({"feedback": [feedback_item(outcome="ignored")]}, "feedback[0].outcome"),
+        ({"feedback": [feedback_item(outcome="accepted")]}, "feedback[0].acceptedSuggestions"),
+        (
+            {"feedback": [feedback_item(outcome="accepted", acceptedSuggestions=[{}])]},
+            "feedback[0].acceptedSuggestions[0].id",
+        ),
+        ({"feedback": [feedback_item(outcomeTimestamp="2026-03-01")]}, "feedback[0].outcomeTimestamp"),
+        ({"feedback": [feedback_item(outcomeTimestamp="2026-02-30T00:00:00Z")]}, "feedback[0].outcomeTimestamp"),
+        (
+            {"feedback": [feedback_item(overrideReason={"reason": {"code": "x"}})]},
+            "feedback[0].overrideReason.reason.system",
+        ),
+        ({"feedback": [feedback_item(), {"card": "c2"}]}, "feedback[1].outcome"),
+    ],
+)
 def test_invalid_feedback_is_rejected_at_its_path(body, path):
     assert path in expressions(feedback_rejected(body))
 

@@ -21,7 +21,9 @@ _server_description = None
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: needs a FHIR server (the local test server is started automatically)")
+    config.addinivalue_line(
+        "markers", "integration: needs a FHIR server (the local test server is started automatically)"
+    )
 
 
 def pytest_report_header(config):

@@ -41,7 +41,9 @@ def ensure_node_modules(timeout: float = 600) -> None:
     if LOCK_MARKER.is_file() and LOCK_MARKER.read_text().strip() == wanted:
         return
     # Serialise concurrent installs (e.g. several pytest workers) with a lock file.
-    lock_path = Path(tempfile.gettempdir()) / f"fhir-test-server-{hashlib.sha256(bytes(SERVER_DIR)).hexdigest()[:12]}.lock"
+    lock_path = (
+        Path(tempfile.gettempdir()) / f"fhir-test-server-{hashlib.sha256(bytes(SERVER_DIR)).hexdigest()[:12]}.lock"
+    )
     with open(lock_path, "w") as lock:
         try:
             import fcntl
@@ -108,7 +110,7 @@ class FhirTestServer:
         """File with the server's stdout and stderr (one line per request)."""
         return self._log.name if self._log else None
 
-    def start(self) -> "FhirTestServer":
+    def start(self) -> FhirTestServer:
         ensure_node_modules()
         self.port = self.port or free_port()
         env = {k: v for k, v in os.environ.items() if k != "FHIR_TEST_SERVER_TOKEN"}
@@ -166,7 +168,7 @@ class FhirTestServer:
             os.unlink(self._log.name)
             self._log = None
 
-    def __enter__(self) -> "FhirTestServer":
+    def __enter__(self) -> FhirTestServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from samples import RUN, cards_digest, case, case_now
 
 from service.cli import main
 from service.fhir.client import FhirClient
 from tests.conftest import CONTENT, T0
-from samples import RUN, case, case_now, cards_digest
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,9 @@ def test_a_broken_plan_on_the_server_is_reported_and_skipped(published, tmp_path
 
         data = case(P01)
         served_app.extensions["cds"].clock = lambda: case_now(data)
-        assert served_app.test_client().post(f"/cds-services/{data['service']}", json=data["request"]).status_code == 200
+        assert (
+            served_app.test_client().post(f"/cds-services/{data['service']}", json=data["request"]).status_code == 200
+        )
 
         # Fixed on the server: the next refresh serves it.
         fhir.put(broken_plan(pid, "false"))

@@ -15,12 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from samples import RUN, cards_digest, case, case_now, load_case, request_without_prefetch, topics
 
 from cards.schema import response_errors
-from service.fhir.client import FhirClient
 from service import data as data_layer
+from service.fhir.client import FhirClient
 from tests.conftest import T0, shared_path
-from samples import RUN, case, case_now, cards_digest, load_case, request_without_prefetch, topics
 
 pytestmark = pytest.mark.integration
 

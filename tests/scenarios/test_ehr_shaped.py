@@ -23,7 +23,8 @@ Each transform below changes how the data is written, never what it means:
 For the first three the cards (summary, detail, indicator, source, suggestions with their orders) must
 be exactly the tidy case's.  Recoding an order changes how its drug is named in text, so for the
 product transforms the comparison is of every card's identity (uuid, rule, indicator) and every number
-it states: in summary and detail, and the doses of the orders it proposes.  Because the transforms run over every case, every critical rule of the content is
+it states: in summary and detail, and the doses of the orders it proposes.  Because the transforms run over every
+case, every critical rule of the content is
 checked under each of them (`test_every_critical_rule_is_covered`).
 """
 
@@ -40,7 +41,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONTENT
-from tests.scenarios.test_scenarios import CASES, case_id, golden_path
+from tests.scenarios.cases import CASES, case_id, golden_path
 
 Transform = Callable[[dict], dict]
 
@@ -94,7 +95,9 @@ def _noise_for(resource: dict, recent: str) -> list[dict]:
         for status in ("entered-in-error", "cancelled"):
             res = variant(status, status=status, effectiveDateTime=recent)
             res.pop("effectivePeriod", None)
-            if isinstance(res.get("valueQuantity"), dict) and isinstance(res["valueQuantity"].get("value"), (int, float)):
+            if isinstance(res.get("valueQuantity"), dict) and isinstance(
+                res["valueQuantity"].get("value"), (int, float)
+            ):
                 res["valueQuantity"]["value"] = res["valueQuantity"]["value"] * 10 + 1
             out.append(res)
     elif kind == "Condition":
@@ -153,12 +156,35 @@ def _coded_noise(system: str, code: str, patient: str, recent: str) -> list[dict
         base = {"resourceType": kind, "subject": {"reference": f"Patient/{patient}"},
                 _CODE_ELEMENT.get(kind, "code"): concept}
         if kind == "AllergyIntolerance":
-            base = {"resourceType": kind, "patient": {"reference": f"Patient/{patient}"}, "code": concept,
-                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
-                    "recordedDate": recent}
+            base = {
+                "resourceType": kind,
+                "patient": {"reference": f"Patient/{patient}"},
+                "code": concept,
+                "clinicalStatus": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                            "code": "active",
+                        }
+                    ]
+                },
+                "recordedDate": recent,
+            }
         elif kind == "Observation":
-            base.update(effectiveDateTime=recent, valueQuantity={"value": 1, "unit": "1", "system": "http://unitsofmeasure.org", "code": "1"},
-                        interpretation=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "POS"}]}])
+            base.update(
+                effectiveDateTime=recent,
+                valueQuantity={"value": 1, "unit": "1", "system": "http://unitsofmeasure.org", "code": "1"},
+                interpretation=[
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                "code": "POS",
+                            }
+                        ]
+                    }
+                ],
+            )
         elif kind == "Condition":
             base.update(onsetDateTime=recent, recordedDate=recent, clinicalStatus={"coding": [
                 {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]})
@@ -167,14 +193,34 @@ def _coded_noise(system: str, code: str, patient: str, recent: str) -> list[dict
         elif kind in ("ServiceRequest", "MedicationRequest"):
             base.update(status="active", intent="order", authoredOn=recent)
             if kind == "MedicationRequest":
-                base["dosageInstruction"] = [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                                              "doseAndRate": [{"doseQuantity": {"value": 1000, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]
+                base["dosageInstruction"] = [
+                    {
+                        "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                        "doseAndRate": [
+                            {
+                                "doseQuantity": {
+                                    "value": 1000,
+                                    "unit": "mg",
+                                    "system": "http://unitsofmeasure.org",
+                                    "code": "mg",
+                                }
+                            }
+                        ],
+                    }
+                ]
         base["id"] = f"noise-{abs(hash((system, code, kind))) % 10**8}"
         if kind == "AllergyIntolerance":
             for status in ("refuted", "entered-in-error"):
                 res = copy.deepcopy(base)
                 res["id"] += "-" + status
-                res["verificationStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": status}]}
+                res["verificationStatus"] = {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                            "code": status,
+                        }
+                    ]
+                }
                 out.append(res)
         else:
             out += _noise_for(base, recent)
@@ -248,7 +294,8 @@ NOT_RECODED = {"24947"}  # iron: its doses are stated as elemental iron, not as 
 
 
 def _products() -> dict[str, list[tuple[str, str, Decimal, str]]]:
-    """ingredient code -> (product code, display, strength value, 'mg' or 'mg/mL', dose form) of single-ingredient products."""
+    """ingredient code -> (product code, display, strength value, 'mg' or 'mg/mL', dose form) of single-ingredient
+    products."""
     cm = json.loads((CONTENT / "ConceptMap-rxnorm-product-ingredient.json").read_text())
     out: dict[str, list] = {}
     for element in cm["group"][0]["element"]:
@@ -260,7 +307,9 @@ def _products() -> dict[str, list[tuple[str, str, Decimal, str]]]:
             continue
         value, unit = props[_STRENGTH].split(" ", 1)
         if unit in ("mg", "mg/mL"):
-            out.setdefault(with_data[0]["code"], []).append((element["code"], element["display"], Decimal(value), unit, props[_FORM]))
+            out.setdefault(with_data[0]["code"], []).append(
+                (element["code"], element["display"], Decimal(value), unit, props[_FORM])
+            )
     return out
 
 
@@ -297,13 +346,20 @@ def _recode(order: dict, salt: int) -> dict | None:
     candidates = sorted(products, key=lambda p: p[0])
     solids = [p for p in candidates if oral and p[3] == "mg" and p[4] in ORAL_FORMS
               and all((2 * d / p[2]) == int(2 * d / p[2]) for d in doses)]  # whole or half tablets
-    liquids = [p for p in candidates if p[3] == "mg/mL" and p[4] in SOLUTION_FORMS[oral] and all(_exact(d / p[2]) for d in doses)]
+    liquids = [
+        p
+        for p in candidates
+        if p[3] == "mg/mL" and p[4] in SOLUTION_FORMS[oral] and all(_exact(d / p[2]) for d in doses)
+    ]
     choice = (solids or liquids or [None])[salt % max(1, len(solids or liquids))]
     if choice is None:
         return None
     code, display, strength, unit, _form = choice
     order = copy.deepcopy(order)
-    order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": code, "display": display}], "text": display}
+    order["medicationCodeableConcept"] = {
+        "coding": [{"system": RXNORM, "code": code, "display": display}],
+        "text": display,
+    }
     for dosage in order["dosageInstruction"]:
         for dr in dosage.get("doseAndRate") or []:
             q = dr.get("doseQuantity")
@@ -312,8 +368,11 @@ def _recode(order: dict, salt: int) -> dict | None:
             amount = (Decimal(str(q["value"])) / strength).normalize()
             value = int(amount) if amount == int(amount) else float(amount)
             if unit == "mg":  # tablets: a UCUM annotation, or a plain unit string as many EHRs send
-                dr["doseQuantity"] = ({"value": value, "unit": "tablet", "system": "http://unitsofmeasure.org", "code": "{tablet}"}
-                                      if salt % 2 else {"value": value, "unit": "tablet(s)"})
+                dr["doseQuantity"] = (
+                    {"value": value, "unit": "tablet", "system": "http://unitsofmeasure.org", "code": "{tablet}"}
+                    if salt % 2
+                    else {"value": value, "unit": "tablet(s)"}
+                )
             else:
                 dr["doseQuantity"] = {"value": value, "unit": "mL", "system": "http://unitsofmeasure.org", "code": "mL"}
     return order
@@ -424,8 +483,12 @@ def numbers_of(card: dict) -> dict:
     """A card reduced to what recoding a drug must not change: identity, rule, indicator, every number
     it states, and the type and structured dose of every order it proposes."""
     def doses(resource):  # value and unit: a corrected dose must never keep the draft's tablets or mL
-        return [(q.get("value"), q.get("code") or q.get("unit")) for d in (resource or {}).get("dosageInstruction") or []
-                for dr in d.get("doseAndRate") or [] for q in [dr.get("doseQuantity") or {}]]
+        return [
+            (q.get("value"), q.get("code") or q.get("unit"))
+            for d in (resource or {}).get("dosageInstruction") or []
+            for dr in d.get("doseAndRate") or []
+            for q in [dr.get("doseQuantity") or {}]
+        ]
     return {
         "uuid": card["uuid"], "rule": card["source"]["topic"]["code"], "indicator": card["indicator"],
         "summary": NUMBER.findall(card["summary"]), "detail": NUMBER.findall(card.get("detail", "")),
@@ -503,7 +566,10 @@ def height_in_inches(case: dict) -> dict:
     for obs in _observations(case, HEIGHT):
         q = obs.get("valueQuantity") or {}
         if isinstance(q.get("value"), (int, float)) and q.get("code", q.get("unit")) == "cm":
-            obs["valueQuantity"] = {"value": float(round(Decimal(str(q["value"])) / Decimal("2.54"), 2)), "unit": "inches"}
+            obs["valueQuantity"] = {
+                "value": float(round(Decimal(str(q["value"])) / Decimal("2.54"), 2)),
+                "unit": "inches",
+            }
     return case
 
 
@@ -528,7 +594,11 @@ def test_critical_cards_survive_units_as_ehrs_send_them(path: Path, transform: s
     changed = UNIT_TRANSFORMS[transform](case)
     got = service(changed)
     assert critical(got) == critical(expected)
-    current = [o for o in _observations(changed, WEIGHT) if (o.get("effectiveDateTime") or "") >= _stamp(_now(case) - timedelta(days=30))]
+    current = [
+        o
+        for o in _observations(changed, WEIGHT)
+        if (o.get("effectiveDateTime") or "") >= _stamp(_now(case) - timedelta(days=30))
+    ]
     if transform == "weight-in-stone" and current:
         # a current weight is present but unusable: never "no weight", never "record weight"; the unit is named
         texts = " ".join(c["summary"] + " " + c.get("detail", "") + " " +

@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import CONTENT
-from tests.scenarios.test_scenarios import CASES, golden_path
+from tests.scenarios.cases import CASES, golden_path
 
 BROKEN = "(('unreadable' + 1) > 0)"
 

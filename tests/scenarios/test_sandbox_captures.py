@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +17,7 @@ from tests.conftest import shared_path
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ORAL = {"coding": [{"system": "http://snomed.info/sct", "code": "26643006", "display": "Oral route"}]}
 # The capture's data is dated 2026-11-28 around 12:43 UTC (moved to the capture day); its call came just after.
-NOW = datetime(2026, 11, 28, 13, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
 
 
 def capture(name: str) -> dict:
@@ -32,7 +32,9 @@ def ingredient_coded(body: dict, code: str, display: str, mg: int) -> dict:
         order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": code, "display": display}]}
         dosage = order["dosageInstruction"][0]
         dosage["route"] = ORAL
-        dosage["doseAndRate"] = [{"doseQuantity": {"value": mg, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]
+        dosage["doseAndRate"] = [
+            {"doseQuantity": {"value": mg, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}
+        ]
     return twin
 
 
@@ -76,7 +78,12 @@ def test_oral_cyclophosphamide_tablets_are_checked_as_oral(call):
     update = card["suggestions"][0]["actions"][0]
     assert update["type"] == "update"
     dose = update["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
-    assert dose == {"value": 150, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}  # 2 mg/kg, 25 mg steps
+    assert dose == {
+        "value": 150,
+        "unit": "mg",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg",
+    }  # 2 mg/kg, 25 mg steps
     assert found == rules(call("dose-checks-order-select", ingredient_coded(body, "3002", "cyclophosphamide", 250)))
 
 

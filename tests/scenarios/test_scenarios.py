@@ -1,30 +1,22 @@
-"""Scenario (golden) tests: every case in plandefinitions/tests/<RULE-ID>/ runs through the
-Flask test client; the whole response must equal the golden file beside it, the rule ids it
+"""Scenario (golden) tests: every case in plandefinitions/tests/<RULE-ID>/ (format:
+plandefinitions/tests/README.md), called once per session through the Flask test client
+(`scenario_runs`); the whole response must equal the golden file beside it, the rule ids it
 expects must be present, the ones it forbids absent, and every suggested resource must be
-valid FHIR R4.  Regenerate goldens after a reviewed content change with UPDATE_GOLDEN=1.
+valid FHIR R4.  Regenerate goldens after a reviewed content change with UPDATE_GOLDEN=1: the change
+is printed card by card and field by field at the end of the run (tests/scenarios/golden.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from cards.schema import response_errors
-from tests.conftest import CONTENT, shared_path
-
-CASES = sorted(p for p in (CONTENT / "tests").glob("*/*.json") if not p.name.endswith(".response.json"))
-
-
-def case_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
-
-
-def golden_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".response.json")
+from tests.conftest import shared_path
+from tests.scenarios import golden as goldens
+from tests.scenarios.cases import CASES, case_id, golden_path, moment
 
 
 def topics(response: dict) -> list[str]:
@@ -50,20 +42,12 @@ def fhir_schema():
     return jsonschema.Draft6Validator(schema)
 
 
-def call(tmp_path, content, case: dict) -> dict:
-    from service.app import create_app
-
-    now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
-    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: now, content=content)
-    response = app.test_client().post(f"/cds-services/{case['service']}", json=case["request"])
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
 @pytest.mark.parametrize("path", CASES, ids=case_id)
-def test_scenario(path: Path, tmp_path, content, fhir_schema):
-    case = json.loads(path.read_text())
-    response = call(tmp_path, content, case)
+def test_scenario(path: Path, scenario_runs, fhir_schema):
+    run = scenario_runs[case_id(path)]
+    case = run.case
+    assert run.status == 200, run.body
+    response = run.body
 
     found = topics(response)
     for rule in case["expect"]["present"]:
@@ -85,13 +69,16 @@ def test_scenario(path: Path, tmp_path, content, fhir_schema):
     for card in response["cards"]:  # a created order names its drug in text and code: clients (the CDS Hooks
         for suggestion in card.get("suggestions", []):  # sandbox) switch the drafted drug only with both
             for action in suggestion["actions"]:
-                medication = action.get("resource", {}).get("medicationCodeableConcept") if action["type"] == "create" else None
+                medication = (
+                    action.get("resource", {}).get("medicationCodeableConcept") if action["type"] == "create" else None
+                )
                 if medication is not None:
                     assert medication.get("text") and medication.get("coding", [{}])[0].get("code"), medication
 
     golden = golden_path(path)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(json.dumps(response, indent=2, ensure_ascii=False) + "\n")
+    if goldens.updating():
+        goldens.update(case_id(path), golden, response)
+        return
     assert golden.exists(), f"no golden file {golden.name}; run with UPDATE_GOLDEN=1 after reviewing the response"
     assert response == json.loads(golden.read_text())
 
@@ -139,7 +126,7 @@ def test_scenario_through_apply(path: Path, tmp_path, content):
     case = json.loads(path.read_text())
     golden = json.loads(golden_path(path).read_text())
     plan_id = content.services[case["service"]].plan.id
-    now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+    now = moment(case)
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: now, content=content)
     response = app.test_client().post(f"/PlanDefinition/{plan_id}/$apply", json=apply_parameters(case))
     assert response.status_code == 200, response.get_json()

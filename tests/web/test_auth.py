@@ -16,7 +16,15 @@ from service.errors import ConfigurationError
 from tests.conformance.helpers import base_request
 from tests.conftest import T0, shared_path
 from tests.trust_helpers import (
-    Listener, claims, es384_key, hs256_with_public_key, jwks, rs384_key, sign, unsigned, write_clients,
+    Listener,
+    claims,
+    es384_key,
+    hs256_with_public_key,
+    jwks,
+    rs384_key,
+    sign,
+    unsigned,
+    write_clients,
 )
 
 ISS = "https://ehr.example.org"

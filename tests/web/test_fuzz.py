@@ -39,22 +39,53 @@ json_values = st.recursive(
     max_leaves=20,
 )
 
-HOOK_PATHS = [("hook",), ("hookInstance",), ("context",), ("context", "patientId"), ("context", "userId"),
-              ("context", "selections"), ("context", "selections", 0), ("context", "draftOrders"),
-              ("context", "draftOrders", "entry"), ("context", "draftOrders", "entry", 0, "resource"),
-              ("prefetch",), ("prefetch", "patient"), ("prefetch", "observations"), ("prefetch", "medications", "entry"),
-              ("prefetch", "conditions", "entry", 0), ("prefetch", "conditions", "link"), ("fhirServer",),
-              ("fhirAuthorization",), ("fhirAuthorization", "access_token"), ("extension",), ()]
+HOOK_PATHS = [
+    ("hook",),
+    ("hookInstance",),
+    ("context",),
+    ("context", "patientId"),
+    ("context", "userId"),
+    ("context", "selections"),
+    ("context", "selections", 0),
+    ("context", "draftOrders"),
+    ("context", "draftOrders", "entry"),
+    ("context", "draftOrders", "entry", 0, "resource"),
+    ("prefetch",),
+    ("prefetch", "patient"),
+    ("prefetch", "observations"),
+    ("prefetch", "medications", "entry"),
+    ("prefetch", "conditions", "entry", 0),
+    ("prefetch", "conditions", "link"),
+    ("fhirServer",),
+    ("fhirAuthorization",),
+    ("fhirAuthorization", "access_token"),
+    ("extension",),
+    (),
+]
 FEEDBACK_PATHS = [("feedback",), ("feedback", 0), ("feedback", 0, "card"), ("feedback", 0, "outcome"),
                   ("feedback", 0, "outcomeTimestamp"), ("feedback", 0, "acceptedSuggestions"),
                   ("feedback", 0, "acceptedSuggestions", 0), ("feedback", 0, "acceptedSuggestions", 0, "id"),
                   ("feedback", 0, "overrideReason"), ("feedback", 0, "overrideReason", "reason"),
                   ("feedback", 0, "overrideReason", "userComment"), ("feedback", 1), ()]
-APPLY_PATHS = [("resourceType",), ("parameter",), ("parameter", 0), ("parameter", 0, "name"),
-               ("parameter", 0, "valueString"), ("parameter", 1, "valueCode"), ("parameter", 2, "part"),
-               ("parameter", 2, "part", 0), ("parameter", 2, "part", 0, "name"), ("parameter", 2, "part", 0, "valueString"),
-               ("parameter", 2, "part", 1, "resource"), ("parameter", 3, "resource"), ("parameter", 3, "resource", "entry"),
-               ("parameter", 4), ("parameter", 4, "name"), ("parameter", 5, "valueBoolean"), ()]
+APPLY_PATHS = [
+    ("resourceType",),
+    ("parameter",),
+    ("parameter", 0),
+    ("parameter", 0, "name"),
+    ("parameter", 0, "valueString"),
+    ("parameter", 1, "valueCode"),
+    ("parameter", 2, "part"),
+    ("parameter", 2, "part", 0),
+    ("parameter", 2, "part", 0, "name"),
+    ("parameter", 2, "part", 0, "valueString"),
+    ("parameter", 2, "part", 1, "resource"),
+    ("parameter", 3, "resource"),
+    ("parameter", 3, "resource", "entry"),
+    ("parameter", 4),
+    ("parameter", 4, "name"),
+    ("parameter", 5, "valueBoolean"),
+    (),
+]
 
 
 @pytest.fixture
@@ -72,7 +103,7 @@ def mutate(body, path: tuple, value):
         return copy.deepcopy(value)
     body = copy.deepcopy(body)
     node = body
-    for key, following in zip(path[:-1], path[1:]):
+    for key, following in zip(path[:-1], path[1:], strict=True):
         fresh = [] if isinstance(following, int) else {}
         if isinstance(node, list):
             while len(node) <= key:

@@ -24,7 +24,9 @@ def content_rules() -> dict[str, list[dict]]:
 
     def walk(actions):
         for action in actions:
-            titled = action.get("title") or any(dv.get("path") == "action.title" for dv in action.get("dynamicValue", []))
+            titled = action.get("title") or any(
+                dv.get("path") == "action.title" for dv in action.get("dynamicValue", [])
+            )
             if titled and action.get("code"):
                 rules.setdefault(action["code"][0]["coding"][0]["code"], []).append(action)
             walk(action.get("action", []))
@@ -215,7 +217,9 @@ def test_content_text_is_escaped_and_only_web_urls_become_links(tmp_path):
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: T0,
                      content=hostile_content(tmp_path))
     client = app.test_client()
-    card = client.post("/cds-services/hostile-patient-view", json=dict(CASE["request"], prefetch={})).get_json()["cards"][0]
+    card = client.post("/cds-services/hostile-patient-view", json=dict(CASE["request"], prefetch={})).get_json()[
+        "cards"
+    ][0]
     url = card["links"][-1]["url"]
     assert url == "http://localhost/guidance/R%3C1%3E%26%222"
 

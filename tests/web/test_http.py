@@ -61,7 +61,9 @@ def test_not_json_content_type_is_415(client):
 
 
 def test_invalid_json_is_400(client):
-    issues = outcome(client.post("/cds-services/dah-patient-view", data="{not json", content_type="application/json"), 400)
+    issues = outcome(
+        client.post("/cds-services/dah-patient-view", data="{not json", content_type="application/json"), 400
+    )
     assert "not valid JSON" in issues[0]["diagnostics"]
 
 
@@ -132,8 +134,15 @@ def test_feedback_is_stored_for_issued_cards_and_retries_are_idempotent(client, 
     assert len(rows) == 1 and rows[0]["rule_id"] == "DAH-05" and rows[0]["hook_instance"] == REQUEST["hookInstance"]
 
 
-@pytest.mark.parametrize("body", [{}, {"feedback": []}, {"feedback": [{"card": "x"}]},
-                                  {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-03-01T12:00:00Z"}]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"feedback": []},
+        {"feedback": [{"card": "x"}]},
+        {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-03-01T12:00:00Z"}]},
+    ],
+)
 def test_malformed_feedback_is_400(client, body):
     outcome(client.post("/cds-services/dah-patient-view/feedback", json=body), 400)
 

@@ -133,19 +133,36 @@ def test_an_absurd_hook_instance_is_400_neither_logged_nor_stored_whole(client, 
 # ---- $apply Parameters of the wrong shapes ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("parameters, where", [
-    ({"parameter": {"name": "subject"}}, "Parameters.parameter"),
-    ({"parameter": [{"name": ["subject"], "valueString": "Patient/p1"}]}, "Parameters.parameter[0]"),
-    ({"parameter": [{"name": 7, "valueString": "Patient/p1"}]}, "Parameters.parameter[0]"),
-    ({"parameter": [{"name": "prefetchData", "part": 7}]}, "Parameters.parameter[0].part"),
-    ({"parameter": [{"name": "prefetchData", "part": {"name": "key"}}]}, "Parameters.parameter[0].part"),
-    ({"parameter": [{"name": "prefetchData", "part": "key"}]}, "Parameters.parameter[0].part"),
-    ({"parameter": [{"name": "prefetchData", "part": [{"name": ["key"], "valueString": "k"}]}]},
-     "Parameters.parameter[0].part"),
-    ({"parameter": [{"name": "prefetchData", "part": [{"name": "key", "valueString": ["k"]},
-                                                      {"name": "data", "resource": None}]}]}, "Parameters.parameter[0]"),
-    ({"parameter": [{"name": "subject", "valueString": "Patient/p1"}, {"name": "url", "valueUri": {"x": 1}}]}, "url"),
-])
+@pytest.mark.parametrize(
+    "parameters, where",
+    [
+        ({"parameter": {"name": "subject"}}, "Parameters.parameter"),
+        ({"parameter": [{"name": ["subject"], "valueString": "Patient/p1"}]}, "Parameters.parameter[0]"),
+        ({"parameter": [{"name": 7, "valueString": "Patient/p1"}]}, "Parameters.parameter[0]"),
+        ({"parameter": [{"name": "prefetchData", "part": 7}]}, "Parameters.parameter[0].part"),
+        ({"parameter": [{"name": "prefetchData", "part": {"name": "key"}}]}, "Parameters.parameter[0].part"),
+        ({"parameter": [{"name": "prefetchData", "part": "key"}]}, "Parameters.parameter[0].part"),
+        (
+            {"parameter": [{"name": "prefetchData", "part": [{"name": ["key"], "valueString": "k"}]}]},
+            "Parameters.parameter[0].part",
+        ),
+        (
+            {
+                "parameter": [
+                    {
+                        "name": "prefetchData",
+                        "part": [{"name": "key", "valueString": ["k"]}, {"name": "data", "resource": None}],
+                    }
+                ]
+            },
+            "Parameters.parameter[0]",
+        ),
+        (
+            {"parameter": [{"name": "subject", "valueString": "Patient/p1"}, {"name": "url", "valueUri": {"x": 1}}]},
+            "url",
+        ),
+    ],
+)
 @pytest.mark.parametrize("path", ["/PlanDefinition/$apply", "/ActivityDefinition/$apply"])
 def test_parameters_of_the_wrong_shape_are_400_naming_where(client, parameters, where, path):
     issues = outcome(client.post(path, json={"resourceType": "Parameters", **parameters}), 400)
@@ -158,8 +175,17 @@ def test_parameters_of_the_wrong_shape_are_400_naming_where(client, parameters, 
 def test_thousands_of_faults_give_a_bounded_list_of_issues(client):
     body = base_request()
     body["hook"] = "order-select"
-    response = client.post("/cds-services/safety-order-select", json=dict(body, context=dict(
-        body["context"], draftOrders={"resourceType": "Bundle", "entry": []}, selections=[f"X/{i}" for i in range(5000)])))
+    response = client.post(
+        "/cds-services/safety-order-select",
+        json=dict(
+            body,
+            context=dict(
+                body["context"],
+                draftOrders={"resourceType": "Bundle", "entry": []},
+                selections=[f"X/{i}" for i in range(5000)],
+            ),
+        ),
+    )
     issues = outcome(response, 400)
     assert len(issues) == 21 and issues[-1]["diagnostics"] == "4980 more issue(s) not listed"
     assert len(response.get_data()) < 10_000

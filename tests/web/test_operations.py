@@ -69,7 +69,9 @@ def test_trace_is_returned_on_request(client):
     trace = json.loads(plan["extension"][0]["valueString"])
     entry = next(a for a in trace["actions"] if a["action"] == "dah-05")
     assert entry["applied"] is True and entry["conditions"][0]["result"] is True
-    assert any(r.startswith("Observation/") or r.startswith("Condition/") for r in entry["conditions"][0].get("resources", []))
+    assert any(
+        r.startswith("Observation/") or r.startswith("Condition/") for r in entry["conditions"][0].get("resources", [])
+    )
 
 
 def test_activity_apply_returns_the_resource(client):
@@ -79,16 +81,44 @@ def test_activity_apply_returns_the_resource(client):
     assert resource["occurrenceTiming"]["repeat"]["count"] == 7
 
 
-@pytest.mark.parametrize("body,status,needle", [
-    ({"resourceType": "Patient"}, 400, "Parameters"),
-    ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "nope"}]}, 400, "subject"),
-    ({"resourceType": "Parameters", "parameter": []}, 400, "subject"),
-    ({"resourceType": "Parameters", "parameter": [{"name": "prefetchData", "part": [{"name": "key", "valueString": "x"}]}]}, 400, "prefetchData"),
-    ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "Patient/1"},
-                                                  {"name": "subject", "valueString": "Patient/2"}]}, 400, "only once"),
-    ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "Patient/1"},
-                                                  {"name": "data", "resource": {"resourceType": "Patient"}}]}, 400, "data"),
-])
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        ({"resourceType": "Patient"}, 400, "Parameters"),
+        ({"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "nope"}]}, 400, "subject"),
+        ({"resourceType": "Parameters", "parameter": []}, 400, "subject"),
+        (
+            {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "prefetchData", "part": [{"name": "key", "valueString": "x"}]}],
+            },
+            400,
+            "prefetchData",
+        ),
+        (
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "subject", "valueString": "Patient/1"},
+                    {"name": "subject", "valueString": "Patient/2"},
+                ],
+            },
+            400,
+            "only once",
+        ),
+        (
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "subject", "valueString": "Patient/1"},
+                    {"name": "data", "resource": {"resourceType": "Patient"}},
+                ],
+            },
+            400,
+            "data",
+        ),
+    ],
+)
 def test_bad_parameters_are_400_naming_the_parameter(client, body, status, needle):
     response = client.post("/PlanDefinition/dah/$apply", json=body)
     assert response.status_code == status

@@ -95,7 +95,7 @@ class SlowClient(threading.Thread):
                     chunk = sock.recv(65536)
                     self.answer += chunk
                     break  # answered (or closed)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     break
