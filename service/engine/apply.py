@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.engine import fhirpath, narrative
+from service.engine import narrative
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
 from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
@@ -166,9 +166,10 @@ class _Run:
         for key in plan.data_requirements:
             value = ctx.data.get(key)
             self.values[key] = [] if value is None else value
-        index = fhirpath.current.get().index
+        # The call's data, indexed once, with its time and terminology: passed to every evaluation.
+        self.evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
         for value in [*ctx.data.values(), ctx.draft_orders]:
-            index.add(value)
+            self.evaluation.index.add(value)
         self.lazy = _Lazy(self)
         # Results of expressions that do not read %item, by text: several rules often share one
         # condition or collection (they depend only on variables, each fixed for the run).
@@ -187,7 +188,7 @@ class _Run:
             raise _VariableFailed(name)
         var = self.plan.variables[name]
         try:
-            value = var.expression.evaluate(self.focus, {}, self.lazy)
+            value = var.expression.evaluate(self.evaluation, self.focus, {}, self.lazy)
         except _VariableFailed:
             self.failed.add(name)
             raise
@@ -204,7 +205,7 @@ class _Run:
         if shared and expr.text in self.memo:
             return self.memo[expr.text]
         try:
-            values = expr.evaluate(self.focus if focus is None else focus, {}, self.lazy)
+            values = expr.evaluate(self.evaluation, self.focus if focus is None else focus, {}, self.lazy)
             if shared:
                 self.memo[expr.text] = values
             return values
@@ -217,7 +218,7 @@ class _Run:
     def holds(self, expr: Expression, where: str) -> tuple[bool, str | None]:
         """A condition's verdict, and the reason when it could not be decided (fail closed)."""
         try:
-            return expr.holds(self.focus, {}, self.lazy), None
+            return expr.holds(self.evaluation, self.focus, {}, self.lazy), None
         except _VariableFailed as exc:
             message = f"not evaluated: variable %{exc.name} failed"
         except ExpressionError as exc:
@@ -562,26 +563,16 @@ def _copy(value: Any) -> Any:
 
 def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyResult:
     """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
-    evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
-    token = evaluation.activate()
-    try:
-        run = _Run(content, plan, ctx)
-        actions = [a for x in plan.actions for a in run.apply_action(x, None)]
-    finally:
-        Evaluation.deactivate(token)
+    run = _Run(content, plan, ctx)
+    actions = [a for x in plan.actions for a in run.apply_action(x, None)]
     return ApplyResult(plan, ctx, actions, run.trace, run.issues, list(run.not_evaluated.values()))
 
 
 def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext) -> tuple[dict | None, list[dict]]:
     """ActivityDefinition $apply on its own (its Library variables): the resource, or None and why."""
     scope = PlanDef(activity.url, {}, activity.source, [], dict(activity.variables), dict(activity.data_requirements))
-    evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
-    token = evaluation.activate()
-    try:
-        run = _Run(content, scope, ctx)
-        resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
-        pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
-        resource = run.apply_values(resource, pairs)
-    finally:
-        Evaluation.deactivate(token)
+    run = _Run(content, scope, ctx)
+    resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
+    pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
+    resource = run.apply_values(resource, pairs)
     return resource, run.issues

@@ -111,14 +111,11 @@ def _fhirpath_token(token: str, context: dict, now: datetime | None, resolved: d
     index = DataIndex()
     index.add(context.get("draftOrders"))
     evaluation = Evaluation(now, index, None, stub_references=True)
-    handle = evaluation.activate()
     try:
-        values = expr.evaluate({"context": context}, {k: ([] if v is None else v) for k, v in resolved.items()})
+        values = expr.evaluate(evaluation, {"context": context}, {k: ([] if v is None else v) for k, v in resolved.items()})
     except ExpressionError as exc:
         log.warning("prefetch token {{%s}}: %s", token, exc.message)
         return []
-    finally:
-        Evaluation.deactivate(handle)
     return to_python(values)
 
 

@@ -56,11 +56,7 @@ class Evaluator:
             self.index.add(value)
 
     def __call__(self, expr: str, **variables):
-        token = Evaluation(NOW, self.index, self.terminology).activate()
-        try:
-            return to_python(Expression(expr).evaluate({}, variables))
-        finally:
-            Evaluation.deactivate(token)
+        return to_python(Expression(expr).evaluate(Evaluation(NOW, self.index, self.terminology), {}, variables))
 
 
 def rx(code: str | None = None, display: str | None = None, text: str | None = None, system: str = RXNORM) -> dict:
