@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.engine import ApplyContext, apply_plan, load_content  # noqa: E402
+from service.content import load_folder
+from service.engine import ApplyContext, apply_plan  # noqa: E402
 from service.hooks import prefetch  # noqa: E402
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -95,7 +96,7 @@ def main() -> int:
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     args = parser.parse_args()
 
-    content = load_content(ROOT / "plandefinitions")
+    content = load_folder(ROOT / "plandefinitions")
     if args.gc_freeze:
         gc.collect()
         gc.freeze()  # as the service does after loading content (see service.app)

@@ -23,9 +23,9 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def content():
-    from service.engine import load_content
+    from service.content import load_folder
 
-    return load_content(CONTENT)
+    return load_folder(CONTENT)
 
 
 @pytest.fixture

@@ -248,9 +248,9 @@ def _app(now: str):
 
 @lru_cache(maxsize=1)
 def _content():
-    from service.engine import load_content
+    from service.content import load_folder
 
-    return load_content(CONTENT)
+    return load_folder(CONTENT)
 
 
 @lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from service.engine import load_content
+from service.content import load_folder
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from tests.engine.helpers import BASE, RXNORM, SNOMED, UCUM, ingredient, product_map, route_map, valueset, write
@@ -43,7 +43,7 @@ VALUESETS = [valueset("cyc", RXNORM, "3002"), valueset("pred", RXNORM, "8640"), 
 
 
 def load(folder, *extra):
-    return load_content(write(folder, PRODUCTS, ROUTES, *VALUESETS, *extra))
+    return load_folder(write(folder, PRODUCTS, ROUTES, *VALUESETS, *extra))
 
 
 class Evaluator:

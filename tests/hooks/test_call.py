@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.engine import load_content
+from service.content import load_folder
 from service.hooks.call import call_service
 from tests.conftest import T0
 from tests.engine.helpers import BASE, cond, plan, write
@@ -17,7 +17,7 @@ def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):
            "trigger": [{"type": "named-event", "name": "patient-view"}], "condition": [cond("true")],
            "action": [{"id": f"s{i}", "title": f"Option {i}", "extension": REC, "definitionCanonical": AD["url"]} for i in (1, 2)]}
     good = {"id": "good", "title": "Fine", "trigger": [{"type": "named-event", "name": "patient-view"}]}
-    content = load_content(write(tmp_path, AD, plan([bad, good])))
+    content = load_folder(write(tmp_path, AD, plan([bad, good])))
     body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"userId": "Practitioner/1", "patientId": "p"}, "prefetch": {}}
     outcome = call_service(content, content.services["t-patient-view"], body, T0)
