@@ -33,15 +33,16 @@ Rules:
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from service.engine import narrative
+from service.engine.activity import activity_resource
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
+from service.engine.paths import EMPTY_LITERAL, remove_path, set_path
 from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
 from service.engine.terminology import canonical
 from service.errors import ExpressionError
@@ -416,8 +417,8 @@ class _Run:
         if activity is None:
             self.issue(str(action.source), f"definition {action.definition} is not an ActivityDefinition")
             return None
-        resource = activity_resource(activity, self.ctx, stable_id(self.ctx.hook_instance, self.ctx.subject,
-                                                                   self.plan.url, action.path + suffix))
+        resource = _proposed(activity, self.ctx, stable_id(self.ctx.hook_instance, self.ctx.subject,
+                                                           self.plan.url, action.path + suffix))
         pairs = [(dv, self.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
         return self.apply_values(resource, pairs + action_values)
 
@@ -431,131 +432,12 @@ def _value(values: list) -> Any:
     return py[0] if len(py) == 1 else py
 
 
-_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
-EMPTY_LITERAL = "{}"  # FHIRPath's empty collection: as a dynamicValue, removes the element
-
-
-def _steps(resource: dict, path: str):
-    """(name, list index or None, is last) for each step of a simple FHIRPath path (`a.b[0].c`);
-    a leading resource type is skipped."""
-    steps = path.split(".")
-    if steps and steps[0] == resource.get("resourceType"):
-        steps = steps[1:]
-    for n, step in enumerate(steps):
-        m = _STEP.match(step)
-        if not m:
-            raise ValueError(f"dynamicValue path {path!r}: {step!r} is not a simple path step")
-        yield m.group(1), (int(m.group(2)) if m.group(2) is not None else None), n == len(steps) - 1
-
-
-def set_path(resource: dict, path: str, value: Any) -> None:
-    """Set `value` at a simple FHIRPath path (`a.b[0].c`), creating what is missing."""
-    node: Any = resource
-    for name, index, last in _steps(resource, path):
-        if index is None:
-            if last:
-                node[name] = value
-            else:
-                node = node.setdefault(name, {})
-                if not isinstance(node, dict):
-                    raise ValueError(f"dynamicValue path {path!r}: {name} is a list; give an index")
-        else:
-            items = node.setdefault(name, [])
-            while len(items) <= index:
-                items.append({})
-            if last:
-                items[index] = value
-            else:
-                node = items[index]
-
-
-def remove_path(resource: dict, path: str) -> None:
-    """Remove the element at a simple FHIRPath path (`a.b[0].c`; a last step with an index
-    removes that item of the list, without one the whole element); nothing when it is absent."""
-    node: Any = resource
-    for name, index, last in _steps(resource, path):
-        if not isinstance(node, dict) or name not in node:
-            return
-        if index is None:
-            if last:
-                del node[name]
-                return
-            node = node[name]
-        else:
-            items = node[name]
-            if not isinstance(items, list) or index >= len(items):
-                return
-            if last:
-                del items[index]
-                if not items:
-                    del node[name]
-                return
-            node = items[index]
-
-
-# ---- ActivityDefinition $apply (R4 §12.21.4.4 mapping of ActivityDefinition elements) ----
-
-
-def activity_resource(activity: ActivityDef, ctx: ApplyContext, resource_id: str) -> dict:
-    ad = activity.raw
-    kind = ad["kind"]
-    res: dict[str, Any] = {"resourceType": kind, "id": resource_id}
-    subject = {"reference": ctx.subject}
-    encounter = {"reference": ctx.encounter} if ctx.encounter else None
-    instantiates = activity.url + (f"|{ad['version']}" if ad.get("version") else "")
-    if kind == "MedicationRequest":
-        res.update(status="draft", intent=ad.get("intent", "proposal"), subject=subject)
-        res["instantiatesCanonical"] = [instantiates]
-        if "productCodeableConcept" in ad:
-            res["medicationCodeableConcept"] = ad["productCodeableConcept"]
-        elif "productReference" in ad:
-            res["medicationReference"] = ad["productReference"]
-        if "dosage" in ad:
-            res["dosageInstruction"] = _copy(ad["dosage"])
-    elif kind == "ServiceRequest":
-        res.update(status="draft", intent=ad.get("intent", "proposal"), subject=subject)
-        res["instantiatesCanonical"] = [instantiates]
-        if "code" in ad:
-            res["code"] = ad["code"]
-        for src, dst in (("timingTiming", "occurrenceTiming"), ("timingDateTime", "occurrenceDateTime"),
-                         ("timingPeriod", "occurrencePeriod"), ("quantityQuantity", "quantityQuantity")):
-            if src in ad:
-                res[dst] = _copy(ad[src])
-        if "bodySite" in ad:
-            res["bodySite"] = ad["bodySite"]
-    elif kind == "CommunicationRequest":
-        res.update(status="draft", subject=subject)
-        if "code" in ad:
-            res["category"] = [ad["code"]]
-    elif kind == "Task":
-        res.update(status="draft", intent=ad.get("intent", "proposal"), **{"for": subject})
-        res["instantiatesCanonical"] = instantiates
-        if "code" in ad:
-            res["code"] = ad["code"]
-    else:
-        res.update(status="draft", subject=subject)
-        if "code" in ad:
-            res["code"] = ad["code"]
-    if ad.get("priority") and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest", "Task"):
-        res["priority"] = ad["priority"]
-    if ad.get("doNotPerform") and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest"):
-        res["doNotPerform"] = True
-    if encounter and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest", "Task"):
-        res["encounter"] = encounter
-    if ctx.practitioner and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest"):
-        res["requester"] = {"reference": ctx.practitioner}
-    if ad.get("description") and kind in ("ServiceRequest", "MedicationRequest", "CommunicationRequest", "Task"):
-        if kind == "Task":
-            res["description"] = ad["description"]
-        elif kind == "CommunicationRequest":
-            res["payload"] = [{"contentString": ad["description"]}]
-        else:
-            res["note"] = [{"text": ad["description"]}]
-    return res
-
-
 def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
+
+
+def _proposed(activity: ActivityDef, ctx: ApplyContext, resource_id: str) -> dict:
+    return activity_resource(activity, resource_id, ctx.subject, ctx.encounter, ctx.practitioner)
 
 
 # ---- entry points -------------------------------------------------------------------------
@@ -572,7 +454,7 @@ def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext
     """ActivityDefinition $apply on its own (its Library variables): the resource, or None and why."""
     scope = PlanDef(activity.url, {}, activity.source, [], dict(activity.variables), dict(activity.data_requirements))
     run = _Run(content, scope, ctx)
-    resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
+    resource = _proposed(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
     pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
     resource = run.apply_values(resource, pairs)
     return resource, run.issues
