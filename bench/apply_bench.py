@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.content import load_folder
+from service.content import load_folder  # noqa: E402
 from service.engine import ApplyContext, apply_plan  # noqa: E402
 from service.hooks import prefetch  # noqa: E402
 

@@ -124,22 +124,6 @@ class _VariableFailed(ExpressionError):
         self.name = name
 
 
-class _Lazy:
-    """The variables of one run, computed on first read (each at most once)."""
-
-    def __init__(self, run: "_Run"):
-        self.run = run
-
-    def has(self, name: str) -> bool:
-        run = self.run
-        return name in run.bindings or name in run.values or name in run.plan.variables
-
-    def get(self, name: str) -> Any:
-        if name in self.run.bindings:
-            return self.run.bindings[name]
-        return self.run.variable(name)
-
-
 def stable_id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
 
@@ -171,7 +155,6 @@ class _Run:
         self.evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
         for value in [*ctx.data.values(), ctx.draft_orders]:
             self.evaluation.index.add(value)
-        self.lazy = _Lazy(self)
         # Results of expressions that do not read %item, by text: several rules often share one
         # condition or collection (they depend only on variables, each fixed for the run).
         self.memo: dict[str, list] = {}
@@ -182,6 +165,18 @@ class _Run:
 
     # ---- expressions ----------------------------------------------------------------
 
+    # The run is the lazy variable source of its evaluations (`fhirpath.Variables`): each variable
+    # is computed on first read, at most once.  (Itself, not a helper pointing back at it: a
+    # reference cycle would keep the call's data index alive until the next full collection.)
+
+    def has(self, name: str) -> bool:
+        return name in self.bindings or name in self.values or name in self.plan.variables
+
+    def get(self, name: str) -> Any:
+        if name in self.bindings:
+            return self.bindings[name]
+        return self.variable(name)
+
     def variable(self, name: str) -> Any:
         if name in self.values:
             return self.values[name]
@@ -189,7 +184,7 @@ class _Run:
             raise _VariableFailed(name)
         var = self.plan.variables[name]
         try:
-            value = var.expression.evaluate(self.evaluation, self.focus, {}, self.lazy)
+            value = var.expression.evaluate(self.evaluation, self.focus, {}, self)
         except _VariableFailed:
             self.failed.add(name)
             raise
@@ -206,7 +201,7 @@ class _Run:
         if shared and expr.text in self.memo:
             return self.memo[expr.text]
         try:
-            values = expr.evaluate(self.evaluation, self.focus if focus is None else focus, {}, self.lazy)
+            values = expr.evaluate(self.evaluation, self.focus if focus is None else focus, {}, self)
             if shared:
                 self.memo[expr.text] = values
             return values
@@ -219,7 +214,7 @@ class _Run:
     def holds(self, expr: Expression, where: str) -> tuple[bool, str | None]:
         """A condition's verdict, and the reason when it could not be decided (fail closed)."""
         try:
-            return expr.holds(self.evaluation, self.focus, {}, self.lazy), None
+            return expr.holds(self.evaluation, self.focus, {}, self), None
         except _VariableFailed as exc:
             message = f"not evaluated: variable %{exc.name} failed"
         except ExpressionError as exc:
