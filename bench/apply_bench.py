@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.engine import ApplyContext, apply_plan, load_content  # noqa: E402
 from service import data as data_layer  # noqa: E402
+from service.content import load_folder  # noqa: E402
+from service.engine import ApplyContext, apply_plan  # noqa: E402
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 LOINC = ["29463-7", "8302-2", "718-7", "59408-5", "2708-6", "2703-7", "3150-0", "50984-4", "2160-0", "14682-9",
@@ -95,7 +96,7 @@ def main() -> int:
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     args = parser.parse_args()
 
-    content = load_content(ROOT / "plandefinitions")
+    content = load_folder(ROOT / "plandefinitions")
     if args.gc_freeze:
         gc.collect()
         gc.freeze()  # as the service does after loading content (see service.app)

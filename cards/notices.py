@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.engine.apply import ApplyResult, NotEvaluated, stable_id
+from service.engine import ApplyResult, NotEvaluated, stable_id
 
 NOTICE_SYSTEM = "http://example.org/fhir/CodeSystem/cds-service-notice"
 _PRIORITY = {"stat": ("critical", 0), "urgent": ("warning", 1), "asap": ("warning", 1), "routine": ("info", 2)}

@@ -11,8 +11,9 @@ from flask import Flask
 
 from service.auth import authentication
 from service.config import load_config
-from service.content_source import FhirContentSource
-from service.engine import ContentSet, load_content
+from service.content.fhir_source import FhirContentSource
+from service.content import load_folder
+from service.engine import ContentSet
 from service.feedback import FeedbackStore
 from service.fhir.budget import Budget
 from service.fhir.client import FhirClient
@@ -44,7 +45,7 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
                content: ContentSet | None = None) -> Flask:
     """Build the service.  Bad content raises ContentErrors (file and path): the service
     refuses to start rather than serve part of the guidance.  With `content_fhir_base_url` the
-    content comes from that FHIR server instead (service.content_source: bad resources there are
+    content comes from that FHIR server instead (service.content.fhir_source: bad resources there are
     skipped and reported, and it is refreshed every `content_refresh_seconds`).  A bad
     trusted-clients file, or no trusted clients on a non-loopback host, raises ConfigurationError
     (service.auth)."""
@@ -64,7 +65,7 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
         content = source.initial()
     runtime = Runtime(
         config=cfg,
-        content=content if content is not None else load_content(cfg.content_dir),
+        content=content if content is not None else load_folder(cfg.content_dir),
         store=store,
         fetcher_factory=_fetcher_factory(cfg),
         clock=clock,

@@ -10,12 +10,12 @@ from service.config import load_config
 
 
 def _validate(args) -> int:
-    from service.engine import load_content
+    from service.content import load_folder
     from service.errors import ContentErrors
 
     folder = args.folder or load_config().content_dir
     try:
-        content = load_content(folder)
+        content = load_folder(folder)
     except ContentErrors as exc:
         for err in exc.errors:
             print(f"ERROR {err}", file=sys.stderr)
@@ -45,7 +45,7 @@ def _serve(args) -> int:
 def _publish(args) -> int:
     from service.errors import ContentErrors, FhirAccessError
     from service.fhir.client import FhirClient
-    from service.publish import PublishError, Skipped, load_patients, publish_content
+    from service.content.publish import PublishError, Skipped, load_patients, publish_content
 
     cfg = load_config()
     base_url = args.fhir_base_url or cfg.content_fhir_base_url

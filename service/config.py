@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Config:
     content_dir: str = str(PROJECT_ROOT / "plandefinitions")
-    # Content from a FHIR server instead of content_dir (service.content_source); "" = the folder.
+    # Content from a FHIR server instead of content_dir (service.content.fhir_source); "" = the folder.
     content_fhir_base_url: str = ""
     content_fhir_token: str = ""
     content_fhir_status: str = "active"  # PlanDefinition.status values served ("active,draft": unsigned content)

@@ -40,15 +40,15 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def content():
-    from service.engine import load_content
+    from service.content import load_folder
 
-    return load_content(CONTENT)
+    return load_folder(CONTENT)
 
 
 @pytest.fixture(scope="session")
 def synthetic_content():
     """The small synthetic content of tests/fixtures/content/ (no clinical meaning), for protocol tests."""
-    from service.engine import load_content
+    from service.content import load_folder as load_content
 
     return load_content(SYNTHETIC)
 

@@ -28,7 +28,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("service.data",),  # prefetch and FHIR-server data for hooks and $apply
     "cards": ("cards",),  # CDS cards from the engine's result model
     # content IO beside the engine; `content_source` and `publish` are its modules before the move
-    "content": ("service.content", "service.content_source", "service.publish"),
+    "content": ("service.content",),
     "guidance": ("service.guidance",),  # rule pages gathered from the content
     "engine": ("service.engine",),  # pure $apply
     "auth": ("service.auth",),  # trusted clients and their JWTs

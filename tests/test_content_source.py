@@ -1,4 +1,4 @@
-"""Content from a FHIR server (service.content_source), against an in-process stand-in for the
+"""Content from a FHIR server (service.content.fhir_source), against an in-process stand-in for the
 server's search API; the real server is exercised in tests/integration/test_fhir_content.py."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from service.content_source import FhirContentSource, references
+from service.content.fhir_source import FhirContentSource, references
 from service.errors import FhirAuthError, FhirUnavailable
 from service.runtime import Runtime
 from tests.conftest import CONTENT
@@ -119,9 +119,9 @@ def test_references_by_field_url_and_expression():
 
 
 def test_bundled_content_from_the_server_serves_the_same_services():
-    from service.engine import load_content
+    from service.content import load_folder
 
-    folder = load_content(CONTENT)
+    folder = load_folder(CONTENT)
     server = FakeServer(folder_resources())
     content = source_for(server).load()
     assert sorted(content.services) == sorted(folder.services)

@@ -1,4 +1,4 @@
-"""service.publish without a server: what a sample file becomes, ids, the fallback to
+"""service.content.publish without a server: what a sample file becomes, ids, the fallback to
 server-assigned ids.  Against a real server: tests/integration/test_fhir_content.py."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from service.errors import ContentErrors, FhirServerError
-from service.publish import (
+from service.content.publish import (
     CONTENT_ORDER,
     LoadReport,
     Skipped,
@@ -20,6 +19,7 @@ from service.publish import (
     stored_ids,
     to_transaction,
 )
+from service.errors import ContentErrors, FhirServerError
 from tests.conftest import CONTENT
 
 CASE = CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json"
@@ -111,7 +111,7 @@ def test_the_same_resource_in_two_prefetch_keys_is_sent_once():
 
 
 def test_an_invalid_prefixed_id_is_refused():
-    from service.publish import PublishError
+    from service.content.publish import PublishError
 
     with pytest.raises(PublishError, match="not a valid FHIR id"):
         to_transaction([(None, {"resourceType": "Patient", "id": "x" * 64})], "keep", id_prefix="p-")

@@ -18,8 +18,7 @@ from typing import Any
 
 from service.data.templates import templates
 from service.data.tokens import KEY_REF, Tokens
-from service.engine.model import PlanDef
-from service.engine.terminology import Terminology
+from service.engine import PlanDef, Terminology
 from service.errors import DataUnavailable, FhirAccessError, InvalidRequest
 from service.fhir.reader import FhirReader
 

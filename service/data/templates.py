@@ -9,8 +9,7 @@ parameters).  Discovery advertises these; hook calls and `$apply` resolve their 
 
 from __future__ import annotations
 
-from service.engine.model import DataRequirementDef, PlanDef
-from service.engine.terminology import Terminology
+from service.engine import DataRequirementDef, PlanDef, Terminology
 
 
 def template(dr: DataRequirementDef, terminology: Terminology) -> str:

@@ -22,8 +22,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from service.engine.fhirpath import Evaluation, Expression, to_python
-from service.engine.index import DataIndex
+from service.engine import DataIndex, Evaluation, Expression, to_python
 from service.errors import ExpressionError
 
 log = logging.getLogger("service.prefetch")
@@ -77,15 +76,12 @@ class Tokens:
             index = DataIndex()
             index.add(self.context.get("draftOrders"))
             self._evaluation = Evaluation(self.now, index, None, stub_references=True)
-        handle = self._evaluation.activate()
         try:
-            values = expr.evaluate({"context": dict(self.context)},
+            values = expr.evaluate(self._evaluation, {"context": dict(self.context)},
                                    {k: ([] if v is None else v) for k, v in resolved.items()})
         except ExpressionError as exc:
             log.warning("prefetch token {{%s}}: %s", token, exc.message)
             return []
-        finally:
-            Evaluation.deactivate(handle)
         return to_python(values)
 
 

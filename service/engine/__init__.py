@@ -1,10 +1,26 @@
-"""Pure PlanDefinition/ActivityDefinition $apply: no Flask, no requests, no clock."""
+"""Pure PlanDefinition/ActivityDefinition $apply: no Flask, no requests, no clock, no files.
 
-from service.engine.apply import ApplyContext, ApplyResult, AppliedAction, apply_activity, apply_plan
-from service.engine.content import build_content, load_content
-from service.engine.model import ContentSet, ServiceDef
+The public face: build a ContentSet from resources (`build_content`: compile, link, lint),
+then `apply_plan` / `apply_activity` with an `ApplyContext`.  Reading content from a folder or
+a FHIR server is `service.content`."""
+
+from service.engine import functions  # noqa: F401  (registers the generic functions with the FHIRPath gateway)
+from service.engine.apply import (
+    ApplyContext, ApplyResult, AppliedAction, NotEvaluated, apply_activity, apply_plan, stable_id,
+)
+from service.engine.build import build_content
+from service.engine.compile import SUPPORTED_TYPES
+from service.engine.fhirpath import Evaluation, Expression, to_python
+from service.engine.index import DataIndex
+from service.engine.model import (
+    EXT_APP_CONTEXT, EXT_LINK_TYPE, ActionDef, ContentIssue, ContentSet, DataRequirementDef, PlanDef, ServiceDef,
+    Source,
+)
+from service.engine.terminology import Terminology
 
 __all__ = [
-    "ApplyContext", "ApplyResult", "AppliedAction", "ContentSet", "ServiceDef",
-    "apply_activity", "apply_plan", "build_content", "load_content",
+    "ApplyContext", "ApplyResult", "AppliedAction", "NotEvaluated", "apply_activity", "apply_plan", "stable_id",
+    "build_content", "SUPPORTED_TYPES", "Evaluation", "Expression", "to_python", "DataIndex",
+    "EXT_APP_CONTEXT", "EXT_LINK_TYPE", "ActionDef", "ContentIssue", "ContentSet", "DataRequirementDef", "PlanDef",
+    "ServiceDef", "Source", "Terminology",
 ]

@@ -33,15 +33,16 @@ Rules:
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.engine import fhirpath, narrative
+from service.engine import narrative
+from service.engine.activity import activity_resource
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
+from service.engine.paths import EMPTY_LITERAL, remove_path, set_path
 from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
 from service.engine.terminology import canonical
 from service.errors import ExpressionError
@@ -123,22 +124,6 @@ class _VariableFailed(ExpressionError):
         self.name = name
 
 
-class _Lazy:
-    """The variables of one run, computed on first read (each at most once)."""
-
-    def __init__(self, run: "_Run"):
-        self.run = run
-
-    def has(self, name: str) -> bool:
-        run = self.run
-        return name in run.bindings or name in run.values or name in run.plan.variables
-
-    def get(self, name: str) -> Any:
-        if name in self.run.bindings:
-            return self.run.bindings[name]
-        return self.run.variable(name)
-
-
 def stable_id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
 
@@ -166,10 +151,10 @@ class _Run:
         for key in plan.data_requirements:
             value = ctx.data.get(key)
             self.values[key] = [] if value is None else value
-        index = fhirpath.current.get().index
+        # The call's data, indexed once, with its time and terminology: passed to every evaluation.
+        self.evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
         for value in [*ctx.data.values(), ctx.draft_orders]:
-            index.add(value)
-        self.lazy = _Lazy(self)
+            self.evaluation.index.add(value)
         # Results of expressions that do not read %item, by text: several rules often share one
         # condition or collection (they depend only on variables, each fixed for the run).
         self.memo: dict[str, list] = {}
@@ -180,6 +165,18 @@ class _Run:
 
     # ---- expressions ----------------------------------------------------------------
 
+    # The run is the lazy variable source of its evaluations (`fhirpath.Variables`): each variable
+    # is computed on first read, at most once.  (Itself, not a helper pointing back at it: a
+    # reference cycle would keep the call's data index alive until the next full collection.)
+
+    def has(self, name: str) -> bool:
+        return name in self.bindings or name in self.values or name in self.plan.variables
+
+    def get(self, name: str) -> Any:
+        if name in self.bindings:
+            return self.bindings[name]
+        return self.variable(name)
+
     def variable(self, name: str) -> Any:
         if name in self.values:
             return self.values[name]
@@ -187,7 +184,7 @@ class _Run:
             raise _VariableFailed(name)
         var = self.plan.variables[name]
         try:
-            value = var.expression.evaluate(self.focus, {}, self.lazy)
+            value = var.expression.evaluate(self.evaluation, self.focus, {}, self)
         except _VariableFailed:
             self.failed.add(name)
             raise
@@ -204,7 +201,7 @@ class _Run:
         if shared and expr.text in self.memo:
             return self.memo[expr.text]
         try:
-            values = expr.evaluate(self.focus if focus is None else focus, {}, self.lazy)
+            values = expr.evaluate(self.evaluation, self.focus if focus is None else focus, {}, self)
             if shared:
                 self.memo[expr.text] = values
             return values
@@ -217,7 +214,7 @@ class _Run:
     def holds(self, expr: Expression, where: str) -> tuple[bool, str | None]:
         """A condition's verdict, and the reason when it could not be decided (fail closed)."""
         try:
-            return expr.holds(self.focus, {}, self.lazy), None
+            return expr.holds(self.evaluation, self.focus, {}, self), None
         except _VariableFailed as exc:
             message = f"not evaluated: variable %{exc.name} failed"
         except ExpressionError as exc:
@@ -415,8 +412,8 @@ class _Run:
         if activity is None:
             self.issue(str(action.source), f"definition {action.definition} is not an ActivityDefinition")
             return None
-        resource = activity_resource(activity, self.ctx, stable_id(self.ctx.hook_instance, self.ctx.subject,
-                                                                   self.plan.url, action.path + suffix))
+        resource = _proposed(activity, self.ctx, stable_id(self.ctx.hook_instance, self.ctx.subject,
+                                                           self.plan.url, action.path + suffix))
         pairs = [(dv, self.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
         return self.apply_values(resource, pairs + action_values)
 
@@ -430,131 +427,12 @@ def _value(values: list) -> Any:
     return py[0] if len(py) == 1 else py
 
 
-_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
-EMPTY_LITERAL = "{}"  # FHIRPath's empty collection: as a dynamicValue, removes the element
-
-
-def _steps(resource: dict, path: str):
-    """(name, list index or None, is last) for each step of a simple FHIRPath path (`a.b[0].c`);
-    a leading resource type is skipped."""
-    steps = path.split(".")
-    if steps and steps[0] == resource.get("resourceType"):
-        steps = steps[1:]
-    for n, step in enumerate(steps):
-        m = _STEP.match(step)
-        if not m:
-            raise ValueError(f"dynamicValue path {path!r}: {step!r} is not a simple path step")
-        yield m.group(1), (int(m.group(2)) if m.group(2) is not None else None), n == len(steps) - 1
-
-
-def set_path(resource: dict, path: str, value: Any) -> None:
-    """Set `value` at a simple FHIRPath path (`a.b[0].c`), creating what is missing."""
-    node: Any = resource
-    for name, index, last in _steps(resource, path):
-        if index is None:
-            if last:
-                node[name] = value
-            else:
-                node = node.setdefault(name, {})
-                if not isinstance(node, dict):
-                    raise ValueError(f"dynamicValue path {path!r}: {name} is a list; give an index")
-        else:
-            items = node.setdefault(name, [])
-            while len(items) <= index:
-                items.append({})
-            if last:
-                items[index] = value
-            else:
-                node = items[index]
-
-
-def remove_path(resource: dict, path: str) -> None:
-    """Remove the element at a simple FHIRPath path (`a.b[0].c`; a last step with an index
-    removes that item of the list, without one the whole element); nothing when it is absent."""
-    node: Any = resource
-    for name, index, last in _steps(resource, path):
-        if not isinstance(node, dict) or name not in node:
-            return
-        if index is None:
-            if last:
-                del node[name]
-                return
-            node = node[name]
-        else:
-            items = node[name]
-            if not isinstance(items, list) or index >= len(items):
-                return
-            if last:
-                del items[index]
-                if not items:
-                    del node[name]
-                return
-            node = items[index]
-
-
-# ---- ActivityDefinition $apply (R4 §12.21.4.4 mapping of ActivityDefinition elements) ----
-
-
-def activity_resource(activity: ActivityDef, ctx: ApplyContext, resource_id: str) -> dict:
-    ad = activity.raw
-    kind = ad["kind"]
-    res: dict[str, Any] = {"resourceType": kind, "id": resource_id}
-    subject = {"reference": ctx.subject}
-    encounter = {"reference": ctx.encounter} if ctx.encounter else None
-    instantiates = activity.url + (f"|{ad['version']}" if ad.get("version") else "")
-    if kind == "MedicationRequest":
-        res.update(status="draft", intent=ad.get("intent", "proposal"), subject=subject)
-        res["instantiatesCanonical"] = [instantiates]
-        if "productCodeableConcept" in ad:
-            res["medicationCodeableConcept"] = ad["productCodeableConcept"]
-        elif "productReference" in ad:
-            res["medicationReference"] = ad["productReference"]
-        if "dosage" in ad:
-            res["dosageInstruction"] = _copy(ad["dosage"])
-    elif kind == "ServiceRequest":
-        res.update(status="draft", intent=ad.get("intent", "proposal"), subject=subject)
-        res["instantiatesCanonical"] = [instantiates]
-        if "code" in ad:
-            res["code"] = ad["code"]
-        for src, dst in (("timingTiming", "occurrenceTiming"), ("timingDateTime", "occurrenceDateTime"),
-                         ("timingPeriod", "occurrencePeriod"), ("quantityQuantity", "quantityQuantity")):
-            if src in ad:
-                res[dst] = _copy(ad[src])
-        if "bodySite" in ad:
-            res["bodySite"] = ad["bodySite"]
-    elif kind == "CommunicationRequest":
-        res.update(status="draft", subject=subject)
-        if "code" in ad:
-            res["category"] = [ad["code"]]
-    elif kind == "Task":
-        res.update(status="draft", intent=ad.get("intent", "proposal"), **{"for": subject})
-        res["instantiatesCanonical"] = instantiates
-        if "code" in ad:
-            res["code"] = ad["code"]
-    else:
-        res.update(status="draft", subject=subject)
-        if "code" in ad:
-            res["code"] = ad["code"]
-    if ad.get("priority") and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest", "Task"):
-        res["priority"] = ad["priority"]
-    if ad.get("doNotPerform") and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest"):
-        res["doNotPerform"] = True
-    if encounter and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest", "Task"):
-        res["encounter"] = encounter
-    if ctx.practitioner and kind in ("MedicationRequest", "ServiceRequest", "CommunicationRequest"):
-        res["requester"] = {"reference": ctx.practitioner}
-    if ad.get("description") and kind in ("ServiceRequest", "MedicationRequest", "CommunicationRequest", "Task"):
-        if kind == "Task":
-            res["description"] = ad["description"]
-        elif kind == "CommunicationRequest":
-            res["payload"] = [{"contentString": ad["description"]}]
-        else:
-            res["note"] = [{"text": ad["description"]}]
-    return res
-
-
 def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
+
+
+def _proposed(activity: ActivityDef, ctx: ApplyContext, resource_id: str) -> dict:
+    return activity_resource(activity, resource_id, ctx.subject, ctx.encounter, ctx.practitioner)
 
 
 # ---- entry points -------------------------------------------------------------------------
@@ -562,26 +440,16 @@ def _copy(value: Any) -> Any:
 
 def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyResult:
     """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
-    evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
-    token = evaluation.activate()
-    try:
-        run = _Run(content, plan, ctx)
-        actions = [a for x in plan.actions for a in run.apply_action(x, None)]
-    finally:
-        Evaluation.deactivate(token)
+    run = _Run(content, plan, ctx)
+    actions = [a for x in plan.actions for a in run.apply_action(x, None)]
     return ApplyResult(plan, ctx, actions, run.trace, run.issues, list(run.not_evaluated.values()))
 
 
 def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext) -> tuple[dict | None, list[dict]]:
     """ActivityDefinition $apply on its own (its Library variables): the resource, or None and why."""
     scope = PlanDef(activity.url, {}, activity.source, [], dict(activity.variables), dict(activity.data_requirements))
-    evaluation = Evaluation(ctx.now, DataIndex(content.terminology), content.terminology)
-    token = evaluation.activate()
-    try:
-        run = _Run(content, scope, ctx)
-        resource = activity_resource(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
-        pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
-        resource = run.apply_values(resource, pairs)
-    finally:
-        Evaluation.deactivate(token)
+    run = _Run(content, scope, ctx)
+    resource = _proposed(activity, ctx, stable_id(ctx.hook_instance, ctx.subject, activity.url))
+    pairs = [(dv, run.evaluate(dv.expression, str(dv.source))) for dv in activity.dynamic_values]
+    resource = run.apply_values(resource, pairs)
     return resource, run.issues

@@ -76,9 +76,6 @@ class ConceptMaps:
             return ()
         return tuple(t for element in found for t in element.targets)
 
-    def source_elements(self, token: str) -> tuple[Element, ...]:
-        return tuple(self._by_source.get(token, ()))
-
     def tokens(self) -> frozenset[str]:
         """Every concept the maps name, as source or as mapped target."""
         return frozenset(self._by_source) | frozenset(t.token for e in self.elements for t in e.targets)

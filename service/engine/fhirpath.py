@@ -7,6 +7,10 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
 - `now()`, `today()` and `%now` read the evaluation time the engine binds, never the clock.
 - Library exceptions become ExpressionError; nothing from fhirpathpy leaks out.
 - The generic functions of `service.engine.functions` are registered here.
+- Per-call state (evaluation time, data index, terminology) is an `Evaluation` the caller
+  passes to `Expression.evaluate`/`holds`; it travels in fhirpathpy's evaluation context (the
+  `ctx` dict fhirpathpy hands to every invocation, never copied) and every generic function
+  receives it as its first argument.  No module or context-variable state is per call.
 - Variables may be supplied lazily (computed on first use), and a condition that is an
   `and` chain stops at the first operand that is not true (FHIRPath §6.5 allows not
   evaluating the second operand): rules that do not apply cost little.
@@ -15,8 +19,8 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from functools import cache
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,7 +31,7 @@ from antlr4.tree.Tree import ParseTreeWalker
 from fhirpathpy.engine import do_eval
 from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.engine.nodes import FP_DateTime, FP_Quantity, FP_Time, FP_Type, ResourceNode
-from fhirpathpy.engine.util import arraify, process_user_invocation_table
+from fhirpathpy.engine.util import arraify, get_data
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
@@ -40,9 +44,8 @@ _R4 = models["r4"]
 _VARIABLE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
 # Variables every FHIRPath evaluation has (FHIRPath §Environment variables; FHIR §2.1.9.1.4).
 STANDARD_VARIABLES = frozenset({"ucum", "context", "resource", "rootResource", "sct", "loinc"})
-
-# The evaluation in progress (set by `Evaluation.activate`); read by the generic functions.
-current: ContextVar["Evaluation"] = ContextVar("fhirpath_evaluation")
+# The key of fhirpathpy's evaluation context under which the `Evaluation` of the call travels.
+_EVALUATION = "service.evaluation"
 
 
 class _RaisingListener(ErrorListener):
@@ -69,7 +72,10 @@ def _parse_strict(text: str) -> dict:
 
 
 class Evaluation:
-    """Per-call state the generic functions need: the evaluation time and the data index."""
+    """Per-call state the generic functions need: the evaluation time, the data index and the
+    terminology.  Made once per call by the caller and passed to every evaluation."""
+
+    __slots__ = ("now", "fp_now", "fp_today", "index", "terminology", "allowed_cache", "stub_references")
 
     def __init__(self, now: datetime, index=None, terminology=None, stub_references: bool = False):
         self.now = now
@@ -82,20 +88,13 @@ class Evaluation:
         # (prefetch templates only need the id: CDS Hooks 3.0 ballot §Prefetch tokens).
         self.stub_references = stub_references
 
-    def activate(self):
-        return current.set(self)
 
-    @staticmethod
-    def deactivate(token) -> None:
-        current.reset(token)
+def _now(evaluation: Evaluation, inputs):
+    return evaluation.fp_now
 
 
-def _now(inputs):
-    return current.get().fp_now
-
-
-def _today(inputs):
-    return current.get().fp_today
+def _today(evaluation: Evaluation, inputs):
+    return evaluation.fp_today
 
 
 _BUILTIN_OVERRIDES: dict[str, dict] = {
@@ -104,14 +103,33 @@ _BUILTIN_OVERRIDES: dict[str, dict] = {
 }
 
 
+# The generic functions (and the time overrides), each `fn(evaluation, inputs, *args)`: filled once,
+# when `service.engine.functions` registers its table (the engine package imports it at start).
+_FUNCTIONS: dict[str, dict] = dict(_BUILTIN_OVERRIDES)
+
+
+def register(table: Mapping[str, dict]) -> None:
+    """Add generic functions to the gateway (done once, at import of the module that defines them)."""
+    _FUNCTIONS.update(table)
+    _invocations.cache_clear()
+
+
 def _function_table() -> dict[str, dict]:
-    from service.engine import functions  # the generic functions, registered once
-
-    return {**_BUILTIN_OVERRIDES, **functions.TABLE}
+    return _FUNCTIONS
 
 
-_TABLE: dict[str, dict] | None = None
-_PROCESSED: dict[str, dict] | None = None  # the table in fhirpathpy's calling convention, built once
+def _bound(fn: Any) -> Any:
+    """fhirpathpy calls an invocation `fn(ctx, inputs, *args)`: hand the function the call's
+    Evaluation from `ctx` and its inputs unwrapped (what fhirpathpy does for user functions)."""
+    def invoke(ctx, inputs, *args):
+        return fn(ctx[_EVALUATION], [get_data(i) for i in inputs], *args)
+    return invoke
+
+
+@cache
+def _invocations() -> dict[str, dict]:
+    """The function table in fhirpathpy's calling convention, built once."""
+    return {name: {**entry, "fn": _bound(entry["fn"])} for name, entry in _function_table().items()}
 
 
 class Variables(dict):
@@ -142,7 +160,7 @@ def _conjuncts(node: dict) -> list[dict]:
 def _known_functions() -> set[str]:
     from fhirpathpy.engine.invocations import invocation_registry
 
-    return set(invocation_registry) | set(_TABLE or ())
+    return set(invocation_registry) | set(_function_table())
 
 
 def _function_names(node: dict) -> set[str]:
@@ -168,10 +186,6 @@ class Expression:
             raise UnsupportedLanguage(text, f"expression language {language!r} is not supported (only text/fhirpath)")
         if not isinstance(text, str) or not text.strip():
             raise ExpressionError(str(text), "empty expression")
-        global _TABLE, _PROCESSED
-        if _TABLE is None:
-            _TABLE = _function_table()
-            _PROCESSED = process_user_invocation_table(_TABLE)
         self.text = text
         try:
             self._ast = _parse_strict(text)
@@ -186,13 +200,14 @@ class Expression:
         self._root = self._ast["children"][0]
         self._conjuncts = _conjuncts(self._root)
 
-    def _run(self, node: dict, resource: Any, variables: Mapping[str, Any], lazy) -> list:
+    def _run(self, evaluation: Evaluation, node: dict, resource: Any, variables: Mapping[str, Any], lazy) -> list:
         focus = resource if resource is not None else {}
         env = Variables({"context": focus, "ucum": "http://unitsofmeasure.org", **variables}, lazy)
-        env["now"] = current.get().fp_now
+        env["now"] = evaluation.fp_now
         constants.reset()
         data_root = arraify(focus)
-        ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _PROCESSED}
+        ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _invocations(),
+               _EVALUATION: evaluation}
         try:
             result = do_eval(ctx, data_root, node)
         except ExpressionError:
@@ -203,16 +218,15 @@ class Expression:
             raise ExpressionError(self.text, str(exc) or type(exc).__name__) from None
         return result if isinstance(result, list) else [result]
 
-    def evaluate(self, resource: Any, variables: Mapping[str, Any], lazy=None) -> list:
-        """Evaluate on `resource` with `%variables` (and `lazy` ones); returns a collection.
+    def evaluate(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any], lazy=None) -> list:
+        """Evaluate on `resource` with `%variables` (and `lazy` ones) for the call `evaluation`;
+        returns a collection."""
+        return self._run(evaluation, self._root, resource, variables, lazy)
 
-        The caller must have activated an `Evaluation`."""
-        return self._run(self._root, resource, variables, lazy)
-
-    def holds(self, resource: Any, variables: Mapping[str, Any], lazy=None) -> bool:
+    def holds(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any], lazy=None) -> bool:
         """A condition's truth: a single `true`; an `and` chain stops at its first operand that is not."""
         for node in self._conjuncts:
-            if not as_boolean(self._run(node, resource, variables, lazy), self.text):
+            if not as_boolean(self._run(evaluation, node, resource, variables, lazy), self.text):
                 return False
         return True
 

@@ -26,8 +26,8 @@ every code, unit and threshold comes from the content that calls them.
 | `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
 
 A `code` argument is "system|code" or a ValueSet canonical URL from the content.
-Functions are called by fhirpathpy with unwrapped inputs; per-call state (time, data index,
-terminology) comes from `service.engine.fhirpath.current`.
+Every function is called `fn(evaluation, inputs, *args)`: the call's `fhirpath.Evaluation` (time,
+data index, terminology) passed explicitly by the gateway, then the unwrapped inputs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from service.engine import dosing, fhirpath, ucum, units
-from service.engine.fhirpath import FP_DateTime, FP_Quantity
+from service.engine.fhirpath import FP_DateTime, FP_Quantity, Evaluation
 from service.engine.index import _codings, tokens_of
 
 # ---- times ------------------------------------------------------------------------------
@@ -95,8 +95,7 @@ def _fp_datetime(moment: datetime) -> FP_DateTime:
 # ---- codes ------------------------------------------------------------------------------
 
 
-def _allowed(codes: tuple) -> frozenset[str]:
-    evaluation = fhirpath.current.get()
+def _allowed(evaluation: Evaluation, codes: tuple) -> frozenset[str]:
     cached = evaluation.allowed_cache.get(codes)
     if cached is not None:
         return cached
@@ -112,9 +111,9 @@ def _allowed(codes: tuple) -> frozenset[str]:
     return result
 
 
-def _resources(inputs, rtype, *codes):
-    index = fhirpath.current.get().index
-    allowed = _allowed(codes) if codes else None
+def _resources(evaluation: Evaluation, inputs, rtype, *codes):
+    index = evaluation.index
+    allowed = _allowed(evaluation, codes) if codes else None
     out = []
     for bundle in inputs:
         if not isinstance(bundle, dict):
@@ -126,17 +125,17 @@ def _resources(inputs, rtype, *codes):
     return fhirpath.typed(out)
 
 
-def _coded(inputs, *codes):
-    index = fhirpath.current.get().index
-    allowed = _allowed(codes)
+def _coded(evaluation: Evaluation, inputs, *codes):
+    index = evaluation.index
+    allowed = _allowed(evaluation, codes)
     return fhirpath.typed([r for r in inputs if isinstance(r, dict) and not allowed.isdisjoint(index.codes(r))])
 
 
-def _member_of(inputs, valueset):
+def _member_of(evaluation: Evaluation, inputs, valueset):
     if not inputs:
         return []
-    allowed = _allowed((valueset,))
-    index = fhirpath.current.get().index
+    allowed = _allowed(evaluation, (valueset,))
+    index = evaluation.index
     found: set[str] = set()
     for item in inputs:
         if isinstance(item, dict) and isinstance(item.get("resourceType"), str) and index is not None:
@@ -146,8 +145,7 @@ def _member_of(inputs, valueset):
     return not allowed.isdisjoint(found)
 
 
-def _resolve(inputs):
-    evaluation = fhirpath.current.get()
+def _resolve(evaluation: Evaluation, inputs):
     out = []
     for item in inputs:
         ref = item.get("reference") if isinstance(item, dict) else item if isinstance(item, str) else None
@@ -173,7 +171,7 @@ def _has(item: Any, element: str) -> bool:
     return any(k.startswith(element) and len(k) > n and k[n].isupper() and v not in (None, [], {}) for k, v in item.items())
 
 
-def _latest(inputs, element=None):
+def _latest(evaluation: Evaluation, inputs, element=None):
     best, best_time = None, None
     for item in inputs:
         if element and not _has(item, element):
@@ -190,7 +188,7 @@ def _status(resource: dict):
     return {c.get("code") for c in _codings(resource.get("clinicalStatus"))}
 
 
-def _with_status(inputs, *codes):
+def _with_status(evaluation: Evaluation, inputs, *codes):
     wanted = set(codes)
     return fhirpath.typed([r for r in inputs if isinstance(r, dict) and not wanted.isdisjoint(_status(r))])
 
@@ -208,13 +206,13 @@ def _by_time(inputs, moment, keep_after: bool):
     return fhirpath.typed(out)
 
 
-def _interpreted(inputs, *codes):
+def _interpreted(evaluation: Evaluation, inputs, *codes):
     wanted = set(codes)
     return fhirpath.typed([r for r in inputs if isinstance(r, dict)
                            and any(c.get("code") in wanted for c in _codings(r.get("interpretation")))])
 
 
-def _above_reference_range(inputs):
+def _above_reference_range(evaluation: Evaluation, inputs):
     out = []
     for r in inputs:
         if not isinstance(r, dict):
@@ -232,29 +230,29 @@ def _above_reference_range(inputs):
     return fhirpath.typed(out)
 
 
-def _since(inputs, moment):
+def _since(evaluation: Evaluation, inputs, moment):
     return _by_time(inputs, moment, True)
 
 
-def _before(inputs, moment):
+def _before(evaluation: Evaluation, inputs, moment):
     return _by_time(inputs, moment, False)
 
 
-def _clinical_time(inputs):
+def _clinical_time(evaluation: Evaluation, inputs):
     if len(inputs) != 1:
         return []
     moment = clinical_time(inputs[0])
     return [] if moment is None else _fp_datetime(moment)
 
 
-def _hours_ago(inputs):
+def _hours_ago(evaluation: Evaluation, inputs):
     if len(inputs) != 1:
         return []
     item = inputs[0]
     moment = clinical_time(item) if isinstance(item, dict) else parse_datetime(item)
     if moment is None:
         return []
-    seconds = (fhirpath.current.get().now - moment).total_seconds()
+    seconds = (evaluation.now - moment).total_seconds()
     return Decimal(repr(seconds / 3600)).quantize(Decimal("0.01"))
 
 
@@ -281,7 +279,7 @@ def _quantity(item) -> tuple[Decimal, str] | None:
         return None
 
 
-def _in_unit(inputs, unit, molar_mass=None):
+def _in_unit(evaluation: Evaluation, inputs, unit, molar_mass=None):
     """Maps over the input (one value per Quantity that converts), so lists convert without a select()."""
     if not isinstance(unit, str):
         return []
@@ -303,15 +301,15 @@ def _in_unit(inputs, unit, molar_mass=None):
 # ---- medication doses -------------------------------------------------------------------
 
 
-def _wanted(ingredient) -> frozenset[str] | None:
+def _wanted(evaluation: Evaluation, ingredient) -> frozenset[str] | None:
     if isinstance(ingredient, list):
         ingredient = ingredient[0] if ingredient else None
-    return _allowed((ingredient,)) if isinstance(ingredient, str) else None
+    return _allowed(evaluation, (ingredient,)) if isinstance(ingredient, str) else None
 
 
-def _orders(inputs):
+def _orders(evaluation: Evaluation, inputs):
     """(dosage instructions, medication identity) of each input: a resource or a Dosage."""
-    index = fhirpath.current.get().index
+    index = evaluation.index
     for item in inputs:
         if not isinstance(item, dict):
             continue
@@ -319,43 +317,42 @@ def _orders(inputs):
         yield dosing.dosages(item), identity
 
 
-def _dose(inputs, unit, ingredient=None):
-    wanted = _wanted(ingredient)
+def _dose(evaluation: Evaluation, inputs, unit, ingredient=None):
+    wanted = _wanted(evaluation, ingredient)
     out = []
-    for items, identity in _orders(inputs):
+    for items, identity in _orders(evaluation, inputs):
         value, _ = dosing.dose(items[0], unit, identity, wanted) if items else (None, None)
         if value is not None:
             out.append(dosing.plain(value))
     return out
 
 
-def _daily_dose(inputs, unit, ingredient=None):
+def _daily_dose(evaluation: Evaluation, inputs, unit, ingredient=None):
     """One value per input: the sum of the daily amounts of its dosage instructions; an input
     any of whose instructions lacks a computable dose or timing gives nothing."""
-    wanted = _wanted(ingredient)
+    wanted = _wanted(evaluation, ingredient)
     out = []
-    for items, identity in _orders(inputs):
+    for items, identity in _orders(evaluation, inputs):
         value, _ = dosing.daily(items, unit, identity, wanted)
         if value is not None:
             out.append(dosing.plain(value))
     return out
 
 
-def _dose_problem(inputs, ingredient=None):
+def _dose_problem(evaluation: Evaluation, inputs, ingredient=None):
     """Why the daily dose in mass cannot be computed, per input that has a problem."""
-    wanted = _wanted(ingredient)
+    wanted = _wanted(evaluation, ingredient)
     out = []
-    for items, identity in _orders(inputs):
+    for items, identity in _orders(evaluation, inputs):
         _, problem = dosing.daily(items, MASS_UNIT, identity, wanted)
         if problem is not None:
             out.append(problem)
     return out
 
 
-def _route(inputs):
-    evaluation = fhirpath.current.get()
+def _route(evaluation: Evaluation, inputs):
     out = []
-    for items, identity in _orders(inputs):
+    for items, identity in _orders(evaluation, inputs):
         route = items[0].get("route") if items else None
         codings = [c for c in _codings(route)] if isinstance(route, dict) else []
         if codings:
@@ -365,11 +362,11 @@ def _route(inputs):
     return out
 
 
-def _ingredient_name(inputs):
+def _ingredient_name(evaluation: Evaluation, inputs):
     """The drug of each medication-bearing input in words: its product's active ingredients (those
     with a strength, else all), joined with " / "; for an order coded by ingredient, its coding's
     display (else the text).  Nothing when the medication is unknown."""
-    index = fhirpath.current.get().index
+    index = evaluation.index
     out = []
     for item in inputs:
         if not isinstance(item, dict) or "resourceType" not in item or index is None:
@@ -390,25 +387,25 @@ def _ingredient_name(inputs):
     return out
 
 
-def _identified_by_name(inputs):
-    index = fhirpath.current.get().index
+def _identified_by_name(evaluation: Evaluation, inputs):
+    index = evaluation.index
     return [index.medication(item).by_name for item in inputs
             if isinstance(item, dict) and "resourceType" in item and index is not None]
 
 
-def _age_in_years(inputs):
+def _age_in_years(evaluation: Evaluation, inputs):
     if len(inputs) != 1:
         return []
     item = inputs[0]
     born = parse_datetime(item.get("birthDate") if isinstance(item, dict) else item)
     if born is None:
         return []
-    now = fhirpath.current.get().now
+    now = evaluation.now
     years = now.year - born.year - ((now.month, now.day) < (born.month, born.day))
     return years
 
 
-def _round(inputs, precision=0):
+def _round(evaluation: Evaluation, inputs, precision=0):
     if len(inputs) != 1:
         return []
     try:
@@ -443,3 +440,4 @@ TABLE = {
     "round": {"fn": _round, "arity": {0: [], 1: ["Integer"]}},
 }
 
+fhirpath.register(TABLE)

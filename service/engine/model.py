@@ -1,4 +1,4 @@
-"""The loaded, compiled form of authored content (what `content.load_content` builds)."""
+"""The loaded, compiled form of authored content (what `build.build_content` builds)."""
 
 from __future__ import annotations
 

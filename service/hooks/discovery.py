@@ -6,7 +6,7 @@ prefetch templates and suggested resources is declared in `extension`."""
 
 from __future__ import annotations
 
-from service.engine.model import ContentSet
+from service.engine import ContentSet
 from service.data import templates
 
 

@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from service import data as data_layer
-from service.engine import ApplyContext, ContentSet, apply_activity, apply_plan
-from service.engine.apply import stable_id
-from service.engine.model import PlanDef
-from service.engine.terminology import Terminology
+from service.engine import (
+    ApplyContext, ContentSet, PlanDef, Terminology, apply_activity, apply_plan, stable_id,
+)
 from service.errors import InvalidRequest, NotFound, Unprocessable
 from service.fhir.reader import ReaderFactory
 from service.logtext import shown

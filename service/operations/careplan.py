@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from service.engine import AppliedAction, ApplyResult
-from service.engine.apply import stable_id
+from service.engine import AppliedAction, ApplyResult, stable_id
 
 TRACE_EXTENSION = "http://example.org/fhir/StructureDefinition/cds-apply-trace"
 

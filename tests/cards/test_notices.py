@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cards.render import render_cards
-from service.engine import ApplyContext, apply_plan, load_content
+from service.content import load_folder
+from service.engine import ApplyContext, apply_plan
 from tests.engine.helpers import BASE, cond, library, plan, var, write
 from tests.engine.test_apply import PV, run
 
@@ -66,7 +67,7 @@ def test_data_cut_short_is_a_warning_card_naming_the_data(tmp_path):
 
 def test_card_and_suggestion_ids_depend_on_the_patient(tmp_path):
     """One hookInstance reused for two patients never yields the same card, suggestion or order ids."""
-    content = load_content(write(tmp_path, library("w", []), plan(
+    content = load_folder(write(tmp_path, library("w", []), plan(
         [{"id": "c", "title": "Card", "trigger": PV, "action": [
             {"id": "s", "title": "Order", "definitionCanonical": f"{BASE}/ActivityDefinition/o"}]}],
         library=[f"{BASE}/Library/w"]), {

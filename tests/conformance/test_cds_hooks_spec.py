@@ -73,7 +73,7 @@ def synthetic_client(tmp_path_factory):
     """A one-plan content set with what the bundled guidance does not use: `usage`, a
     documentation link, and one service id (`greeter`) for two hooks."""
     from service.app import create_app
-    from service.engine import load_content
+    from service.content import load_folder
 
     activity = {"resourceType": "ActivityDefinition", "id": "greet", "url": f"{BASE}/ActivityDefinition/greet",
                 "status": "active", "kind": "ServiceRequest", "code": {"text": "Greeting"}}
@@ -95,7 +95,7 @@ def synthetic_client(tmp_path_factory):
     }
     folder = write(tmp_path_factory.mktemp("synthetic-content"), activity, plan)
     db = tmp_path_factory.mktemp("synthetic-db") / "feedback.sqlite3"
-    app = create_app({"database_url": f"sqlite:///{db}"}, clock=lambda: T0, content=load_content(folder))
+    app = create_app({"database_url": f"sqlite:///{db}"}, clock=lambda: T0, content=load_folder(folder))
     return app.test_client()
 
 
@@ -168,7 +168,7 @@ def test_discovery__no_services_is_200_with_an_empty_array(tmp_path):
     Services, the discovery endpoint should return a 200 HTTP response with an empty array of
     services." """
     from service.app import create_app
-    from service.engine.content import build_content
+    from service.engine import build_content
 
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: T0,
                      content=build_content([]))

@@ -139,7 +139,7 @@ def _type_of(template: str) -> str:
 def template_client(tmp_path, hook: str, prefetch: dict[str, str]):
     """A service `ex` for `hook` whose prefetch templates are exactly `prefetch`."""
     from service.app import create_app
-    from service.engine import load_content
+    from service.content import load_folder
 
     library = {
         "resourceType": "Library",
@@ -156,7 +156,7 @@ def template_client(tmp_path, hook: str, prefetch: dict[str, str]):
             "title": "Example", "description": "Serves the spec's prefetch templates", "library": [library["url"]],
             "extension": [{"url": SERVICE_ID_EXT, "valueString": "ex"}],
             "action": [{"id": "hello", "title": "Hello", "trigger": [{"type": "named-event", "name": hook}]}]}
-    content = load_content(write(tmp_path / "content", library, plan))
+    content = load_folder(write(tmp_path / "content", library, plan))
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0}, clock=lambda: T0,
                      content=content)
     return app.test_client()

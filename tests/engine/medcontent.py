@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from service.engine import load_content
+from service.content import load_folder
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from tests.engine.helpers import BASE, RXNORM, SNOMED, UCUM, ingredient, product_map, route_map, valueset, write
@@ -69,7 +69,7 @@ VALUESETS = [valueset("cyc", RXNORM, "3002"), valueset("pred", RXNORM, "8640"), 
 
 
 def load(folder, *extra):
-    return load_content(write(folder, PRODUCTS, ROUTES, *VALUESETS, *extra))
+    return load_folder(write(folder, PRODUCTS, ROUTES, *VALUESETS, *extra))
 
 
 class Evaluator:
@@ -82,11 +82,7 @@ class Evaluator:
             self.index.add(value)
 
     def __call__(self, expr: str, **variables):
-        token = Evaluation(NOW, self.index, self.terminology).activate()
-        try:
-            return to_python(Expression(expr).evaluate({}, variables))
-        finally:
-            Evaluation.deactivate(token)
+        return to_python(Expression(expr).evaluate(Evaluation(NOW, self.index, self.terminology), {}, variables))
 
 
 def rx(code: str | None = None, display: str | None = None, text: str | None = None, system: str = RXNORM) -> dict:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.engine import ApplyContext, apply_plan, load_content
+from service.content import load_folder
+from service.engine import ApplyContext, apply_plan
 from tests.engine.helpers import BASE, cond, library, plan, var, write
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -48,7 +49,7 @@ def observations(*kg):
 
 
 def run(tmp_path, actions, data=None, hook="patient-view", variables=None, draft=None, selections=(), extra=()):
-    content = load_content(write(tmp_path, WEIGHT_LIB, DOSE_AD, *extra,
+    content = load_folder(write(tmp_path, WEIGHT_LIB, DOSE_AD, *extra,
                                  plan(actions, variables=variables, library=[f"{BASE}/Library/w"])))
     ctx = ApplyContext(now=NOW, subject="Patient/p1", data=data or {}, hook=hook, hook_instance="hi",
                        draft_orders=draft, selections=list(selections))

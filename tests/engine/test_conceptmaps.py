@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from service.engine import load_content
+from service.content import load_folder
 from service.errors import ContentErrors
 from tests.engine.helpers import cond, ingredient, plan, product_map, route_map, write
 from tests.engine.medcontent import ORAL, PRODUCTS, ROUTES, VALUESETS, load
@@ -18,7 +18,7 @@ GOOD_ACTION = {"id": "a", "title": "Card", "trigger": [{"type": "named-event", "
 
 def errors_of(folder) -> list[str]:
     with pytest.raises(ContentErrors) as exc:
-        load_content(folder)
+        load_folder(folder)
     return [str(e) for e in exc.value.errors]
 
 
@@ -69,13 +69,13 @@ def test_every_dose_form_of_a_product_must_be_listed_in_a_route_map(tmp_path):
     assert errs == ["ConceptMap-products.json: ConceptMap.group[0].element[1].target[0].product[1].value: dose form "
                     "'Injection' is not listed in any dose-form -> route ConceptMap (list it, with equivalence "
                     "'unmatched' if it has no single route)"]
-    assert load_content(write(tmp_path, route_map({"Oral Tablet": ORAL, "Injection": None})))  # listed: loads
+    assert load_folder(write(tmp_path, route_map({"Oral Tablet": ORAL, "Injection": None})))  # listed: loads
 
 
 def test_unmatched_and_disjoint_targets_map_nothing(tmp_path):
     products = product_map({"197550": ("cyclophosphamide 50 MG Oral Tablet", [
         dict(ingredient("3002", "cyclophosphamide"), equivalence="disjoint")])})
-    content = load_content(write(tmp_path, products))
+    content = load_folder(write(tmp_path, products))
     catalog = content.terminology.medications
     assert catalog.ingredients("http://www.nlm.nih.gov/research/umls/rxnorm|197550") == frozenset()
     assert catalog.product("http://www.nlm.nih.gov/research/umls/rxnorm|197550") is None
@@ -97,4 +97,4 @@ def test_unit_literals_in_valid_ucum_load(tmp_path):
     expression = ("%draftOrders.resources('Observation').value.inUnit('[lb_av]').exists() "
                   "and %draftOrders.resources('MedicationRequest').dailyDose('mg').exists() "
                   "and %draftOrders.resources('Observation').value.inUnit('mm[Hg]').exists()")
-    assert load_content(write(tmp_path, plan([dict(GOOD_ACTION, condition=[cond(expression)])])))
+    assert load_folder(write(tmp_path, plan([dict(GOOD_ACTION, condition=[cond(expression)])])))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.engine import load_content
+from service.content import load_folder
 from service.errors import ContentErrors
 from tests.engine.helpers import BASE, cond, library, plan, var, write
 
@@ -16,14 +16,14 @@ GOOD_ACTION = {"id": "a", "title": "Card", "trigger": [{"type": "named-event", "
 
 def errors_of(folder) -> list[str]:
     with pytest.raises(ContentErrors) as exc:
-        load_content(folder)
+        load_folder(folder)
     return [str(e) for e in exc.value.errors]
 
 
 def test_good_content_loads_with_one_service_per_hook(tmp_path):
     action = dict(GOOD_ACTION, trigger=[{"type": "named-event", "name": "patient-view"},
                                         {"type": "named-event", "name": "order-sign"}])
-    content = load_content(write(tmp_path, plan([action])))
+    content = load_folder(write(tmp_path, plan([action])))
     assert sorted(content.services) == ["t-order-sign", "t-patient-view"]
 
 
@@ -73,7 +73,7 @@ def test_library_variables_and_depends_on(tmp_path):
     base = library("base", [var("one", "1")])
     top = library("top", [var("two", "%one + 1")], depends=[f"{BASE}/Library/base"])
     action = dict(GOOD_ACTION, condition=[cond("%two = 2")])
-    content = load_content(write(tmp_path, base, top, plan([action], library=[f"{BASE}/Library/top"])))
+    content = load_folder(write(tmp_path, base, top, plan([action], library=[f"{BASE}/Library/top"])))
     assert set(content.plan("t").variables) == {"one", "two"}
 
 
@@ -85,18 +85,9 @@ def test_duplicate_variable_names_across_libraries(tmp_path):
 
 
 def test_cql_plan_is_skipped_with_an_issue_not_fatal(tmp_path):
-    cql = plan(
-        [
-            dict(
-                GOOD_ACTION,
-                condition=[
-                    {"kind": "applicability", "expression": {"language": "text/cql", "expression": "Is Eligible"}}
-                ],
-            )
-        ],
-        pid="cql",
-    )
-    content = load_content(write(tmp_path, cql, plan([GOOD_ACTION])))
+    cql = plan([dict(GOOD_ACTION, condition=[{"kind": "applicability",
+                                              "expression": {"language": "text/cql", "expression": "Is Eligible"}}])], pid="cql")
+    content = load_folder(write(tmp_path, cql, plan([GOOD_ACTION])))
     assert "t-patient-view" in content.services and not content.plan("cql")
     assert any("text/cql" in str(i) for i in content.issues)
 

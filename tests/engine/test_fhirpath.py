@@ -16,17 +16,14 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 VS = "http://example.org/fhir/ValueSet/weights"
 
 
-@pytest.fixture(autouse=True)
-def evaluation():
-    terminology = Terminology({VS: {"resourceType": "ValueSet", "compose": {"include": [
-        {"system": "http://loinc.org", "concept": [{"code": "29463-7"}]}]}}})
-    token = Evaluation(NOW, DataIndex(), terminology).activate()
-    yield
-    Evaluation.deactivate(token)
+TERMINOLOGY = Terminology({VS: {"resourceType": "ValueSet", "compose": {"include": [
+    {"system": "http://loinc.org", "concept": [{"code": "29463-7"}]}]}}})
 
 
-def ev(expr: str, **variables):
-    return to_python(Expression(expr).evaluate({}, variables))
+def ev(expr: str, index: DataIndex | None = None, **variables):
+    """Evaluate as one call does: its own Evaluation (time, data index, terminology)."""
+    evaluation = Evaluation(NOW, index if index is not None else DataIndex(), TERMINOLOGY)
+    return to_python(Expression(expr).evaluate(evaluation, {}, variables))
 
 
 def obs(oid, code, value, unit, when, system="http://loinc.org"):
@@ -219,21 +216,10 @@ def test_daily_dose_maps_over_orders():
 
 
 def test_resources_from_generic_functions_keep_their_fhir_type():
-    bundle = {
-        "resourceType": "Bundle",
-        "entry": [
-            {"resource": {"resourceType": "Condition", "id": "c1"}},
-            {
-                "resource": {
-                    "resourceType": "ServiceRequest",
-                    "id": "s",
-                    "reasonReference": [{"reference": "Condition/c1"}],
-                }
-            },
-        ],
-    }
-    from service.engine import fhirpath
-
-    fhirpath.current.get().index.add(bundle)
-    assert ev("%b.resources('ServiceRequest').reasonReference.resolve().ofType(Condition).id", b=bundle) == ["c1"]
-    assert ev("%b.resources('Condition').first() is Condition", b=bundle) == [True]
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": {"resourceType": "Condition", "id": "c1"}},
+        {"resource": {"resourceType": "ServiceRequest", "id": "s", "reasonReference": [{"reference": "Condition/c1"}]}}]}
+    index = DataIndex()
+    index.add(bundle)
+    assert ev("%b.resources('ServiceRequest').reasonReference.resolve().ofType(Condition).id", index, b=bundle) == ["c1"]
+    assert ev("%b.resources('Condition').first() is Condition", index, b=bundle) == [True]

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.engine import ApplyContext, apply_activity, apply_plan, load_content
+from service.content import load_folder
+from service.engine import ApplyContext, apply_activity, apply_plan
 from tests.conftest import shared_path
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -18,7 +19,7 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def examples():
-    return load_content(shared_path("external", "fhir-examples"))
+    return load_folder(shared_path("external", "fhir-examples"))
 
 
 def ctx(**kw):
@@ -79,7 +80,7 @@ def test_a_spec_example_rewritten_in_fhirpath_runs(tmp_path):
     action.pop("dynamicValue")
     action["input"] = [{"id": "observations", "type": "Observation"}]
     (tmp_path / "PlanDefinition-chlamydia.json").write_text(json.dumps(plan))
-    content = load_content(tmp_path)
+    content = load_folder(tmp_path)
     screening = {"resourceType": "Bundle", "entry": [{"resource": {
         "resourceType": "Observation", "id": "o", "status": "final", "effectiveDateTime": "2025-12-01",
         "code": {"coding": [{"system": "http://loinc.org", "code": "21613-5"}]}}}]}

@@ -200,10 +200,10 @@ def test_a_known_code_is_never_second_guessed_by_its_name(content):
 
 
 def test_without_concept_maps_codes_are_read_as_sent(tmp_path):
-    from service.engine import load_content
+    from service.content import load_folder
     from tests.engine.helpers import valueset, write
 
-    content = load_content(write(tmp_path, valueset("cyc", RXNORM, "3002")))
+    content = load_folder(write(tmp_path, valueset("cyc", RXNORM, "3002")))
     drafts = bundle(order("o1", rx("197550", "Cyclophosphamide 50 MG Oral Tablet"), quantity(5, "{pill}")),
                     order("o2", rx("3002", "cyclophosphamide"), quantity(250, "mg")))
     evaluate = Evaluator(content, drafts)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.engine import ApplyContext, apply_plan, load_content
+from service.content import load_folder
+from service.engine import ApplyContext, apply_plan
 from tests.conftest import shared_path
 from tests.engine.helpers import RXNORM, ingredient, plan, product_map, write
 from tests.engine.medcontent import PRODUCTS, ROUTES, VALUESETS, VS_CYC, VS_PRED
@@ -45,14 +46,14 @@ def cyc_request():
 
 
 def test_197550_is_cyclophosphamide_and_five_pills_are_250_mg(tmp_path, cyc_request):
-    content = load_content(write(tmp_path, PRODUCTS, ROUTES, *VALUESETS, plan([dose_card(VS_CYC, "order-select")])))
+    content = load_folder(write(tmp_path, PRODUCTS, ROUTES, *VALUESETS, plan([dose_card(VS_CYC, "order-select")])))
     result = apply(content, cyc_request)
     assert [a.description for a in result.actions] == ["250 mg/day; route 26643006"]
     assert result.issues == []
 
 
 def test_without_a_concept_map_the_product_code_matches_nothing(tmp_path, cyc_request):
-    content = load_content(write(tmp_path, *VALUESETS, plan([dose_card(VS_CYC, "order-select")])))
+    content = load_folder(write(tmp_path, *VALUESETS, plan([dose_card(VS_CYC, "order-select")])))
     assert apply(content, cyc_request).actions == []
 
 
@@ -60,7 +61,7 @@ def test_a_product_the_maps_do_not_list_is_recognised_by_its_name(tmp_path, cyc_
     """The maps name cyclophosphamide (another product), not 197550: the RxNorm name decides."""
     other = product_map({"210570": ("cyclophosphamide 25 MG Oral Tablet [Cytoxan]",
                                     [ingredient("3002", "cyclophosphamide", "25 mg", "Oral Tablet")])})
-    content = load_content(write(tmp_path, other, ROUTES, *VALUESETS, plan([dose_card(VS_CYC, "order-select")])))
+    content = load_folder(write(tmp_path, other, ROUTES, *VALUESETS, plan([dose_card(VS_CYC, "order-select")])))
     result = apply(content, cyc_request)
     assert [a.description for a in result.actions] == ["250 mg/day; route 26643006; recognised by its name"]
 
@@ -69,7 +70,7 @@ def test_312615_is_prednisone_and_five_pills_are_100_mg(tmp_path):
     body = captured("order-sign-pred312615-request.json")
     prednisone = product_map({"312615": ("prednisone 20 MG Oral Tablet",
                                          [ingredient("8640", "prednisone", "20 mg", "Oral Tablet")])}, mid="prednisone")
-    content = load_content(write(tmp_path, PRODUCTS, prednisone, ROUTES, *VALUESETS,
+    content = load_folder(write(tmp_path, PRODUCTS, prednisone, ROUTES, *VALUESETS,
                                  plan([dose_card(VS_PRED, "order-sign")])))
     result = apply(content, body)
     assert [a.description for a in result.actions] == ["100 mg/day; route 26643006"]

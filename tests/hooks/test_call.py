@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.engine import load_content
+from service.content import load_folder
 from service.hooks.call import call_service
 from service.hooks.request import parse_hook_request
 from tests.conftest import T0
@@ -26,7 +26,7 @@ def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):
         ],
     }
     good = {"id": "good", "title": "Fine", "trigger": [{"type": "named-event", "name": "patient-view"}]}
-    content = load_content(write(tmp_path, AD, plan([bad, good])))
+    content = load_folder(write(tmp_path, AD, plan([bad, good])))
     body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"userId": "Practitioner/1", "patientId": "p"}, "prefetch": {}}
     service = content.services["t-patient-view"]

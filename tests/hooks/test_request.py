@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.engine import load_content
+from service.content import load_folder as load_content
 from service.errors import InvalidRequest
 from service.hooks.request import parse_hook_request
 from tests.engine.helpers import plan, write

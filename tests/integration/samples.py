@@ -10,8 +10,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from service.content.publish import LoadReport, load_document, rewrite_references
 from service.fhir.client import FhirClient
-from service.publish import LoadReport, load_document, rewrite_references
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "plandefinitions" / "tests"

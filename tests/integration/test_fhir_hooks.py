@@ -293,7 +293,7 @@ def draft_orders(bundle: dict, patient_ref: str) -> dict:
 
 @pytest.mark.parametrize("name", SYNTHEA_FILES, ids=lambda n: n.split("_")[0])
 def test_synthea_patient_through_every_service(name, fhir, fhir_base_url, tmp_path, content):
-    from service.publish import load_document
+    from service.content.publish import load_document
 
     bundle = json.loads(shared_path("external", "synthea", name).read_text())
     patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")

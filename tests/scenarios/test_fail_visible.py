@@ -58,7 +58,7 @@ def _break(plan: dict, action_id: str) -> None:
 @pytest.mark.parametrize("plan_file,action_id,rule", critical_actions(), ids=lambda v: str(v))
 def test_a_critical_rule_that_cannot_be_evaluated_is_announced_as_critical(plan_file, action_id, rule, tmp_path):
     from service.app import create_app
-    from service.engine import load_content
+    from service.content import load_folder
 
     case, golden = a_case_where(action_id, rule)
     if case is None:
@@ -68,7 +68,7 @@ def test_a_critical_rule_that_cannot_be_evaluated_is_announced_as_critical(plan_
     plan = json.loads((folder / plan_file).read_text())
     _break(plan, action_id)
     (folder / plan_file).write_text(json.dumps(plan))
-    content = load_content(folder)
+    content = load_folder(folder)
     now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: now, content=content)
     cards = app.test_client().post(f"/cds-services/{case['service']}", json=case["request"]).get_json()["cards"]

@@ -103,7 +103,7 @@ def test_without_the_product_map_the_order_would_be_silent(call, tmp_path):
     import shutil
 
     from service.app import create_app
-    from service.engine import load_content
+    from service.content import load_folder
     from tests.conftest import CONTENT
 
     folder = tmp_path / "content"
@@ -112,7 +112,7 @@ def test_without_the_product_map_the_order_would_be_silent(call, tmp_path):
     cm["group"][0]["element"] = [e for e in cm["group"][0]["element"] if e["code"] != "197550"]
     (folder / "ConceptMap-rxnorm-product-ingredient.json").write_text(json.dumps(cm))
     client = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: NOW,
-                        content=load_content(folder)).test_client()
+                        content=load_folder(folder)).test_client()
     body = json.loads(json.dumps(capture("order-select-cyc197550-request.json")).replace("{FHIR_BASE}", "http://127.0.0.1:9/fhir"))
     cards = client.post("/cds-services/dose-checks-order-select", json=body).get_json()["cards"]
     assert rules(cards) == [("DC-CYC-PO2", "warning")]

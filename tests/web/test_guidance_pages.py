@@ -93,7 +93,7 @@ def test_rule_page_shows_the_name_the_source_quotes_and_the_citation(client):
 
 
 def test_a_citation_authored_without_url_takes_the_url_it_has_elsewhere_in_the_content(tmp_path):
-    from service.engine import load_content
+    from service.content import load_folder
     from service.guidance import rule_index
     from tests.engine.helpers import plan, write
 
@@ -103,7 +103,7 @@ def test_a_citation_authored_without_url_takes_the_url_it_has_elsewhere_in_the_c
                   "documentation": [citation]}
         return plan([action], pid=pid)
 
-    content = load_content(write(tmp_path, card("a", "R1", {"type": "citation", "display": "G", "url": "https://g.example"}),
+    content = load_folder(write(tmp_path, card("a", "R1", {"type": "citation", "display": "G", "url": "https://g.example"}),
                                  card("b", "R2", {"type": "citation", "display": "G"}),
                                  card("c", "R3", {"type": "citation", "display": "H"})))
     rules = rule_index(content)
@@ -191,7 +191,7 @@ HOSTILE_ID = "R<1>&\"2"
 
 
 def hostile_content(tmp_path: Path):
-    from service.engine import load_content
+    from service.content import load_folder
     from tests.engine.helpers import plan, write
 
     action = {
@@ -208,7 +208,7 @@ def hostile_content(tmp_path: Path):
     }
     pd = plan([action], pid="hostile")
     pd["title"] = "Plan <script>alert('plan')</script>"
-    return load_content(write(tmp_path / "content", pd))
+    return load_folder(write(tmp_path / "content", pd))
 
 
 def test_content_text_is_escaped_and_only_web_urls_become_links(tmp_path):

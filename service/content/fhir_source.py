@@ -33,8 +33,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import quote
 
-from service.engine import ContentSet, build_content
-from service.engine.model import ContentIssue, Source
+from service.engine import build_content, ContentIssue, ContentSet, Source
 from service.errors import ContentErrors, FhirAccessError
 from service.fhir.client import FhirClient
 

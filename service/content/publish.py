@@ -1,8 +1,8 @@
 """Publish the content folder to a FHIR server and load sample patients (`dah-cds publish`).
 
-Content: the folder is validated first (`load_content`; bad content is never published), then
+Content: the folder is validated first (`load_folder`; bad content is never published), then
 every ConceptMap, ValueSet, Library, ActivityDefinition and PlanDefinition is PUT by id,
-dependencies first, so a service reading its content from that server (service.content_source) never sees
+dependencies first, so a service reading its content from that server (service.content.fhir_source) never sees
 a PlanDefinition before what it uses.
 
 Sample patients, one JSON file each (a folder means its `*.json` files):
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from service.engine import load_content
-from service.engine.content import PACKAGE_FILES, SUPPORTED_TYPES
+from service.content.folder import PACKAGE_FILES, load_folder
+from service.engine import SUPPORTED_TYPES
 from service.errors import FhirAccessError, FhirAuthError
 from service.fhir.client import FhirClient
 
@@ -92,7 +92,7 @@ def content_resources(folder: str | Path) -> list[tuple[str, dict]]:
     """(file name, resource) of every content resource in `folder`, dependencies first.
     Raises ContentErrors (file and path) when the folder does not load cleanly."""
     folder = Path(folder)
-    load_content(folder)  # the same strict checks as the service's start-up
+    load_folder(folder)  # the same strict checks as the service's start-up
     out = []
     for path in sorted(folder.glob("*.json")):
         if path.name in PACKAGE_FILES:

@@ -1,0 +1,143 @@
+"""Link compiled resources: follow their references and give each plan its scope.
+
+Rules:
+- References resolve by canonical URL, by relative reference ("Library/x") or by a versioned
+  canonical ("url|1.0"); a contained ActivityDefinition by "#id" against its plan.
+- A plan's scope is its Libraries' variables (depends-on followed, in dependency order) and its
+  own; a name defined twice, or a depends-on cycle, is an error.  Data requirements of the
+  Libraries and of the actions' `input` become the plan's prefetch keys; a key defined twice
+  differently is an error.
+- A plan or activity depending on a Library whose logic is CQL is loaded as a warning issue
+  and serves nothing (`Unsupported`).
+- Services: `<plan id>-<hook>` per hook; a plan naming its service id (cds-service-id) serves
+  all its hooks under it; one id produced twice is an error.
+"""
+
+from __future__ import annotations
+
+from service.engine.model import EXT_SERVICE_ID, ActionDef, ActivityDef, LibraryDef, PlanDef, ServiceDef, Source, Variable
+from service.engine.problems import Problems
+from service.engine.compile import data_requirements
+from service.engine.terminology import canonical
+
+CQL_CONTENT = ("text/cql", "application/elm+json", "application/elm+xml")
+
+
+class Unsupported(Exception):
+    """A PlanDefinition or ActivityDefinition depends on logic this engine cannot run (CQL)."""
+
+
+class Aliased(dict):
+    """A table by canonical URL that also answers relative ("Library/x") and versioned references."""
+
+    def __init__(self, table: dict, aliases: dict[str, str]):
+        super().__init__(table)
+        self.aliases = aliases
+
+    def resolve(self, ref: str | None):
+        if not ref:
+            return None
+        for key in (ref, canonical(ref)):
+            if key in self:
+                return self[key]
+            alias = self.aliases.get(key) or self.aliases.get(key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1]
+                                                              if key.count("/") >= 2 else key)
+            if alias in self:
+                return self[alias]
+        return None
+
+
+def walk(actions: list[ActionDef]):
+    """Every action of a tree, parents first."""
+    for a in actions:
+        yield a
+        yield from walk(a.children)
+
+
+def _library_closure(urls: list[str], libraries: Aliased, src: Source, problems: Problems) -> list[LibraryDef]:
+    seen: list[LibraryDef] = []
+
+    def visit(url: str, stack: tuple[str, ...]):
+        if url.split("/")[-2:-1] and url.split("/")[-2] != "Library" and "/Library/" not in url:
+            return  # depends-on a ValueSet or CodeSystem: terminology, not logic
+        lib = libraries.resolve(url)
+        if lib is not None and any(c.get("contentType") in CQL_CONTENT for c in lib.raw.get("content", [])) \
+                and not lib.variables:
+            raise Unsupported(f"depends on Library {lib.url}, whose logic is CQL (expression language not supported)")
+        if lib is None:
+            problems.error(src, f"library {url} does not resolve to a loaded Library")
+            return
+        if lib.url in stack:
+            problems.error(lib.source, f"Library depends-on cycle: {' -> '.join(stack + (lib.url,))}")
+            return
+        for dep in lib.depends_on:
+            visit(dep, stack + (lib.url,))
+        if lib not in seen:
+            seen.append(lib)
+
+    for url in urls:
+        visit(url, ())
+    return seen
+
+
+def _library_scope(urls, libraries: Aliased, src: Source, problems: Problems, requirements: dict) -> dict[str, Variable]:
+    """Variables of the Libraries `urls` name (with their depends-on), and their data requirements."""
+    scope: dict[str, Variable] = {}
+    for lib in _library_closure(urls, libraries, src, problems):
+        for var in lib.variables:
+            if var.name in scope:
+                problems.error(var.source, f"variable %{var.name} is already defined at {scope[var.name].source}")
+            scope[var.name] = var
+        for dr in lib.data_requirements:
+            if dr.key in requirements and requirements[dr.key].raw != dr.raw:
+                problems.error(dr.source, f"prefetch key {dr.key!r} is defined differently at {requirements[dr.key].source}")
+            requirements[dr.key] = dr
+    return scope
+
+
+def link_activity(act: ActivityDef, libraries: Aliased, problems: Problems) -> None:
+    """An activity's Libraries become its scope (for $apply of the activity on its own).
+    Raises Unsupported when it depends on CQL."""
+    if act.raw.get("library"):
+        act.variables = _library_scope(act.raw["library"], libraries, Source(act.source.file, "ActivityDefinition.library"),
+                                       problems, act.data_requirements)
+
+
+def link_plan(plan: PlanDef, libraries: Aliased, activities: Aliased, plans: Aliased, problems: Problems) -> None:
+    """A plan's scope, prefetch keys, resolved definitions and hooks.  Raises Unsupported when it
+    depends on CQL."""
+    scope = _library_scope(plan.raw.get("library", []), libraries, Source(plan.source.file, "PlanDefinition.library"),
+                           problems, plan.data_requirements)
+    for name, var in plan.variables.items():
+        if name in scope:
+            problems.error(var.source, f"variable %{name} is already defined at {scope[name].source}")
+        scope[name] = var
+    for a in walk(plan.actions):
+        for dr in data_requirements(a.raw.get("input"), f"{a.path}.input", plan.source.file, problems):
+            plan.data_requirements.setdefault(dr.key, dr)
+        if a.definition:
+            ref = plan.url + a.definition if a.definition.startswith("#") else a.definition  # contained
+            target = activities.resolve(ref) or plans.resolve(ref)
+            if target is None:
+                problems.error(Source(plan.source.file, f"{a.path}.definitionCanonical"),
+                               f"{a.definition} does not resolve to a loaded ActivityDefinition or PlanDefinition")
+            else:
+                a.definition = target.url
+    plan.variables = scope
+    plan.hooks = sorted({h for a in walk(plan.actions) for h in (a.triggers or ())})
+
+
+def services(plans: dict[str, PlanDef], problems: Problems) -> dict[str, ServiceDef]:
+    """`<plan id>-<hook>` per hook; a plan naming its service id serves all its hooks under it."""
+    out: dict[str, ServiceDef] = {}
+    for plan in plans.values():
+        custom = next((e.get("valueString") for e in plan.raw.get("extension", []) if e.get("url") == EXT_SERVICE_ID), None)
+        wanted = [(custom, tuple(plan.hooks))] if custom else [(f"{plan.id}-{h}", (h,)) for h in plan.hooks]
+        for sid, hooks in wanted:
+            if not hooks:
+                continue
+            if sid in out:
+                problems.error(plan.source, f"CDS service id {sid!r} is also produced by {out[sid].plan.source.file}")
+                continue
+            out[sid] = ServiceDef(sid, hooks, plan)
+    return out
