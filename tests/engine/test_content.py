@@ -10,8 +10,12 @@ from service.content import load_folder
 from service.errors import ContentErrors
 from tests.engine.helpers import BASE, cond, library, plan, var, write
 
-GOOD_ACTION = {"id": "a", "title": "Card", "trigger": [{"type": "named-event", "name": "patient-view"}],
-               "condition": [cond("true")]}
+GOOD_ACTION = {
+    "id": "a",
+    "title": "Card",
+    "trigger": [{"type": "named-event", "name": "patient-view"}],
+    "condition": [cond("true")],
+}
 
 
 def errors_of(folder) -> list[str]:
@@ -21,8 +25,10 @@ def errors_of(folder) -> list[str]:
 
 
 def test_good_content_loads_with_one_service_per_hook(tmp_path):
-    action = dict(GOOD_ACTION, trigger=[{"type": "named-event", "name": "patient-view"},
-                                        {"type": "named-event", "name": "order-sign"}])
+    action = dict(
+        GOOD_ACTION,
+        trigger=[{"type": "named-event", "name": "patient-view"}, {"type": "named-event", "name": "order-sign"}],
+    )
     content = load_folder(write(tmp_path, plan([action])))
     assert sorted(content.services) == ["t-order-sign", "t-patient-view"]
 
@@ -65,8 +71,10 @@ def test_unknown_valueset_in_expression(tmp_path):
     action = dict(
         GOOD_ACTION, condition=[cond(f"%draftOrders.resources('MedicationRequest', '{BASE}/ValueSet/nope').exists()")]
     )
-    assert any("ValueSet http://example.org/fhir/ValueSet/nope is not in the content" in e
-               for e in errors_of(write(tmp_path, plan([action]))))
+    assert any(
+        "ValueSet http://example.org/fhir/ValueSet/nope is not in the content" in e
+        for e in errors_of(write(tmp_path, plan([action])))
+    )
 
 
 def test_library_variables_and_depends_on(tmp_path):
@@ -85,8 +93,17 @@ def test_duplicate_variable_names_across_libraries(tmp_path):
 
 
 def test_cql_plan_is_skipped_with_an_issue_not_fatal(tmp_path):
-    cql = plan([dict(GOOD_ACTION, condition=[{"kind": "applicability",
-                                              "expression": {"language": "text/cql", "expression": "Is Eligible"}}])], pid="cql")
+    cql = plan(
+        [
+            dict(
+                GOOD_ACTION,
+                condition=[
+                    {"kind": "applicability", "expression": {"language": "text/cql", "expression": "Is Eligible"}}
+                ],
+            )
+        ],
+        pid="cql",
+    )
     content = load_folder(write(tmp_path, cql, plan([GOOD_ACTION])))
     assert "t-patient-view" in content.services and not content.plan("cql")
     assert any("text/cql" in str(i) for i in content.issues)

@@ -16,8 +16,14 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 VS = "http://example.org/fhir/ValueSet/weights"
 
 
-TERMINOLOGY = Terminology({VS: {"resourceType": "ValueSet", "compose": {"include": [
-    {"system": "http://loinc.org", "concept": [{"code": "29463-7"}]}]}}})
+TERMINOLOGY = Terminology(
+    {
+        VS: {
+            "resourceType": "ValueSet",
+            "compose": {"include": [{"system": "http://loinc.org", "concept": [{"code": "29463-7"}]}]},
+        }
+    }
+)
 
 
 def ev(expr: str, index: DataIndex | None = None, **variables):
@@ -27,16 +33,24 @@ def ev(expr: str, index: DataIndex | None = None, **variables):
 
 
 def obs(oid, code, value, unit, when, system="http://loinc.org"):
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": system, "code": code}]}, "effectiveDateTime": when,
-            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+    }
 
 
-BUNDLE = {"resourceType": "Bundle", "entry": [
-    {"resource": obs("w1", "29463-7", 150, "[lb_av]", "2026-02-27T08:00:00Z")},
-    {"resource": obs("w2", "29463-7", 70, "kg", "2026-02-20T08:00:00Z")},
-    {"resource": obs("h1", "8302-2", 70, "[in_i]", "2026-02-27T08:00:00Z")},
-]}
+BUNDLE = {
+    "resourceType": "Bundle",
+    "entry": [
+        {"resource": obs("w1", "29463-7", 150, "[lb_av]", "2026-02-27T08:00:00Z")},
+        {"resource": obs("w2", "29463-7", 70, "kg", "2026-02-20T08:00:00Z")},
+        {"resource": obs("h1", "8302-2", 70, "[in_i]", "2026-02-27T08:00:00Z")},
+    ],
+}
 
 
 @pytest.mark.parametrize("bad", ["where(", "a b", "1 +", "%x.", "Observation.value.", "(1 + 2"])
@@ -155,10 +169,16 @@ def test_offset_units_are_refused():
 
 
 def test_status_and_time_filters_run_in_python():
-    items = [dict(obs("a", "1", 1, "kg", "2026-02-28T00:00:00Z"), status="final"),
-             dict(obs("b", "1", 2, "kg", "2026-01-01T00:00:00Z"), status="cancelled"),
-             {"resourceType": "Condition", "id": "c", "clinicalStatus": {"coding": [{"code": "active"}]},
-              "onsetDateTime": "2026-02-01"}]
+    items = [
+        dict(obs("a", "1", 1, "kg", "2026-02-28T00:00:00Z"), status="final"),
+        dict(obs("b", "1", 2, "kg", "2026-01-01T00:00:00Z"), status="cancelled"),
+        {
+            "resourceType": "Condition",
+            "id": "c",
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "onsetDateTime": "2026-02-01",
+        },
+    ]
     assert ev("%i.withStatus('final', 'active').id", i=items) == ["a", "c"]
     assert ev("%i.since(%now - 7 days).id", i=items) == ["a"]
     assert ev("%i.before(%now - 7 days).id", i=items) == ["b", "c"]
@@ -216,10 +236,22 @@ def test_daily_dose_maps_over_orders():
 
 
 def test_resources_from_generic_functions_keep_their_fhir_type():
-    bundle = {"resourceType": "Bundle", "entry": [
-        {"resource": {"resourceType": "Condition", "id": "c1"}},
-        {"resource": {"resourceType": "ServiceRequest", "id": "s", "reasonReference": [{"reference": "Condition/c1"}]}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Condition", "id": "c1"}},
+            {
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "id": "s",
+                    "reasonReference": [{"reference": "Condition/c1"}],
+                }
+            },
+        ],
+    }
     index = DataIndex()
     index.add(bundle)
-    assert ev("%b.resources('ServiceRequest').reasonReference.resolve().ofType(Condition).id", index, b=bundle) == ["c1"]
+    assert ev("%b.resources('ServiceRequest').reasonReference.resolve().ofType(Condition).id", index, b=bundle) == [
+        "c1"
+    ]
     assert ev("%b.resources('Condition').first() is Condition", index, b=bundle) == [True]
