@@ -24,7 +24,7 @@ Mapping (CDS Hooks 2.0 §Card Attributes; cds-hooks-clinical-reasoning IG):
 from __future__ import annotations
 
 from cards import notices
-from service.engine import AppliedAction, ApplyResult, EXT_APP_CONTEXT, EXT_LINK_TYPE, stable_id
+from service.engine import EXT_APP_CONTEXT, EXT_LINK_TYPE, AppliedAction, ApplyResult, stable_id
 from service.guidance.rules import page_path
 
 INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}

@@ -11,8 +11,8 @@ from flask import Flask
 
 from service.auth import authentication
 from service.config import load_config
-from service.content.fhir_source import FhirContentSource
 from service.content import load_folder
+from service.content.fhir_source import FhirContentSource
 from service.engine import ContentSet
 from service.feedback import FeedbackStore
 from service.fhir.budget import Budget

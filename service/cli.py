@@ -43,9 +43,9 @@ def _serve(args) -> int:
 
 
 def _publish(args) -> int:
+    from service.content.publish import PublishError, Skipped, load_patients, publish_content
     from service.errors import ContentErrors, FhirAccessError
     from service.fhir.client import FhirClient
-    from service.content.publish import PublishError, Skipped, load_patients, publish_content
 
     cfg = load_config()
     base_url = args.fhir_base_url or cfg.content_fhir_base_url

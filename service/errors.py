@@ -116,7 +116,7 @@ class FhirAccessError(DataUnavailable):
     def http_status(self, value: int | None) -> None:
         self.server_status = value
 
-    def about(self, subject: str, expression: str | None = None) -> "FhirAccessError":
+    def about(self, subject: str, expression: str | None = None) -> FhirAccessError:
         """The same failure said of `subject` (e.g. "prefetch key 'observations'")."""
         return type(self)(f"{subject}: {self.message}", reason=f"{subject}: {self.reason}",
                           expression=expression or self.expression, server_status=self.server_status)

@@ -78,7 +78,7 @@ class _PatientSocket:
         self._sock.settimeout(left)
         try:
             return self._sock.recv(size)
-        except socket.timeout:
+        except TimeoutError:
             self.timed_out = True
             raise RequestReadTimeout() from None
         finally:

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import quote
 
-from service.engine import build_content, ContentIssue, ContentSet, Source
+from service.engine import ContentIssue, ContentSet, Source, build_content
 from service.errors import ContentErrors, FhirAccessError
 from service.fhir.client import FhirClient
 

@@ -27,9 +27,10 @@ import logging
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from service.content.folder import PACKAGE_FILES, load_folder
 from service.engine import SUPPORTED_TYPES

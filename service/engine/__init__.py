@@ -6,14 +6,27 @@ a FHIR server is `service.content`."""
 
 from service.engine import functions  # noqa: F401  (registers the generic functions with the FHIRPath gateway)
 from service.engine.apply import (
-    ApplyContext, ApplyResult, AppliedAction, NotEvaluated, apply_activity, apply_plan, stable_id,
+    AppliedAction,
+    ApplyContext,
+    ApplyResult,
+    NotEvaluated,
+    apply_activity,
+    apply_plan,
+    stable_id,
 )
 from service.engine.build import build_content
 from service.engine.compile import SUPPORTED_TYPES
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from service.engine.model import (
-    EXT_APP_CONTEXT, EXT_LINK_TYPE, ActionDef, ContentIssue, ContentSet, DataRequirementDef, PlanDef, ServiceDef,
+    EXT_APP_CONTEXT,
+    EXT_LINK_TYPE,
+    ActionDef,
+    ContentIssue,
+    ContentSet,
+    DataRequirementDef,
+    PlanDef,
+    ServiceDef,
     Source,
 )
 from service.engine.terminology import Terminology

@@ -42,8 +42,8 @@ from service.engine import narrative
 from service.engine.activity import activity_resource
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
-from service.engine.paths import EMPTY_LITERAL, remove_path, set_path
 from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
+from service.engine.paths import EMPTY_LITERAL, remove_path, set_path
 from service.engine.terminology import canonical
 from service.errors import ExpressionError
 
@@ -83,7 +83,7 @@ class AppliedAction:
     is_recommended: bool
     override_reasons: list[dict]
     resource: dict | None
-    children: list["AppliedAction"]
+    children: list[AppliedAction]
 
     @property
     def id(self) -> str:

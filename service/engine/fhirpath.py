@@ -19,10 +19,10 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
 from __future__ import annotations
 
 import re
-from functools import cache
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream, Token

@@ -32,12 +32,12 @@ data index, terminology) passed explicitly by the gateway, then the unwrapped in
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from service.engine import dosing, fhirpath, ucum, units
-from service.engine.fhirpath import FP_DateTime, FP_Quantity, Evaluation
+from service.engine.fhirpath import Evaluation, FP_DateTime, FP_Quantity
 from service.engine.index import _codings, tokens_of
 
 # ---- times ------------------------------------------------------------------------------
@@ -57,21 +57,21 @@ def parse_datetime(value: Any) -> datetime | None:
     if isinstance(value, FP_DateTime):
         value = str(value)
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if not isinstance(value, str) or len(value) < 4:
         return None
     text = value.replace("Z", "+00:00")
     try:
         if len(text) == 4:
-            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
+            return datetime(int(text), 1, 1, tzinfo=UTC)
         if len(text) == 7:
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def clinical_time(resource: Any) -> datetime | None:

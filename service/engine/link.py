@@ -15,9 +15,18 @@ Rules:
 
 from __future__ import annotations
 
-from service.engine.model import EXT_SERVICE_ID, ActionDef, ActivityDef, LibraryDef, PlanDef, ServiceDef, Source, Variable
-from service.engine.problems import Problems
 from service.engine.compile import data_requirements
+from service.engine.model import (
+    EXT_SERVICE_ID,
+    ActionDef,
+    ActivityDef,
+    LibraryDef,
+    PlanDef,
+    ServiceDef,
+    Source,
+    Variable,
+)
+from service.engine.problems import Problems
 from service.engine.terminology import canonical
 
 CQL_CONTENT = ("text/cql", "application/elm+json", "application/elm+xml")

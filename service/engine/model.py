@@ -74,9 +74,9 @@ class ActionDef:
     conditions: list[Condition]
     dynamic_values: list[DynamicValue]
     definition: str | None
-    children: list["ActionDef"]
+    children: list[ActionDef]
     applicability_behavior: str = "all"
-    is_recommended: "bool | Expression" = False  # cds-is-recommended: valueBoolean or valueExpression
+    is_recommended: bool | Expression = False  # cds-is-recommended: valueBoolean or valueExpression
     for_each: Expression | None = None
     target: Expression | None = None
 

@@ -14,12 +14,25 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint, create_engine, delete,
-    func, insert, select, update,
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -118,7 +131,7 @@ class FeedbackStore:
             conn.execute(delete(token_ids).where(token_ids.c.expires_at < now))
 
     def record_cards(self, service_id: str, hook_instance: str, cards: list[dict]) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [
             {
                 "uuid": c["uuid"],
@@ -169,7 +182,7 @@ class FeedbackStore:
     def add_feedback(self, service_id: str, items: list[dict], cards: dict[str, dict]) -> int:
         """Store the feedback items of one post in one transaction, each with the issued card it is about
         (`cards`, by uuid); items already stored (retries) are left out.  The number stored."""
-        received = datetime.now(timezone.utc)
+        received = datetime.now(UTC)
         rows: dict[tuple, dict] = {}
         for item in items:
             key = (item["card"], item["outcome"], item["outcomeTimestamp"])

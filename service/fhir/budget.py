@@ -48,7 +48,7 @@ class Budget:
         self.spent_bytes += n
 
     @contextmanager
-    def active(self) -> Iterator["Budget"]:
+    def active(self) -> Iterator[Budget]:
         """Sockets opened by the FHIR transport on this thread inside the block are shut down when
         the deadline passes."""
         previous = getattr(_local, "budget", None)

@@ -58,7 +58,7 @@ class BaseUrl:
     def loopback(self) -> bool:
         return is_loopback_host(self.host)
 
-    def contains(self, other: "BaseUrl") -> bool:
+    def contains(self, other: BaseUrl) -> bool:
         """`other` is this URL or below it (same origin, path prefix at a segment boundary)."""
         return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port) and (
             other.path == self.path or other.path.startswith(self.path + "/"))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from service.engine import ActionDef, ContentSet, EXT_LINK_TYPE
+from service.engine import EXT_LINK_TYPE, ActionDef, ContentSet
 
 PATH = "/guidance"
 SOURCE_LABEL = "source"  # justification label (case-insensitive) of a quote from the source

@@ -6,9 +6,8 @@ prefetch templates and suggested resources is declared in `extension`."""
 
 from __future__ import annotations
 
-from service.engine import ContentSet
 from service.data import templates
-
+from service.engine import ContentSet
 
 SPECIFICATION_VERSION = "2.0.1"
 # Versions of the hook definitions this service implements (cds-hooks.org hook library).

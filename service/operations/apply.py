@@ -17,7 +17,13 @@ from typing import Any
 
 from service import data as data_layer
 from service.engine import (
-    ApplyContext, ContentSet, PlanDef, Terminology, apply_activity, apply_plan, stable_id,
+    ApplyContext,
+    ContentSet,
+    PlanDef,
+    Terminology,
+    apply_activity,
+    apply_plan,
+    stable_id,
 )
 from service.errors import InvalidRequest, NotFound, Unprocessable
 from service.fhir.reader import ReaderFactory

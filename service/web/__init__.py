@@ -8,10 +8,10 @@ from service.runtime import Runtime
 
 
 def register(app: Flask, runtime: Runtime) -> None:
+    from flask_cors import CORS
+
     from service.web import errors, guidance, headers, routes
     from service.web.policy import web_policy
-
-    from flask_cors import CORS
 
     policy = web_policy(runtime)  # refuses an unsafe CORS setting before anything is served
     app.extensions["cds"] = runtime

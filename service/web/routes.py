@@ -12,8 +12,8 @@ from service.hooks.call import call_service
 from service.hooks.discovery import discovery
 from service.hooks.feedback import accept_feedback
 from service.hooks.request import parse_hook_request
-from service.operations import activity_apply, parse_apply_request, plan_apply
 from service.logtext import shown
+from service.operations import activity_apply, parse_apply_request, plan_apply
 from service.runtime import Runtime
 from service.web import security
 from service.web.policy import WebPolicy
