@@ -130,3 +130,24 @@ class Listener:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def trusted_client_factory(tmp_path, content, iss: str, key, now):
+    """make(fhir_servers=None): a test client of the app, open (None) or trusting one client `iss`
+    (signing with `key`) to name `fhir_servers`."""
+    from service.app import create_app
+
+    def make(fhir_servers=None):
+        config = {"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0}
+        if fhir_servers is not None:
+            config["trusted_clients"] = write_clients(
+                tmp_path / "clients.json", {"iss": iss, "jwks": jwks(key), "fhirServers": fhir_servers}
+            )
+        return create_app(config, clock=lambda: now, content=content).test_client()
+
+    return make
+
+
+def bearer(key, iss: str, path: str, now) -> dict:
+    """The Authorization header of a valid token for `path` on the test client's host."""
+    return {"Authorization": "Bearer " + sign(key, claims(iss, "http://localhost" + path, now.timestamp()))}

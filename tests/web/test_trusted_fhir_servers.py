@@ -9,7 +9,7 @@ import pytest
 
 from tests.conformance.helpers import base_request
 from tests.conftest import T0
-from tests.trust_helpers import Listener, claims, es384_key, jwks, sign, write_clients
+from tests.trust_helpers import Listener, bearer, es384_key, trusted_client_factory
 
 ISS = "https://ehr.example.org"
 SERVICE = "/cds-services/dah-patient-view"
@@ -33,20 +33,11 @@ def unlisted():
 
 @pytest.fixture
 def make_client(tmp_path, content):
-    from service.app import create_app
-
-    def make(fhir_servers=None):
-        config = {"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0}
-        if fhir_servers is not None:
-            config["trusted_clients"] = write_clients(tmp_path / "clients.json", {
-                "iss": ISS, "jwks": jwks(KEY), "fhirServers": fhir_servers})
-        return create_app(config, clock=lambda: T0, content=content).test_client()
-
-    return make
+    return trusted_client_factory(tmp_path, content, ISS, KEY, T0)
 
 
 def headers(path: str = SERVICE) -> dict:
-    return {"Authorization": "Bearer " + sign(KEY, claims(ISS, "http://localhost" + path, T0.timestamp()))}
+    return bearer(KEY, ISS, path, T0)
 
 
 def fetching_from(base: str) -> dict:
