@@ -38,7 +38,7 @@ def _guard():
 def public_base() -> str:
     """The root URL clinicians' browsers reach the service at, without a trailing slash:
     `public_base_url` when configured (behind a proxy), else this request's root URL."""
-    return (runtime().config.public_base_url or request.url_root).rstrip("/")
+    return security.public_root(request, runtime().config.public_base_url)
 
 
 def _service(service_id: str, content=None):

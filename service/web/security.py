@@ -51,9 +51,15 @@ def guard(request: Request) -> None:
             raise NotJson(f"Content-Type must be application/json, got '{shown(request.mimetype or 'none', 100)}'")
 
 
+def public_root(request: Request, public_base_url: str) -> str:
+    """The root URL the service is reached at, without a trailing slash: `public_base_url` when
+    configured (behind a proxy), else this request's root URL."""
+    return (public_base_url or request.url_root).rstrip("/")
+
+
 def audience(request: Request, public_base_url: str) -> str:
     """The URL the caller called, as its token's `aud` must name it (CDS Hooks 2.0 §Trusting CDS Clients)."""
-    return (public_base_url or request.url_root).rstrip("/") + request.path
+    return public_root(request, public_base_url) + request.path
 
 
 def authenticate(request: Request) -> None:
