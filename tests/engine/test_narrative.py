@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.engine.narrative import describe, with_narrative
+from tests.engine.helpers import action_type, project_ext
 from tests.engine.test_apply import PV, observations, run
 
 BASE = "http://example.org/fhir"
@@ -27,16 +28,8 @@ def test_medication_request_narrative_is_its_dosage_text_after_dynamic_values(tm
             }
         ],
     }
-    target = [
-        {
-            "url": "http://example.org/fhir/StructureDefinition/cds-target",
-            "valueExpression": {
-                "language": "text/fhirpath",
-                "expression": "%draftOrders.resources('MedicationRequest').first()",
-            },
-        }
-    ]
-    update = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/action-type", "code": "update"}]}
+    target = project_ext("cds-target", "%draftOrders.resources('MedicationRequest').first()")
+    update = action_type("update")
     result = run(
         tmp_path,
         [
@@ -75,16 +68,26 @@ def test_medication_request_narrative_is_its_dosage_text_after_dynamic_values(tm
 
 
 def test_created_order_without_dosage_text_is_named_by_its_medication(tmp_path):
-    result = run(tmp_path, [{"id": "c", "title": "Card", "trigger": PV,
-                              "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}],
-                 data={"observations": observations(70)})
+    result = run(
+        tmp_path,
+        [{"id": "c", "title": "Card", "trigger": PV, "definitionCanonical": f"{BASE}/ActivityDefinition/dose"}],
+        data={"observations": observations(70)},
+    )
     # the test ActivityDefinition codes rxnorm 3002 with no display and no dosage text: nothing to say
     assert "text" not in result.actions[0].resource
 
 
 def test_describe_per_resource_type_and_escaping():
-    assert describe({"resourceType": "ServiceRequest", "code": {"coding": [{"display": "Blood culture"}]},
-                     "note": [{"text": "two sets"}]}) == "Blood culture. two sets."
+    assert (
+        describe(
+            {
+                "resourceType": "ServiceRequest",
+                "code": {"coding": [{"display": "Blood culture"}]},
+                "note": [{"text": "two sets"}],
+            }
+        )
+        == "Blood culture. two sets."
+    )
     assert describe({"resourceType": "Task", "description": "Record body weight"}) == "Record body weight."
     assert describe({"resourceType": "CommunicationRequest", "payload": [{"contentString": "Call ICU"}]}) == "Call ICU."
     assert (
@@ -98,12 +101,26 @@ def test_describe_per_resource_type_and_escaping():
     )
     # the drug is named once: added when the dosage text does not name it, not repeated when it does
     med = {"coding": [{"display": "methylprednisolone sodium succinate"}]}
-    assert describe({"resourceType": "MedicationRequest", "medicationCodeableConcept": med,
-                     "dosageInstruction": [{"text": "1000 mg IV once daily"}]}) == \
-        "methylprednisolone sodium succinate: 1000 mg IV once daily."
-    assert describe({"resourceType": "MedicationRequest", "medicationCodeableConcept": med,
-                     "dosageInstruction": [{"text": "Methylprednisolone 1000 mg IV once daily"}]}) == \
-        "Methylprednisolone 1000 mg IV once daily."
+    assert (
+        describe(
+            {
+                "resourceType": "MedicationRequest",
+                "medicationCodeableConcept": med,
+                "dosageInstruction": [{"text": "1000 mg IV once daily"}],
+            }
+        )
+        == "methylprednisolone sodium succinate: 1000 mg IV once daily."
+    )
+    assert (
+        describe(
+            {
+                "resourceType": "MedicationRequest",
+                "medicationCodeableConcept": med,
+                "dosageInstruction": [{"text": "Methylprednisolone 1000 mg IV once daily"}],
+            }
+        )
+        == "Methylprednisolone 1000 mg IV once daily."
+    )
     out = with_narrative({"resourceType": "Task", "description": "a < b & c"})
     assert "a &lt; b &amp; c" in out["text"]["div"]
     assert "text" not in with_narrative({"resourceType": "Task", "text": {"status": "generated", "div": "old"}})
