@@ -16,21 +16,25 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 LINTED = ["service", "cards", "tests", "bench", "tools"]
 MYPY_CACHE = ROOT / ".mypy_cache"
 
 
-def _run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def _passes(*command: str, timeout: float) -> None:
+    """Run `python -m <command>` at the top of the checkout; fail with its report unless it exits 0."""
+    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} (exit {done.returncode}):\n{done.stdout}{done.stderr}", pytrace=False)
 
 
 def test_ruff_finds_nothing():
-    done = _run("ruff", "check", "--no-cache", *LINTED, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    _passes("ruff", "check", "--no-cache", *LINTED, timeout=120)
 
 
 def test_mypy_finds_nothing():
-    done = _run("mypy", "--cache-dir", str(MYPY_CACHE), timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
+    _passes("mypy", "--cache-dir", str(MYPY_CACHE), timeout=900)
