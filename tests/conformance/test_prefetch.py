@@ -88,7 +88,7 @@ def templates(client) -> dict[str, str]:
 @pytest.fixture
 def case_data(templates) -> CaseData:
     request = base_request()
-    assert templates.keys() == request["prefetch"].keys()
+    assert templates.keys() == request["prefetch"].keys() | {"encounter"}  # no encounterId: nothing to send
     return CaseData(templates, base_request()["prefetch"], request["context"]["patientId"])
 
 
