@@ -334,8 +334,8 @@ def test_prefetch_query_restrictions__templates_use_the_recommended_subset(servi
     itself names what is outside the subset.  The clinical content's own templates, with their
     known `_include` deviation, are checked in tests/content/test_prefetch_queries.py."""
     announced = [(s["id"], key, t) for s in services for key, t in s["prefetch"].items()]
-    assert {t.split("?")[0] for _, _, t in announced} == {"Patient/{{context.patientId}}", "Encounter/{{context.encounterId}}",
-                                                         "Condition", "Observation"}
+    assert {t.split("?")[0] for _, _, t in announced} == {
+        "Patient/{{context.patientId}}", "Encounter/{{context.encounterId}}", "Condition", "Observation"}
     for service_id, key, template in announced:
         assert query_restriction_findings(template) == [], (service_id, key)
     assert query_restriction_findings("Encounter?_id={{context.encounterId}}&_include=Encounter:location") == [
