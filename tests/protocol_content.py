@@ -49,8 +49,9 @@ def patient_view_request() -> dict[str, Any]:
 
 
 def order_request(hook: str) -> dict[str, Any]:
-    """order-select or order-sign with two drafted MedicationRequests, m01 (20 units: PROTO-DOSE fires with
-    an update and a delete + create suggestion) and m02 (5 units); on order-select m01 is selected."""
+    """order-select or order-sign with two drafted MedicationRequests: m01 (20 units: PROTO-DOSE fires with
+    an update and a delete + create suggestion) and, on order-sign, m02 (5 units: no card); on order-select
+    m01 is selected and m03 (30 units) is not (no card)."""
     return request(f"{hook}-dose")
 
 

@@ -4,10 +4,18 @@ a specific 4xx FHIR OperationOutcome (never a 500 or a stack trace)."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
-from tests.protocol_content import PATIENT_VIEW, PATIENT_VIEW_RULES, patient_view_request, topics
+from tests.protocol_content import (
+    PATIENT_VIEW,
+    PATIENT_VIEW_RULES,
+    RULES,
+    order_request,
+    patient_view_request,
+    topics,
+)
 from tests.web.test_feedback_limits import stored_rows
 
 REQUEST = patient_view_request()
@@ -58,6 +66,66 @@ def test_service_call_returns_cards(client):
     assert (card["summary"], card["detail"]) == ("The level is high", "A level above **10** was recorded.")
     assert [s["label"] for s in card["suggestions"]] == ["Order a recheck", "Order a recheck tomorrow"]
     assert set(body) == {"cards"}
+
+
+RECHECK = {
+    "resourceType": "ServiceRequest", "status": "draft", "intent": "proposal",
+    "instantiatesCanonical": ["http://example.org/fhir/ActivityDefinition/proto-recheck"],
+    "code": {"coding": [{"system": "http://example.org/fhir/CodeSystem/proto-observation", "code": "level",
+                         "display": "Level"}], "text": "Recheck the level"},
+    "occurrenceTiming": {"repeat": {"count": 2, "frequency": 1, "period": 1, "periodUnit": "d"}},
+    "subject": {"reference": "Patient/p01"}, "encounter": {"reference": "Encounter/e01"},
+    "requester": {"reference": "Practitioner/pr01"},
+    "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>Recheck the level.</p></div>'},
+}
+
+
+def without_uuids(body: dict) -> dict:
+    """The response with its card and suggestion uuids taken out, after checking they are there."""
+    body = copy.deepcopy(body)
+    for card in body["cards"]:
+        assert card.pop("uuid")
+        for suggestion in card.get("suggestions", []):
+            assert suggestion.pop("uuid")
+    return body
+
+
+@pytest.mark.parametrize("hook", ["order-sign", "order-select"])
+def test_an_order_call_is_answered_with_exactly_these_cards(client, hook):
+    """The whole answer to an order hook: the draft dosed above 10 (m01) gets one card whose first
+    suggestion updates that draft whole, with only the dose, its text and the narrative changed, and
+    whose second replaces it (delete + create in one suggestion); the other draft (m02 at 5 units on
+    order-sign, m03 at 30 units but not selected on order-select) gets nothing."""
+    request = order_request(hook)
+    draft = next(e["resource"] for e in request["context"]["draftOrders"]["entry"] if e["resource"]["id"] == "m01")
+    updated = copy.deepcopy(draft)
+    updated["dosageInstruction"][0]["text"] = "10 units once daily"
+    updated["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 10
+    narrative = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Medication A: 10 units once daily.</p></div>'
+    updated["text"] = {"status": "generated", "div": narrative}
+    source = {"label": "Protocol test source", "url": "https://example.org/protocol-test-source"}
+    body = client.post(f"/cds-services/proto-{hook}", json=request).get_json()
+    assert without_uuids(body) == {"cards": [
+        {"summary": "The drafted dose of m01 is above 10", "detail": "A drafted order doses more than 10 units.",
+         "indicator": "warning",
+         "source": {**source, "topic": {"system": RULES, "code": "PROTO-DOSE", "display": "Dose above 10"}},
+         "selectionBehavior": "at-most-one",
+         "suggestions": [
+             {"label": "Lower the dose to 10",
+              "actions": [{"type": "update", "description": "Lower the dose to 10", "resource": updated}]},
+             {"label": "Replace the order by a recheck",
+              "actions": [{"type": "create", "description": "Order a recheck", "resource": RECHECK},
+                          {"type": "delete", "description": "Remove the drafted order",
+                           "resourceId": "MedicationRequest/m01"}]},
+         ],
+         "links": [{"label": "Why this recommendation", "url": "http://localhost/guidance/PROTO-DOSE",
+                    "type": "absolute"}]},
+        {"summary": "An order is being written", "detail": "Shown on every order hook.", "indicator": "info",
+         "source": {**source, "topic": {"system": RULES, "code": "PROTO-ORDER", "display": "Ordering"}},
+         "links": [{"label": "Why this recommendation", "url": "http://localhost/guidance/PROTO-ORDER",
+                    "type": "absolute"}]},
+    ]}
+    assert "m02" not in json.dumps(body) and "m03" not in json.dumps(body)
 
 
 def test_card_uuids_are_stable_for_the_same_hook_instance(client):
