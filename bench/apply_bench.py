@@ -7,6 +7,11 @@ Reports medians over many runs and the ratio to a plain `json.loads` of the same
 measured in the same run (machines here are noisy; ratios travel, absolute numbers less).
 
     .venv/bin/python bench/apply_bench.py [--runs 300] [--hook patient-view]
+
+With `--case plandefinitions/tests/<RULE-ID>/<case>.json` the patient is that scenario case's
+request instead, applied at the case's `now` (as the scenario tests do), by the case's service only.
+
+    .venv/bin/python bench/apply_bench.py --case plandefinitions/tests/DAH-05/p01-gpa-hypoxemic.json
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--hook", default="patient-view")
+    parser.add_argument("--case", type=Path, help="a scenario case file: its request, `now` and service")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     args = parser.parse_args()
 
@@ -100,16 +106,25 @@ def main() -> int:
     if args.gc_freeze:
         gc.collect()
         gc.freeze()  # as the service does after loading content (see service.app)
-    services = [s for s in content.services.values() if s.hook == args.hook]
-    text = json.dumps(request())
+    now, subject = T0, "Patient/bench"
+    if args.case is not None:
+        case = json.loads(args.case.read_text(encoding="utf-8"))
+        now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+        services = [content.services[case["service"]]]
+        args.hook = services[0].hook
+        text = json.dumps(case["request"])
+        subject = f"Patient/{case['request']['context']['patientId']}"
+    else:
+        services = [s for s in content.services.values() if s.hook == args.hook]
+        text = json.dumps(request())
     body = json.loads(text)
 
-    tokens = data_layer.Tokens(body["context"], body["context"].get("userId"), T0)
+    tokens = data_layer.Tokens(body["context"], body["context"].get("userId"), now)
 
     def _context(svc, data) -> ApplyContext:
-        drafts = body["context"]["draftOrders"] if svc.hook != "patient-view" else None
-        selections = body["context"]["selections"] if svc.hook == "order-select" else []
-        return ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook, hook_instance=body["hookInstance"],
+        drafts = body["context"].get("draftOrders") if svc.hook != "patient-view" else None
+        selections = body["context"].get("selections", []) if svc.hook == "order-select" else []
+        return ApplyContext(now=now, subject=subject, data=data, hook=svc.hook, hook_instance=body["hookInstance"],
                             draft_orders=drafts, selections=selections)
 
     def engine_once() -> int:
