@@ -79,7 +79,7 @@ class Evaluation:
     """Per-call state the generic functions need: the evaluation time, the data index and the
     terminology.  Made once per call by the caller and passed to every evaluation."""
 
-    __slots__ = ("now", "fp_now", "fp_today", "index", "terminology", "allowed_cache", "stub_references")
+    __slots__ = ("now", "fp_now", "fp_today", "index", "terminology", "allowed_cache", "stub_references", "memo")
 
     def __init__(self, now: datetime, index=None, terminology=None, stub_references: bool = False):
         self.now = now
@@ -91,6 +91,7 @@ class Evaluation:
         # resolve() of a reference not in the data: nothing (engine), or a {resourceType, id} stub
         # (prefetch templates only need the id: CDS Hooks 3.0 ballot §Prefetch tokens).
         self.stub_references = stub_references
+        self.memo: dict = {}  # the fast path's results of operators on literals and variables, for this call
 
 
 def _now(evaluation: Evaluation, inputs):
@@ -223,7 +224,7 @@ class Expression:
         constants.reset()
         data_root = arraify(focus)
         ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _invocations(),
-               _EVALUATION: evaluation}
+               _EVALUATION: evaluation, fhirpath_compiled.MEMO: evaluation.memo}
         try:
             node, fast = step
             result = fast(ctx, data_root) if fast is not None else do_eval(ctx, data_root, node)

@@ -16,6 +16,10 @@ Rules:
   function) it raises `NotCompiled` with the reason, and the gateway evaluates that expression
   with fhirpathpy's tree walker instead.  The gateway reports which expressions are off the
   fast path (`Expression.slow_reason`).
+- An arithmetic or comparison operator whose operands are literals or %variables (`%now - 14 days`)
+  is computed once per call: its result is kept, for the call only, in the memo the caller puts in
+  the context under `MEMO`, and reused while its operands are the very same objects (fhirpathpy's
+  operators are pure functions of their operands, and its values are never changed once made).
 - The function table is bound at compile time: the generic functions must be registered with
   the gateway before content is compiled (the engine package does so on import).
 Only the gateway (`engine/fhirpath.py`) uses this module.
@@ -57,6 +61,10 @@ _INFIX = frozenset({"InequalityExpression", "AdditiveExpression", "Multiplicativ
                     "OrExpression", "ImpliesExpression", "AndExpression", "XorExpression"})
 _ALIASES = {"MembershipExpression": {"contains": "containsOp", "in": "inOp"},
             "TypeExpression": {"is": "isOp", "as": "asOp"}}
+# Operators that are pure functions of their two operands (they read nothing else from the context).
+_PURE_OPERATORS = frozenset({"+", "-", "*", "/", "div", "mod", "&", "=", "!=", "~", "!~", "<", ">", "<=", ">="})
+# The key of the evaluation context under which the caller may put a dict that lives for one call.
+MEMO = "fhirpath_compiled.memo"
 _PASS_THROUGH = frozenset({"TermExpression", "ParenthesizedTerm", "InvocationTerm"})
 _CONSTANT_LITERALS = frozenset({"NumberLiteral", "StringLiteral", "BooleanLiteral", "QuantityLiteral",
                                 "DateTimeLiteral", "TimeLiteral"})
@@ -88,7 +96,7 @@ class _Compiler:
                 raise NotCompiled(f"{kind} without a child")
             return self.node(children[0])
         if kind in _CONSTANT_LITERALS:
-            return _constant(_EVALUATORS[str(kind)]({}, [], node))
+            return _constant(_literal(node))
         if kind == "NullLiteral":
             return lambda ctx, data: []
         if kind == "ExternalConstantTerm":
@@ -237,6 +245,8 @@ class _Compiler:
         fn: Callable[..., Any] = invocation["fn"]
         left, right = (self.param(kind, c) for kind, c in zip(kinds, children, strict=True))
         nullable = "nullable" in invocation
+        if op in _PURE_OPERATORS and all(_stable(c) for c in children):
+            return _memoized(op, left, right, fn, nullable)
 
         def binary(ctx: Ctx, data: Any) -> list[Any]:
             a = left(ctx, data)
@@ -247,6 +257,42 @@ class _Compiler:
         return binary
 
 
+def _stable(node: Mapping[str, Any]) -> bool:
+    """Whether a node is a literal or a %variable: the same objects each time within one call."""
+    while node.get("type") in _PASS_THROUGH or node.get("type") == "LiteralTerm":
+        children = node.get("children") or []
+        if len(children) != 1:
+            return False
+        node = children[0]
+    return node.get("type") in _CONSTANT_LITERALS or node.get("type") == "ExternalConstantTerm"
+
+
+def _same(xs: list[Any], ys: list[Any]) -> bool:
+    return len(xs) == len(ys) and all(x is y for x, y in zip(xs, ys, strict=True))
+
+
+def _memoized(op: str, left: Callable[[Ctx, Any], Any], right: Callable[[Ctx, Any], Any], fn: Callable[..., Any],
+              nullable: bool) -> Fn:
+    """A pure operator on stable operands, computed once per call for the same operand objects,
+    whichever expression asks (see the module's rules; literals are shared: `_literal`)."""
+    def binary(ctx: Ctx, data: Any) -> list[Any]:
+        a = left(ctx, data)
+        b = right(ctx, data)
+        if nullable and (_is_nullable(a) or _is_nullable(b)):
+            return []
+        memo: dict[object, tuple[Any, Any, list[Any]]] | None = ctx.get(MEMO)
+        if memo is not None and isinstance(a, list) and isinstance(b, list):
+            key = (op, *map(id, a), None, *map(id, b))
+            known = memo.get(key)
+            if known is not None and _same(known[0], a) and _same(known[1], b):
+                return list(known[2])
+            result = _arraify(fn(ctx, a, b))
+            memo[key] = (list(a), list(b), list(result))
+            return result
+        return _arraify(fn(ctx, a, b))
+    return binary
+
+
 # ---- leaves and steps --------------------------------------------------------------------
 
 
@@ -255,6 +301,18 @@ def _identifier(node: Mapping[str, Any]) -> str:
     if node.get("type") != "Identifier" or not isinstance(node.get("text"), str):
         raise NotCompiled("expected an identifier")
     return re.sub(r"(^\"|\"$)", "", node["text"])
+
+
+# Literal values by their parse node, shared by every compiled expression (values fhirpathpy never
+# changes once made), so that equal literals are the same objects (`_memoized`).
+_LITERALS: dict[str, list[Any]] = {}
+
+
+def _literal(node: Mapping[str, Any]) -> list[Any]:
+    key = json.dumps(node, sort_keys=True)
+    if key not in _LITERALS:
+        _LITERALS[key] = _EVALUATORS[str(node["type"])]({}, [], node)
+    return _LITERALS[key]
 
 
 def _constant(values: list[Any]) -> Fn:
