@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from fhirpathpy.engine.nodes import FP_Type, ResourceNode
 
-from service.engine.fhirpath import Expression
+from service.engine.fhirpath import Evaluation, Expression, to_python
+from service.engine.model import Source
+from service.engine.problems import Problems
 from service.errors import ExpressionError
 from tests.scenarios.cases import CASES, Runs
 
@@ -51,6 +54,24 @@ def test_every_content_expression_is_on_the_fast_path(content):
     assert len(expressions) > 300  # the walk reached the content's expressions
     slow = sorted((e.text, e.slow_reason) for e in expressions if e.slow_reason is not None)
     assert slow == []
+
+
+def test_the_content_loads_without_a_fast_path_issue(content):
+    assert [str(i) for i in content.issues if "fast path" in i.message] == []
+
+
+def test_an_expression_off_the_fast_path_runs_on_the_tree_walker_and_is_reported_at_load():
+    problems = Problems()
+    source = Source("Library-example.json", "Library.extension[0].valueExpression")
+    expression = problems.expression({"language": "text/fhirpath", "expression": "name.given.trace('given')"}, source)
+    assert expression is not None and expression.slow_reason == "trace()"
+    assert [str(i) for i in problems.issues] == [
+        "Library-example.json: Library.extension[0].valueExpression: not on the FHIRPath fast path (trace()): "
+        "evaluated by fhirpathpy's slower tree walker"]
+    patient = {"resourceType": "Patient", "name": [{"given": ["Ada", "B."]}]}
+    evaluation = Evaluation(datetime(2026, 3, 1, tzinfo=UTC))
+    assert to_python(expression.evaluate(evaluation, patient, {})) == ["Ada", "B."]
+    assert Expression("name.given").slow_reason is None
 
 
 def shape(value: Any) -> Any:
