@@ -91,7 +91,7 @@ class Evaluation:
         # resolve() of a reference not in the data: nothing (engine), or a {resourceType, id} stub
         # (prefetch templates only need the id: CDS Hooks 3.0 ballot §Prefetch tokens).
         self.stub_references = stub_references
-        self.memo: dict = {}  # the fast path's results of operators on literals and variables, for this call
+        self.memo: dict[object, Any] = {}  # fast path: operators on literals and %variables, this call
 
 
 def _now(evaluation: Evaluation, inputs):
@@ -206,7 +206,7 @@ class Expression:
         self._root = self._step(self._ast["children"][0])
         self._conjuncts = [self._step(node) for node in _conjuncts(self._root[0])]
 
-    def _step(self, node: dict) -> tuple[dict, fhirpath_compiled.Fn | None]:
+    def _step(self, node: dict[str, Any]) -> tuple[dict[str, Any], fhirpath_compiled.Fn | None]:
         """The node and its compiled closure (None: fhirpathpy's tree walker evaluates it)."""
         try:
             return node, fhirpath_compiled.compile_node(node, _invocations())
@@ -216,8 +216,8 @@ class Expression:
             self.slow_reason = self.slow_reason or f"{type(exc).__name__}: {exc}"
         return node, None
 
-    def _run(self, evaluation: Evaluation, step: tuple[dict, Any], resource: Any, variables: Mapping[str, Any],
-             lazy) -> list:
+    def _run(self, evaluation: Evaluation, step: tuple[dict[str, Any], fhirpath_compiled.Fn | None], resource: Any,
+             variables: Mapping[str, Any], lazy) -> list:
         focus = resource if resource is not None else {}
         env = Variables({"context": focus, "ucum": "http://unitsofmeasure.org", **variables}, lazy)
         env["now"] = evaluation.fp_now
