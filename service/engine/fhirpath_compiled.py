@@ -8,7 +8,7 @@ Rules:
   fhirpathpy's tree walker (`fhirpathpy.engine.do_eval`, `doInvoke`, `infix_invoke`,
   `make_param`).  What is gone is the per-call cost of walking a generic tree: the dispatch on
   node type, the merge of the function tables on every call, the re-reading of literals and
-  identifiers, the look-ups in the FHIR model for each member step.
+  identifiers, the making of each member step's reducer (its per-item FHIR model look-ups stay).
 - A closure is `fn(ctx, data) -> list`: `ctx` is fhirpathpy's evaluation context (the dict its
   functions read `$this`, `vars`, `model` from), `data` the input collection.
 - `compile_node` translates what it knows; for any other node (a construct the content does
