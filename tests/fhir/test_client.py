@@ -15,6 +15,7 @@ from service.errors import (
     FhirAccessError,
     FhirAuthError,
     FhirNotFoundError,
+    FhirRequestRefused,
     FhirServerError,
     FhirTimeout,
     FhirUnavailable,
@@ -401,8 +402,9 @@ def test_put_needs_type_and_id(server, resource):
     assert server.hits == []
 
 
-@pytest.mark.parametrize("status,error", [(400, FhirServerError), (401, FhirAuthError), (404, FhirNotFoundError),
-                                          (409, FhirServerError), (422, FhirServerError)])
+@pytest.mark.parametrize("status,error", [(400, FhirRequestRefused), (401, FhirAuthError), (404, FhirNotFoundError),
+                                          (409, FhirRequestRefused), (422, FhirRequestRefused),
+                                          (500, FhirServerError)])
 def test_put_errors_are_typed_with_the_http_status_and_diagnostics(server, status, error):
     server.routes[("PUT", "/fhir/Patient/p1")] = (status, {"resourceType": "OperationOutcome", "issue": [
         {"severity": "error", "code": "invalid", "details": {"text": "client ids not allowed"}}]})
@@ -410,7 +412,7 @@ def test_put_errors_are_typed_with_the_http_status_and_diagnostics(server, statu
         client(server).put({"resourceType": "Patient", "id": "p1"})
     assert info.value.server_status == status
     assert f"PUT {server.base}/Patient/p1" in info.value.message
-    if error is FhirServerError:
+    if issubclass(error, FhirServerError):
         assert "client ids not allowed" in info.value.message
 
 
