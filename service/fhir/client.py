@@ -9,7 +9,8 @@ The only module that talks HTTP.  Rules:
   errors and 502/503/504, with a short backoff; timeouts are not retried (the EHR is waiting
   for the cards);
 - errors are service.errors types: 401/403 FhirAuthError, 404/410 FhirNotFoundError, other
-  4xx FhirRequestRefused (a FhirServerError), 5xx and non-JSON bodies FhirServerError, timeout FhirTimeout, no connection FhirUnavailable;
+  4xx FhirRequestRefused (a FhirServerError), 5xx and non-JSON bodies FhirServerError,
+  timeout FhirTimeout, no connection FhirUnavailable;
   an error from an HTTP answer carries that answer's status as `server_status`;
 - a 200 body is returned as is, even an OperationOutcome (the caller decides);
 - `fetch` reads a `Type/id` URL and searches any other; `rest_of` completes a searchset page the
