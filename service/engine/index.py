@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.engine.medication import EMPTY, MEDICATION_BEARING, Identity, identify
+from service.engine.terminology import Terminology
 
 # FHIR R4 search parameter `code` (or its equivalent) per resource type.
 PRIMARY_CODE = {
@@ -76,8 +77,9 @@ def _tokens(value: Any) -> frozenset[str]:
 class DataIndex:
     """Lazily built, per-call index over the Bundles and resources of one request."""
 
-    def __init__(self, terminology=None):
+    def __init__(self, terminology: Terminology | None = None) -> None:
         self.terminology = terminology  # ValueSets and ConceptMaps of the content (None: codes as sent)
+        self._added: set[int] = set()  # values given to add(), by id: each is indexed once
         self._identity: dict[int, Identity] = {}
         self._by_bundle: dict[int, dict[str, list[dict]]] = {}
         self._by_code: dict[tuple[int, str], dict[str, list[int]]] = {}  # (bundle, type) -> token -> positions
@@ -107,7 +109,12 @@ class DataIndex:
         return found
 
     def add(self, value: Any) -> None:
-        """Make a request value (a Bundle or a single resource) resolvable by reference (lazily)."""
+        """Make a request value (a Bundle or a single resource) resolvable by reference (lazily).
+        A value added before (the same object) is not added again."""
+        if value is None or id(value) in self._added:
+            return
+        self._added.add(id(value))
+        self._keep.append(value)
         self._pending.append(value)
 
     def _index_pending(self) -> None:
