@@ -15,7 +15,7 @@ from datetime import datetime
 from cards.render import TRACE_EXTENSION, render_cards
 from cards.schema import response_errors
 from service import data
-from service.engine import ApplyContext, ContentSet, ServiceDef, apply_plan
+from service.engine import ApplyContext, ContentSet, DataIndex, ServiceDef, apply_plan
 from service.fhir.reader import ReaderFactory
 from service.hooks.request import HookRequest
 
@@ -47,7 +47,8 @@ def call_service(
     fhir = None
     if request.fhir_server and fetcher_factory is not None:
         fhir = fetcher_factory(request.fhir_server, request.access_token)
-    tokens = data.Tokens(context.sent, context.user_id, now)
+    index = DataIndex(content.terminology)  # the call's data, draft orders included, indexed once
+    tokens = data.Tokens(context.sent, context.user_id, now, index)
     resolved = data.resolve(service.plan, content.terminology, tokens, request.prefetch, fhir)
     ctx = ApplyContext(
         now=now,
@@ -59,6 +60,7 @@ def call_service(
         practitioner=context.user_id,
         draft_orders=context.draft_orders,
         selections=list(context.selections),
+        index=index,
     )
     result = apply_plan(content, service.plan, ctx)
     cards = render_cards([result], request.hook_instance, trace, incomplete=data.incomplete_keys(resolved),
