@@ -130,7 +130,7 @@ def free_port() -> int:
 # ---- reads ------------------------------------------------------------------------------------
 
 
-def test_read_sends_fhir_accept_and_bearer_token(server):
+def test_get_sends_fhir_accept_and_bearer_token(server):
     server.routes["/fhir/Patient/p1"] = (200, {"resourceType": "Patient", "id": "p1"})
     assert client(server).get("Patient/p1") == {"resourceType": "Patient", "id": "p1"}
     path, headers = server.hits[0]
@@ -398,7 +398,7 @@ def test_put_needs_type_and_id(server, resource):
 @pytest.mark.parametrize("status,error", [(400, FhirRequestRefused), (401, FhirAuthError), (404, FhirNotFoundError),
                                           (409, FhirRequestRefused), (422, FhirRequestRefused),
                                           (500, FhirServerError)])
-def test_put_errors_are_typed_with_the_http_status_and_diagnostics(server, status, error):
+def test_put_errors_are_typed_with_the_server_status_and_diagnostics(server, status, error):
     server.routes[("PUT", "/fhir/Patient/p1")] = (status, {"resourceType": "OperationOutcome", "issue": [
         {"severity": "error", "code": "invalid", "details": {"text": "client ids not allowed"}}]})
     with pytest.raises(error) as info:
