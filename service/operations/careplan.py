@@ -4,17 +4,19 @@ contained, as the reference implementation does; with the trace, an extension ho
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from service.engine import AppliedAction, ApplyResult, stable_id
 
 TRACE_EXTENSION = "http://example.org/fhir/StructureDefinition/cds-apply-trace"
 
 
-def _rg_action(action: AppliedAction, contained: list[dict]) -> dict:
-    out: dict = {"id": action.id.replace("/", "-")}
+def _rg_action(action: AppliedAction, contained: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": action.id.replace("/", "-")}
     for name, value in (("title", action.title), ("description", action.description),
                         ("textEquivalent", action.text_equivalent), ("priority", action.priority),
-                        ("selectionBehavior", action.selection_behavior), ("groupingBehavior", action.grouping_behavior)):
+                        ("selectionBehavior", action.selection_behavior),
+                        ("groupingBehavior", action.grouping_behavior)):
         if value:
             out[name] = value
     if action.code:
@@ -32,20 +34,22 @@ def _rg_action(action: AppliedAction, contained: list[dict]) -> dict:
     return out
 
 
-def care_plan(result: ApplyResult, trace: bool = False) -> dict:
+def care_plan(result: ApplyResult, trace: bool = False) -> dict[str, Any]:
     ctx = result.context
-    contained: list[dict] = []
+    contained: list[dict[str, Any]] = []
     actions = [_rg_action(a, contained) for a in result.actions]
     group_id = "request-group"
-    request_group = {"resourceType": "RequestGroup", "id": group_id, "status": "draft", "intent": "proposal",
-                     "instantiatesCanonical": [result.plan.url], "subject": {"reference": ctx.subject},
-                     "authoredOn": ctx.now.isoformat()}
+    request_group: dict[str, Any] = {
+        "resourceType": "RequestGroup", "id": group_id, "status": "draft", "intent": "proposal",
+        "instantiatesCanonical": [result.plan.url], "subject": {"reference": ctx.subject},
+        "authoredOn": ctx.now.isoformat()}
     if actions:
         request_group["action"] = actions
-    plan = {"resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
-            "contained": [request_group, *contained], "instantiatesCanonical": [result.plan.url],
-            "status": "draft", "intent": "proposal", "subject": {"reference": ctx.subject},
-            "activity": [{"reference": {"reference": f"#{group_id}"}}]}
+    plan: dict[str, Any] = {
+        "resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
+        "contained": [request_group, *contained], "instantiatesCanonical": [result.plan.url],
+        "status": "draft", "intent": "proposal", "subject": {"reference": ctx.subject},
+        "activity": [{"reference": {"reference": f"#{group_id}"}}]}
     if ctx.encounter:
         plan["encounter"] = {"reference": ctx.encounter}
     if trace:
