@@ -10,7 +10,8 @@ where it applies, the JSON path:
   whatever walks the data next);
 - no string or member name holds a lone surrogate (`"\\ud800"` is valid JSON but no valid
   Unicode: it cannot be stored, logged or encoded as UTF-8);
-- with `max_items`, no array has more items (`too_large` is then set: 413, not 400).
+- with `max_items`, no array has more items (`too_large` is then set: the request is too large,
+  not malformed).
 No Flask here.
 
 Kept at the top of service/: a leaf used by both web (request bodies) and fhir (servers' answers).

@@ -56,7 +56,7 @@ def test_publish_reports_counts(published, capsys, fhir_base_url):
     assert types["ConceptMap"] >= 2  # the medication maps travel with the content
     for kind, count in types.items():
         assert f"{count} {kind}" in out
-    stored = FhirClient(fhir_base_url).read("PlanDefinition", "dah")
+    stored = FhirClient(fhir_base_url).get("PlanDefinition/dah")
     assert stored["url"] == json.loads((CONTENT / "PlanDefinition-dah.json").read_text())["url"]
 
 
@@ -113,7 +113,8 @@ def test_a_broken_plan_on_the_server_is_reported_and_skipped(published, tmp_path
         assert source.refresh(served_app.extensions["cds"]) is True
         assert f"{pid}-patient-view" in discovery_by_id(served_app)
     finally:
-        fhir.delete("PlanDefinition", pid)
+        fhir.transaction({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "DELETE", "url": f"PlanDefinition/{pid}"}}]})
 
 
 def test_refresh_failure_keeps_the_content(served):
