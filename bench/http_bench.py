@@ -41,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import protocol_bench  # noqa: E402
 from bench.bodies import SCENARIOS, body, case, count_resources  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -117,6 +118,7 @@ class Server:
     started: float
     ready_s: float = 0.0
     settled_s: float = 0.0
+    start_cpu_s: float = 0.0
     memory: dict[str, Any] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
@@ -192,6 +194,7 @@ def wait_ready(server: Server, probe_url: str, probe: bytes | None, timeout: flo
         last = used
         time.sleep(0.5)
     server.settled_s = time.monotonic() - server.started - 0.5
+    server.start_cpu_s = cpu_seconds(server.pids())
 
 
 # ---- load --------------------------------------------------------------------------------------
@@ -307,15 +310,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                          f"(resources x{row['resources'] / base['resources']:g}) | {f['p50_ms']:.1f} ms "
                          f"| {f['cpu_ms']:.1f} ms |")
     lines += ["", "Memory and start-up (each worker loads the app itself; VmHWM is the peak over the whole run):", "",
-              "| server | time to first answer | time until both workers idle | worker VmRSS at ready | "
-              "worker VmRSS at end | worker VmHWM | master VmRSS |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "| server | time to first answer | time until both workers idle | CPU used to start (all processes) "
+              "| worker VmRSS at ready | worker VmRSS at end | worker VmHWM | master VmRSS |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("service", "floor"):
         m = results["servers"][name]
-        lines.append(f"| {name} | {m['ready_s']:.2f} s | {m['settled_s']:.1f} s | "
+        lines.append(f"| {name} | {m['ready_s']:.2f} s | {m['settled_s']:.1f} s | {m['start_cpu_s']:.1f} s | "
                      f"{' / '.join(f'{kb / 1024:.0f}' for kb in m['workers_rss_ready_kb'])} MiB | "
                      f"{' / '.join(f'{kb / 1024:.0f}' for kb in m['workers_rss_end_kb'])} MiB | "
                      f"{' / '.join(f'{kb / 1024:.0f}' for kb in m['workers_hwm_kb'])} MiB | "
                      f"{m['master_rss_kb'] / 1024:.0f} MiB |")
+    if results.get("protocol"):
+        lines += ["", "Protocol work of one patient-view call, in process (`bench/protocol_bench.py`, medians), as the "
+                  "service does it now and (in brackets) as before: reading the body within the limits "
+                  "(service.jsonlimits), validating the request (service.hooks.validation), writing the answer:", ""]
+        lines += protocol_bench.table(results["protocol"])
     lines += ["", "Targets of issue 12 on this machine:", ""]
     lines += [f"- {t}" for t in targets(rows)]
     return "\n".join(lines) + "\n"
@@ -421,6 +430,7 @@ def main() -> int:
                 server.stop()
             log.close()
 
+    protocol = protocol_bench.measure((50, 600) if args.quick else (50, 600, 5000))
     rows = []
     for name, size, c in suite:
         row: dict[str, Any] = {"name": name, "service_id": SCENARIOS[name][1], "resources": bodies[name, size][1],
@@ -433,8 +443,9 @@ def main() -> int:
         rows.append(row)
     results = {"date": now.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_note(), "command": command,
                "load_before": load_before, "load_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-               "duration_s": args.duration, "runs": args.runs, "cases": rows,
-               "servers": {s.name: {"ready_s": s.ready_s, "settled_s": s.settled_s, **s.memory}
+               "duration_s": args.duration, "runs": args.runs, "cases": rows, "protocol": protocol,
+               "servers": {s.name: {"ready_s": s.ready_s, "settled_s": s.settled_s, "start_cpu_s": s.start_cpu_s,
+                                    **s.memory}
                            for s in servers.values()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(results, args), encoding="utf-8")
