@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import string
 from typing import Any
 
 import orjson
@@ -79,32 +78,35 @@ def parse(raw: bytes, max_depth: int = MAX_DEPTH, max_items: int | None = None) 
     return value
 
 
-# The fast path's view of a body: its structural bytes, strings and everything but digits removed.
-_DIGITS = string.digits.encode()
-_KEEP = b'"[]{},' + _DIGITS
-_DROP = bytes(range(256)).translate(None, _KEEP)
+# The fast path's view of a body: its structural bytes, strings removed.
+_DROP = bytes(range(256)).translate(None, b'"[]{},:')
 _STRING = re.compile(rb'"[^"]*"')
 _INNERMOST = re.compile(rb"\[,*\]|\{,*\}")
 _LONG_DIGITS = b"0" * 19  # 2**63 has 19 digits: a shorter run is an integer orjson keeps exact
-_AS_ZERO = bytes(48 if 48 <= i <= 57 else i for i in range(256))
+_DIGITS_AS_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 
 
 def _shape_within(raw: bytes, max_depth: int, max_items: int | None) -> bool:
     """True when `raw` (valid JSON) surely nests at most `max_depth` levels, has no array of more
-    than `max_items` items and no run of 19 digits outside strings; False sends it to the reference
-    path (which decides).  Strings go first: escaped backslashes and quotes, then every string."""
+    than `max_items` items and no run of 19 digits; False sends it to the reference path (which
+    decides; a long digit run inside a string only costs that detour).  Strings go first: escaped
+    backslashes and quotes, then every string."""
+    if _LONG_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+        return False
     if b"\\" in raw:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     shape = raw.translate(None, _DROP).replace(b'""', b"")
     if b'"' in shape:
         shape = _STRING.sub(b"", shape)
-    if _LONG_DIGITS in shape.translate(_AS_ZERO):
-        return False
-    shape = shape.translate(None, _DIGITS)
-    if max_items is not None and shape.count(b",") >= max_items:
-        return _nesting_and_items_within(shape, max_depth, max_items)
+    if max_items is not None:
+        # Commas between array items: all commas less those between object members (a member per
+        # colon; a non-empty object has one comma fewer than members).  Fewer than `max_items` of
+        # them: no array can hold more than `max_items` items.
+        objects = shape.count(b"{") - shape.count(b"{}")
+        if shape.count(b",") - (shape.count(b":") - objects) >= max_items:
+            return _nesting_and_items_within(shape.translate(None, b":"), max_depth, max_items)
     # Depth alone: each pass removes the innermost containers; the passes are the nesting levels.
-    shape = shape.translate(None, b",").replace(b"{", b"[").replace(b"}", b"]")
+    shape = shape.translate(None, b",:").replace(b"{", b"[").replace(b"}", b"]")
     for _ in range(max_depth):
         if not shape:
             return True
