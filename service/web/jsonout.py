@@ -10,9 +10,10 @@ Flask's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from flask import Response
 from flask.json.provider import DefaultJSONProvider
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS \
@@ -30,11 +31,10 @@ class OrjsonProvider(DefaultJSONProvider):
         data = None if kwargs else self._bytes(obj)
         return data[:-1].decode("utf-8") if data is not None else super().dumps(obj, **kwargs)
 
-    def response(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        if self.compact is False or (self.compact is None and self._app.debug):
-            return super().response(obj)
-        data = self._bytes(obj)
+        data = None if self.compact is False or (self.compact is None and self._app.debug) else self._bytes(obj)
         if data is None:
-            return super().response(obj)
-        return self._app.response_class(data, mimetype=self.mimetype)
+            return cast(Response, super().response(obj))
+        response_class = cast(type[Response], self._app.response_class)  # a Flask app's: flask.Response
+        return response_class(data, mimetype=self.mimetype)
