@@ -2,7 +2,8 @@
 only the layers below them, callers use the engine's public face, no import loops; Flask only in
 the web layer, requests only in the FHIR client (urllib3 only in its transport), gunicorn only in
 service.serving, fhirpathpy only in the FHIRPath gateway (and the compiler behind it), JWT handling
-only in service/auth, no clock in the engine, no clinical code in Python."""
+only in service/auth, orjson only where JSON crosses the boundary (service.jsonlimits, service.web.jsonout),
+no clock in the engine, no clinical code in Python."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ RULES = {
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
     "jwt": lambda p: p.startswith("service/auth/"),
     "cryptography": lambda p: p.startswith("service/auth/"),
+    "orjson": lambda p: p in ("service/jsonlimits.py", "service/web/jsonout.py"),
 }
 
 

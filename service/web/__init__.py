@@ -11,9 +11,11 @@ def register(app: Flask, runtime: Runtime) -> None:
     from flask_cors import CORS
 
     from service.web import errors, guidance, headers, routes
+    from service.web.jsonout import OrjsonProvider
     from service.web.policy import web_policy
 
     policy = web_policy(runtime)  # refuses an unsafe CORS setting before anything is served
+    app.json = OrjsonProvider(app)  # responses written by orjson
     app.extensions["cds"] = runtime
     app.extensions["cds_policy"] = policy
     # Bodies past the limit are refused (413) before they are read (werkzeug: Content-Length, or
