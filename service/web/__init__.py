@@ -10,7 +10,7 @@ from service.runtime import Runtime
 def register(app: Flask, runtime: Runtime) -> None:
     from flask_cors import CORS
 
-    from service.web import errors, guidance, headers, routes
+    from service.web import errors, guidance, headers, routes, status
     from service.web.policy import web_policy
 
     policy = web_policy(runtime)  # refuses an unsafe CORS setting before anything is served
@@ -21,6 +21,7 @@ def register(app: Flask, runtime: Runtime) -> None:
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_request_bytes
     app.register_blueprint(routes.blueprint)
     app.register_blueprint(guidance.blueprint)
+    app.register_blueprint(status.blueprint)
     errors.register(app)
     headers.register(app)
     # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS); which ones:
