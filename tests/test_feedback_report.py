@@ -32,7 +32,8 @@ def overridden(card_uuid: str, at: str, code: str | None = None, display: str | 
     if code or comment:
         item["overrideReason"] = {}
         if code:
-            item["overrideReason"]["reason"] = {"system": REASONS, "code": code, **({"display": display} if display else {})}
+            coding = {"system": REASONS, "code": code}
+            item["overrideReason"]["reason"] = coding | ({"display": display} if display else {})
         if comment:
             item["overrideReason"]["userComment"] = comment
     return item

@@ -10,7 +10,7 @@ from service.runtime import Runtime
 def register(app: Flask, runtime: Runtime) -> None:
     from flask_cors import CORS
 
-    from service.web import errors, guidance, headers, routes, status
+    from service.web import errors, guidance, headers, preview, routes, status
     from service.web.policy import web_policy
 
     policy = web_policy(runtime)  # refuses an unsafe CORS setting before anything is served
@@ -22,6 +22,7 @@ def register(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(routes.blueprint)
     app.register_blueprint(guidance.blueprint)
     app.register_blueprint(status.blueprint)
+    preview.register(app, runtime.config)  # the workbench, on loopback only (service.web.preview)
     errors.register(app)
     headers.register(app)
     # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS); which ones:
