@@ -16,7 +16,8 @@ it must never become an unauthenticated way to run things on an exposed service)
 - a POST must be a form of this page: `application/x-www-form-urlencoded`, with an `Origin`
   (when the browser sends one) equal to the service's own, and not `Sec-Fetch-Site: cross-site`;
 - it never fetches from a FHIR server and records no card (service.web.preview_run);
-- answers are `Cache-Control: no-store` with a policy that allows only the preview's own script
+- answers are `Cache-Control: no-store`, `Referrer-Policy: same-origin` (so the browser names the
+  page's origin on its posts), with a policy that allows only the preview's own script
   and style sheet (no inline script), forms posted to itself only, and no framing.
 """
 
@@ -39,7 +40,10 @@ blueprint = Blueprint("preview", __name__)
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+# `same-origin`, not the service's usual `no-referrer`: under no-referrer a browser sends its form
+# posts with `Origin: null` (Fetch standard, "serializing a request origin"), which is refused here.
+HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+           "Referrer-Policy": "same-origin"}
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 STATIC = {"preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
 FORM_FIELDS = ("scenario", "hook", "service", "now", "bundle", "draft_orders")

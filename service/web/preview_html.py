@@ -187,7 +187,7 @@ def card_html(card: dict, service: str) -> str:
                      f"{options}</select></p>")
     parts.append("</div></article>")
     trace = (card.get("extension") or {}).get(TRACE_EXTENSION) or []
-    parts.append(f'<aside class="trace"><details><summary>Why (trace)</summary>{_trace(trace)}</details></aside>')
+    parts.append(f'<aside class="trace"><details open><summary>Why (trace)</summary>{_trace(trace)}</details></aside>')
     parts.append("</div>")
     return "".join(parts)
 

@@ -93,6 +93,7 @@ def test_the_page_lists_the_scenarios_and_loads_only_its_own_script(client):
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "same-origin", "else browsers post the form with Origin: null"
     assert f'value="{CASE_ID}" data-hook="patient-view" data-service="dah-patient-view"' in page
     assert "<script>" not in page and re.search(r"<script src=\"/preview/static/preview.js\"", page)
     script = client.get("/preview/static/preview.js")
