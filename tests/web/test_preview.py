@@ -134,6 +134,21 @@ def test_a_pasted_bundle_runs_every_service_of_the_hook(client):
     assert "DAH-05" in rules and "DAH-01" in rules
 
 
+def test_an_order_hook_scenario_uses_its_draft_orders_or_the_ones_pasted(client):
+    case_id = "DC-DOSE-MISSING/cyc-without-dose-sign"
+    golden = json.loads((CONTENT / "tests" / f"{case_id}.response.json").read_text(encoding="utf-8"))
+    status, page = run(client, scenario=case_id, hook="order-sign", service="dose-checks-order-sign")
+    assert status == 200, page
+    assert cards_in(page) == [(c["source"]["topic"]["code"], c["indicator"], c["summary"]) for c in golden["cards"]]
+    assert 'id="orders-field">' in page, "the draft-orders field shows on an order hook"
+
+    no_orders = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    status, page = run(client, scenario=case_id, hook="order-sign", service="dose-checks-order-sign",
+                       draft_orders=json.dumps(no_orders))
+    assert status == 200 and cards_in(page) == [], "the pasted (empty) orders replace the case's"
+    assert 'class="error"' not in page and 'class="muted no-cards"' in page
+
+
 def test_bad_input_is_said_on_the_page(client):
     status, page = run(client, hook="patient-view")
     assert status == 400 and "choose a scenario patient or paste a Bundle" in page
@@ -145,6 +160,17 @@ def test_bad_input_is_said_on_the_page(client):
     assert status == 400 and "no such scenario" in page
     status, page = run(client, scenario=CASE_ID, now="yesterday")
     assert status == 400 and "not ISO 8601" in page
+    status, page = run(client, scenario=CASE_ID, hook="order-sign", service="dose-checks-order-sign",
+                       draft_orders='{"resourceType": "Patient"}')
+    assert status == 400 and "a FHIR Bundle of the orders" in page
+
+
+def test_content_status_names_the_content_served(client, app):
+    status = client.get("/status/content").get_json()
+    assert status["mode"] == "fixed" and status["version"].startswith("sha256:") and status["lastError"] is None
+    assert "dah-patient-view" in status["services"]
+    assert client.get("/status/content", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 401, \
+        "open mode serves this machine only, the status too"
 
 
 # ---- escaping -----------------------------------------------------------------------------------
