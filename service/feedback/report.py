@@ -151,10 +151,11 @@ def suggestion_report(store: FeedbackStore, since: date | None = None,
                 .join(issued_cards, issued_cards.c.uuid == feedback.c.card_uuid)
                 .where(feedback.c.outcome == "accepted", *_window(since, until))):
             for item in chosen or []:
-                suggestion = item.get("id") if isinstance(item, dict) else None
-                if (card, suggestion) in label_of and (card, suggestion) not in counted:
-                    counted.add((card, suggestion))
-                    accepted[label_of[card, suggestion]] += 1
+                suggestion = str(item.get("id")) if isinstance(item, dict) else ""
+                key = (str(card), suggestion)
+                if key in label_of and key not in counted:
+                    counted.add(key)
+                    accepted[label_of[key]] += 1
     return [{"rule": rule, "suggestion": label, "offered": n, "accepted": accepted[rule, label],
              "acceptance_rate": round(accepted[rule, label] / n, 3)}
             for (rule, label), n in sorted(offered.items())]
