@@ -94,7 +94,8 @@ class Evaluation:
     def __init__(self, now: datetime, index: DataIndex, terminology: Terminology | None = None,
                  stub_references: bool = False) -> None:
         self.now = now
-        self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))  # ms precision: hour/minute arithmetic needs it
+        # ms precision: hour/minute arithmetic needs it
+        self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))
         self.fp_today = FP_DateTime(now.date().isoformat())
         self.index = index
         self.terminology = terminology
@@ -304,6 +305,9 @@ class Expression:
         return f"Expression({self.text!r})"
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
 def _string_literal(node: Node) -> str | None:
     """The value of a parameter that is a plain string literal ('kg'), else None."""
     while node.get("type") in ("TermExpression", "LiteralTerm") and len(node.get("children", [])) == 1:
@@ -312,7 +316,9 @@ def _string_literal(node: Node) -> str | None:
     if node.get("type") != "StringLiteral" or not isinstance(text, str) or len(text) < 2:
         return None
     body = text[1:-1]
-    return body if "\\" not in body else re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
+    if "\\" not in body:
+        return body
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
 def typed(items: list[Any]) -> list[Any]:

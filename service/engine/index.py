@@ -127,7 +127,8 @@ class DataIndex:
     def _add_now(self, value: Any) -> None:
         if isinstance(value, dict) and value.get("resourceType") == "Bundle":
             self.bundle_resources(value)
-        elif isinstance(value, dict) and isinstance(value.get("resourceType"), str) and isinstance(value.get("id"), str):
+        elif (isinstance(value, dict) and isinstance(value.get("resourceType"), str)
+              and isinstance(value.get("id"), str)):
             self._by_reference.setdefault(f"{value['resourceType']}/{value['id']}", value)
 
     def resolve(self, reference: str) -> Resource | None:
