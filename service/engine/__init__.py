@@ -16,11 +16,10 @@ from service.engine.apply import (
 )
 from service.engine.build import build_content
 from service.engine.compile import SUPPORTED_TYPES
+from service.engine.extensions import EXT_APP_CONTEXT, EXT_LINK_TYPE
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from service.engine.model import (
-    EXT_APP_CONTEXT,
-    EXT_LINK_TYPE,
     ActionDef,
     ContentIssue,
     ContentSet,

@@ -40,9 +40,10 @@ from typing import Any
 
 from service.engine import narrative
 from service.engine.activity import activity_resource
+from service.engine.extensions import EXT_OVERRIDE_REASON
 from service.engine.fhirpath import Evaluation, Expression, as_boolean, to_python
 from service.engine.index import DataIndex
-from service.engine.model import EXT_OVERRIDE_REASON, ActionDef, ActivityDef, ContentSet, PlanDef
+from service.engine.model import ActionDef, ActivityDef, ContentSet, PlanDef
 from service.engine.paths import EMPTY_LITERAL, remove_path, set_path
 from service.engine.terminology import canonical
 from service.errors import ExpressionError

@@ -19,9 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from service.engine.fhirjson import Element, Resource
-from service.engine.fhirpath import Expression
-from service.engine.model import (
+from service.engine.extensions import (
     EXT_APPLICABILITY_BEHAVIOR,
     EXT_FOR_EACH,
     EXT_IS_RECOMMENDED,
@@ -29,6 +27,10 @@ from service.engine.model import (
     EXT_QUERY_PATTERN,
     EXT_TARGET,
     EXT_VARIABLE,
+)
+from service.engine.fhirjson import Element, Resource
+from service.engine.fhirpath import Expression
+from service.engine.model import (
     ActionDef,
     ActivityDef,
     Condition,

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cards.schema import response_errors
+from service.engine.extensions import EXT_CDS_HOOKS_ENDPOINT
 from tests.conformance.helpers import (
     HOOK_INSTANCE,
     SUPPORTED_HOOKS,
@@ -81,7 +82,7 @@ def synthetic_client(tmp_path_factory):
         "resourceType": "PlanDefinition", "id": "greeter", "url": f"{BASE}/PlanDefinition/greeter",
         "status": "active", "title": "Greeter", "description": "Says hello on every chart and every order",
         "usage": "Needs nothing; for conformance tests only.",
-        "extension": [{"url": "http://example.org/fhir/StructureDefinition/cds-service-id", "valueString": "greeter"}],
+        "extension": [{"url": EXT_CDS_HOOKS_ENDPOINT, "valueUri": "greeter"}],
         "action": [{
             "id": "hello", "title": "Hello", "description": "Say **hello**.", "priority": "routine",
             "trigger": [{"type": "named-event", "name": "patient-view"}, {"type": "named-event", "name": "order-sign"}],
@@ -680,7 +681,7 @@ def test_cross_origin_resource_sharing__configured_origins_only(tmp_path, conten
 def test_update_stale_guidance__one_service_id_for_several_hooks(synthetic_client):
     """cds-hooks_2.0#211 (SHALL): "CDS Services indicate [intent to update an existing card] by
     providing multiple CDS Services with the same id in discovery."  A plan that names its
-    service id (cds-service-id) is discovered once per hook under that id and answers each hook
+    service id (cqf-cdsHooksEndpoint) is discovered once per hook under that id and answers each hook
     there, with the same card uuid for the same hookInstance."""
     services = synthetic_client.get("/cds-services").get_json()["services"]
     assert sorted((s["id"], s["hook"]) for s in services) == [("greeter", "order-sign"), ("greeter", "patient-view")]
