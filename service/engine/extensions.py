@@ -31,6 +31,10 @@ EXT_APP_CONTEXT = PROJECT_EXTENSION_BASE + "cds-app-context"  # on documentation
 EXT_FOR_EACH = PROJECT_EXTENSION_BASE + "cds-for-each"  # valueExpression: apply the action once per item, as %item
 EXT_TARGET = PROJECT_EXTENSION_BASE + "cds-target"  # valueExpression: the existing resource an update/remove acts on
 
+# A project extension of the service's own output: the `$apply` trace on the CarePlan (valueString, JSON).
+EXT_APPLY_TRACE = PROJECT_EXTENSION_BASE + "cds-apply-trace"
+
 PROJECT_EXTENSIONS: tuple[str, ...] = (
     EXT_IS_RECOMMENDED, EXT_OVERRIDE_REASON, EXT_PREFETCH_KEY, EXT_LINK_TYPE, EXT_APP_CONTEXT, EXT_FOR_EACH, EXT_TARGET,
+    EXT_APPLY_TRACE,
 )
