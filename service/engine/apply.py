@@ -63,6 +63,9 @@ class ApplyContext:
     practitioner: str | None = None
     draft_orders: dict | None = None
     selections: list[str] = field(default_factory=list)
+    # Explain the result (asked for by a trace): every condition's operands with their results,
+    # and every variable of the plan's scope with its value.  Off, nothing extra is evaluated.
+    explain: bool = False
 
 
 @dataclass
@@ -114,6 +117,9 @@ class ApplyResult:
     trace: list[dict]
     issues: list[dict]
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    # With `ApplyContext.explain`: each variable of the plan's scope by name, as
+    # {"value": JSON-ready value} or {"error": why it could not be computed}.
+    variables: dict[str, dict] = field(default_factory=dict)
 
 
 class _VariableFailed(ExpressionError):
@@ -245,6 +251,8 @@ class _Run:
             entry["result"] = verdict
             if error:
                 entry["error"] = error
+            if self.ctx.explain:
+                entry["operands"] = self.operands(cond.expression)
             verdicts.append(verdict)
             used = self.resources_used(cond.expression)
             if used:
@@ -254,6 +262,28 @@ class _Run:
             return True, results
         ok = any(verdicts) if action.applicability_behavior == "any" else all(verdicts)
         return ok, results
+
+    def operands(self, expr: Expression) -> list[dict]:
+        """Each operand of a condition's `and` chain with its result (explain only)."""
+        out = []
+        for text, result in expr.operands(self.evaluation, self.focus, {}, self):
+            if isinstance(result, ExpressionError):
+                out.append({"expression": text, "error": result.message})
+            else:
+                out.append({"expression": text, "result": to_python(result)})
+        return out
+
+    def explained_variables(self) -> dict[str, dict]:
+        """Every variable of the plan's scope with its value or why it failed (explain only)."""
+        out: dict[str, dict] = {}
+        for name in self.plan.variables:
+            try:
+                out[name] = {"value": to_python(self.variable(name))}
+            except _VariableFailed as exc:
+                cause = next((i["message"] for i in self.issues if i["message"].startswith(f"variable %{name}:")),
+                             None)
+                out[name] = {"error": cause or f"variable %{exc.name} failed"}
+        return out
 
     def resources_used(self, expr: Expression) -> list[str]:
         """References of the resources behind a condition: its variables' values, followed
@@ -442,7 +472,9 @@ def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyRe
     """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
     run = _Run(content, plan, ctx)
     actions = [a for x in plan.actions for a in run.apply_action(x, None)]
-    return ApplyResult(plan, ctx, actions, run.trace, run.issues, list(run.not_evaluated.values()))
+    issues = list(run.issues)  # explaining reads variables the rules did not: their issues are not the call's
+    variables = run.explained_variables() if ctx.explain else {}
+    return ApplyResult(plan, ctx, actions, run.trace, issues, list(run.not_evaluated.values()), variables)
 
 
 def apply_activity(content: ContentSet, activity: ActivityDef, ctx: ApplyContext) -> tuple[dict | None, list[dict]]:
