@@ -1,4 +1,5 @@
-"""Command line for operators and informaticians: `dah-cds serve|validate|publish|feedback-report`."""
+"""Command line for operators and informaticians:
+`dah-cds serve|validate|publish|feedback-report|run|test`."""
 
 from __future__ import annotations
 
@@ -92,6 +93,107 @@ def _feedback_report(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from service.content import load_folder
+    from service.errors import ContentErrors, ServiceError
+    from service.workbench import patients
+    from service.workbench.run import run_service
+    from service.workbench.show import cards_text, explanation_text
+
+    try:
+        content = load_folder(args.content or load_config().content_dir)
+    except ContentErrors as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    try:
+        now = patients.parse_moment(args.now) if args.now else None
+        drafts = json.loads(Path(args.draft_orders).read_text(encoding="utf-8")) if args.draft_orders else None
+        if drafts is not None and drafts.get("resourceType") != "Bundle":
+            drafts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": drafts}]}
+        jobs = _run_jobs(args, content, now, drafts)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"ERROR {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    fetchers = None
+    if args.fhir_server:
+        from service.fhir.client import FhirClient
+
+        def fetchers(base_url: str, token: str | None):  # the request's server, with the token given here
+            return FhirClient(base_url, access_token=args.token, timeout=args.timeout)
+
+    runs = []
+    for service, body, moment in jobs:
+        try:
+            runs.append(run_service(content, service, body, moment or datetime.now(UTC), explain=args.trace,
+                                    fetchers=fetchers))
+        except ServiceError as exc:
+            print(f"ERROR {service.id}: {exc.message}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([{"service": r.service, "hook": r.hook, "now": r.now.isoformat(), "response": r.body}
+                          for r in runs], indent=2, ensure_ascii=False))
+        return 0
+    for r in runs:
+        print("\n".join(cards_text(r)))
+        if args.trace:
+            print("\n".join(["", *explanation_text(r)]))
+        print()
+    return 0
+
+
+def _run_jobs(args, content, now, drafts):
+    """(service, request body, moment) for each service the dry run calls."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from service.workbench import patients
+    from service.workbench.run import services_for
+
+    if args.fhir_server:
+        if not args.patient or not (args.hook or args.service):
+            raise ValueError("--fhir-server needs --patient and --hook or --service")
+        out = []
+        for svc in services_for(content, hook=args.hook, service=args.service):
+            body = patients.hook_request(args.hook or svc.hook, args.patient, draft_orders=drafts,
+                                         fhir_server=args.fhir_server, encounter=args.encounter)
+            out.append((svc, body, now))
+        return out
+    if not args.source:
+        raise ValueError("give a scenario case or Bundle file, or --fhir-server URL --patient ID")
+    document = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    if patients.is_case(document):
+        case = patients.read_case(Path(args.source))
+        request, moment = case.request, now or case.now
+        if args.shift:
+            moment = now or datetime.now(UTC)
+            request = patients.shift(request, moment - case.now)
+        out = []
+        hook = args.hook or (None if args.service else request.get("hook"))
+        chosen = services_for(content, hook=hook, service=args.service) if args.hook or args.service \
+            else services_for(content, service=case.service)
+        for svc in chosen:
+            body = dict(request, hook=hook or svc.hook)
+            if drafts is not None:
+                body["context"] = dict(body["context"], draftOrders=drafts)
+            out.append((svc, body, moment))
+        return out
+    if not (args.hook or args.service):
+        raise ValueError("a Bundle needs --hook or --service")
+    resources = patients.bundle_resources(document)
+    patient = patients.patient_id(resources)
+    out = []
+    for svc in services_for(content, hook=args.hook, service=args.service):
+        prefetch = patients.bundle_prefetch(svc.plan, resources)
+        body = patients.hook_request(args.hook or svc.hook, patient, prefetch=prefetch, draft_orders=drafts,
+                                     encounter=args.encounter)
+        out.append((svc, body, now))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dah-cds")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +220,24 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("feedback-report", help="acceptance and override rates per rule")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_feedback_report)
+    p = sub.add_parser("run", help="one patient through a hook or a service at a chosen moment: the cards, and why")
+    p.add_argument("source", nargs="?", help="a scenario case file (plandefinitions/tests/...) or a FHIR Bundle file")
+    p.add_argument("--hook", help="every service answering this hook (patient-view, order-select, order-sign)")
+    p.add_argument("--service", help="one CDS service id (default for a case: its own)")
+    p.add_argument("--now", help="the moment of the call, ISO 8601 (default: now; for a case: its own `now`)")
+    p.add_argument("--shift", action="store_true",
+                   help="a case: move its dates so that its `now` becomes --now (default: the present)")
+    p.add_argument("--draft-orders", help="a Bundle (or one resource) of draft orders, for order-select/order-sign")
+    p.add_argument("--encounter", help="context.encounterId")
+    p.add_argument("--fhir-server", help="read the patient from this FHIR server (with --patient)")
+    p.add_argument("--patient", help="the patient id on --fhir-server")
+    p.add_argument("--token", help="bearer token for --fhir-server")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per FHIR request (default 10)")
+    p.add_argument("--content", help="content folder (default CDS_CONTENT_DIR)")
+    p.add_argument("--trace", action="store_true",
+                   help="also each rule's conditions, their operands' results and every variable's value")
+    p.add_argument("--json", action="store_true", help="the CDS Hooks responses as JSON")
+    p.set_defaults(fn=_run)
     args = parser.parse_args(argv)
     return args.fn(args)
 
