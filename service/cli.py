@@ -194,6 +194,57 @@ def _run_jobs(args, content, now, drafts):
     return out
 
 
+def _test(args) -> int:
+    from pathlib import Path
+
+    from service.content import load_folder
+    from service.errors import ContentErrors
+    from service.workbench import scenarios
+
+    folder = Path(args.content or load_config().content_dir)
+    try:
+        content = load_folder(folder)
+    except ContentErrors as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    paths = scenarios.find_cases(folder / "tests", args.rules)
+    if not paths:
+        print(f"ERROR no scenario case of {' '.join(args.rules)} under {folder / 'tests'}", file=sys.stderr)
+        return 2
+    failed = accepted = 0
+    for path in paths:
+        outcome = scenarios.check(content, path)
+        if outcome.passed:
+            if args.verbose:
+                print(f"PASS {outcome.case.id}")
+            continue
+        failed += 1
+        print(f"FAIL {outcome.case.id}: {outcome.case.description}")
+        for problem in outcome.problems:
+            print(f"  ! {problem}")
+        for line in outcome.diff[1:] if outcome.golden is not None else outcome.diff:
+            print(line if outcome.golden is not None else "  " + line)
+        if args.accept:
+            if not outcome.acceptable:
+                print("  not accepted: the answer breaks the case's expectations")
+            elif args.yes or _confirm(f"  write this answer as the golden {outcome.case.golden.name}? [y/N] "):
+                scenarios.accept(outcome)
+                accepted += 1
+                print(f"  ACCEPTED {outcome.case.golden}")
+    passed = len(paths) - failed
+    print(f"{passed} passed, {failed} failed" + (f", {accepted} golden(s) written" if args.accept else "")
+          + f" ({len(paths)} case(s))")
+    return 0 if failed == accepted else 1
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(question + "no (not a terminal: use --yes)")
+        return False
+    return input(question).strip().lower() in ("y", "yes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dah-cds")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="also each rule's conditions, their operands' results and every variable's value")
     p.add_argument("--json", action="store_true", help="the CDS Hooks responses as JSON")
     p.set_defaults(fn=_run)
+    p = sub.add_parser("test", help="the scenario cases of these rules (all by default) against their goldens")
+    p.add_argument("rules", nargs="*", metavar="RULE", help="rule ids (DAH-05) or cases (DAH-05/p01-gpa-hypoxemic)")
+    p.add_argument("--accept", action="store_true",
+                   help="after showing each failing case's difference, write its answer as the new golden if confirmed")
+    p.add_argument("--yes", action="store_true", help="with --accept: do not ask")
+    p.add_argument("--content", help="content folder (default CDS_CONTENT_DIR); cases are its tests/ folder")
+    p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    p.set_defaults(fn=_test)
     args = parser.parse_args(argv)
     return args.fn(args)
 
