@@ -11,19 +11,20 @@ from service.config import load_config
 
 
 def _validate(args) -> int:
-    from service.content import load_folder
-    from service.errors import ContentErrors
+    from service.workbench.report import validate_folder
 
     folder = args.folder or load_config().content_dir
-    try:
-        content = load_folder(folder)
-    except ContentErrors as exc:
-        for err in exc.errors:
-            print(f"ERROR {err}", file=sys.stderr)
-        print(f"{len(exc.errors)} error(s) in {folder}", file=sys.stderr)
+    report = validate_folder(folder)
+    for problem in report.warnings:
+        for line in problem.lines():
+            print(line)
+    if report.errors or report.content is None:
+        for problem in report.errors:
+            for line in problem.lines():
+                print(line, file=sys.stderr)
+        print(f"{len(report.errors)} error(s) in {folder}", file=sys.stderr)
         return 1
-    for issue in content.issues:
-        print(f"WARNING {issue}")
+    content = report.content
     print(f"OK {folder}: {len(content.plans)} PlanDefinition, {len(content.activities)} ActivityDefinition, "
           f"{len(content.libraries)} Library, {len(content.terminology.urls())} ValueSet; "
           f"services: {', '.join(sorted(content.services)) or 'none'}")
