@@ -8,7 +8,7 @@ Rules:
   invariant (the service would send a card a clinician cannot use).
 - Each problem names its file and the JSON line of the element (or of the nearest element that
   exists), the action by its `id` (`action dah-05`, not `action[2]`; the index only when the
-  action has no id) and the rest of the path inside the action.
+  action has no id) and the rest of the path inside the action, a variable by its name.
 - One message is one problem: the same message at several places is reported once, with every
   place (a missing ValueSet quoted by five expressions is one error).  A resource that is not valid
   FHIR is reported once, without what follows from its absence (`service.engine` problems).
@@ -131,12 +131,16 @@ def _where(raw: dict | None, steps: Steps, path: str) -> str:
         else:
             break
         if isinstance(step, int) and n > 0 and steps[n - 1] == "action" and isinstance(node, dict):
-            last_action = (n, str(node.get("id") or _path(steps[: n + 1])))
+            last_action = (n, f"action {node['id']}" if node.get("id") else _path(steps[: n + 1]))
+        if last_action is None and isinstance(node, dict) and n > 0 and steps[n - 1] == "extension":
+            name = (node.get("valueExpression") or {}).get("name")
+            if isinstance(name, str) and node.get("url", "").endswith("/variable"):
+                return f"variable %{name}"  # a Library or plan variable, by its name
     if last_action is None:
         return _path(steps) or path
     n, name = last_action
     rest = _path(steps[n + 1:])
-    return f"action {name}" + (f" > {rest}" if rest else "")
+    return name + (f" > {rest}" if rest else "")
 
 
 def _path(steps: Steps) -> str:
