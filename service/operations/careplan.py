@@ -1,5 +1,9 @@
 """`$apply` output (R4 §12.18.4.1): an R4 CarePlan with the RequestGroup and the proposed resources
-contained, as the reference implementation does; with the trace, an extension holding it."""
+contained, as the reference implementation does; with the trace, an extension holding it.
+
+Warnings about the call itself (no patient data given) are a contained OperationOutcome
+(`#outcome`), referenced from `CarePlan.supportingInfo` so that the contained resource is
+referenced from its container (R4 dom-3)."""
 
 from __future__ import annotations
 
@@ -32,7 +36,11 @@ def _rg_action(action: AppliedAction, contained: list[dict]) -> dict:
     return out
 
 
-def care_plan(result: ApplyResult, trace: bool = False) -> dict:
+OUTCOME_ID = "outcome"
+
+
+def care_plan(result: ApplyResult, trace: bool = False, warnings: list[tuple[str, str]] | None = None) -> dict:
+    """`warnings`: (OperationOutcome issue type code, diagnostics) pairs about the call."""
     ctx = result.context
     contained: list[dict] = []
     actions = [_rg_action(a, contained) for a in result.actions]
@@ -48,6 +56,10 @@ def care_plan(result: ApplyResult, trace: bool = False) -> dict:
             "activity": [{"reference": {"reference": f"#{group_id}"}}]}
     if ctx.encounter:
         plan["encounter"] = {"reference": ctx.encounter}
+    if warnings:
+        plan["contained"].append({"resourceType": "OperationOutcome", "id": OUTCOME_ID, "issue": [
+            {"severity": "warning", "code": code, "diagnostics": text} for code, text in warnings]})
+        plan["supportingInfo"] = [{"reference": f"#{OUTCOME_ID}"}]
     if trace:
         plan["extension"] = [{"url": TRACE_EXTENSION, "valueString": json.dumps(
             {"actions": result.trace, "issues": result.issues}, default=str)}]
