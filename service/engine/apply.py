@@ -119,7 +119,7 @@ class ApplyResult:
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
     # With `ApplyContext.explain`: each variable of the plan's scope by name, as
     # {"value": JSON-ready value} or {"error": why it could not be computed}.
-    variables: dict[str, dict] = field(default_factory=dict)
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class _VariableFailed(ExpressionError):
@@ -263,9 +263,9 @@ class _Run:
         ok = any(verdicts) if action.applicability_behavior == "any" else all(verdicts)
         return ok, results
 
-    def operands(self, expr: Expression) -> list[dict]:
+    def operands(self, expr: Expression) -> list[dict[str, Any]]:
         """Each operand of a condition's `and` chain with its result (explain only)."""
-        out = []
+        out: list[dict[str, Any]] = []
         for text, result in expr.operands(self.evaluation, self.focus, {}, self):
             if isinstance(result, ExpressionError):
                 out.append({"expression": text, "error": result.message})
@@ -273,9 +273,9 @@ class _Run:
                 out.append({"expression": text, "result": to_python(result)})
         return out
 
-    def explained_variables(self) -> dict[str, dict]:
+    def explained_variables(self) -> dict[str, dict[str, Any]]:
         """Every variable of the plan's scope with its value or why it failed (explain only)."""
-        out: dict[str, dict] = {}
+        out: dict[str, dict[str, Any]] = {}
         for name in self.plan.variables:
             try:
                 out[name] = {"value": to_python(self.variable(name))}

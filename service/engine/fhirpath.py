@@ -240,11 +240,11 @@ class Expression:
         return True
 
     def operands(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any],
-                 lazy=None) -> list[tuple[str, list | ExpressionError]]:
+                 lazy: Any = None) -> list[tuple[str, list[Any] | ExpressionError]]:
         """Each operand of the top-level `and` chain (the whole expression when it is not one) with
         its own result, or the error evaluating it: every operand is evaluated, so a trace shows
         which one is not true.  For explaining a condition only; `holds` decides it."""
-        out: list[tuple[str, list | ExpressionError]] = []
+        out: list[tuple[str, list[Any] | ExpressionError]] = []
         texts = self._operand_texts if len(self._operand_texts) == len(self._conjuncts) else (self.text,)
         nodes = self._conjuncts if len(texts) == len(self._conjuncts) else [self._root]
         for text, node in zip(texts, nodes, strict=True):

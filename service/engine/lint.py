@@ -24,7 +24,7 @@ import re
 from service.engine import structure, ucum, units
 from service.engine.fhirpath import STANDARD_VARIABLES, Expression
 from service.engine.link import Aliased, walk
-from service.engine.model import ActivityDef, PlanDef, Source, Variable
+from service.engine.model import ActivityDef, DynamicValue, PlanDef, Source, Variable
 from service.engine.problems import Problems
 from service.engine.terminology import Terminology, TerminologyError
 
@@ -147,7 +147,7 @@ def _check_units(exprs, problems: Problems) -> None:
                                     "variant spelling)")
 
 
-def _check_path(target: str | None, dv, problems: Problems, path: str | None = None) -> None:
+def _check_path(target: object, dv: DynamicValue, problems: Problems, path: str | None = None) -> None:
     if not isinstance(target, str):
         return
     problem = structure.path_problem(target, dv.path if path is None else path)

@@ -94,7 +94,7 @@ def path_problem(root: str, path: str) -> str | None:
     return None
 
 
-def _nearest(name: str, elements: dict) -> str | None:
+def _nearest(name: str, elements: dict[str, Any]) -> str | None:
     import difflib
 
     found = difflib.get_close_matches(name, list(elements), n=1, cutoff=0.75)

@@ -8,6 +8,7 @@ referenced from its container (R4 dom-3)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from service.engine import AppliedAction, ApplyResult, stable_id
 
@@ -50,15 +51,16 @@ def care_plan(result: ApplyResult, trace: bool = False, warnings: list[tuple[str
                      "authoredOn": ctx.now.isoformat()}
     if actions:
         request_group["action"] = actions
-    plan = {"resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
+    if warnings:
+        contained.append({"resourceType": "OperationOutcome", "id": OUTCOME_ID, "issue": [
+            {"severity": "warning", "code": code, "diagnostics": text} for code, text in warnings]})
+    plan: dict[str, Any] = {"resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
             "contained": [request_group, *contained], "instantiatesCanonical": [result.plan.url],
             "status": "draft", "intent": "proposal", "subject": {"reference": ctx.subject},
             "activity": [{"reference": {"reference": f"#{group_id}"}}]}
     if ctx.encounter:
         plan["encounter"] = {"reference": ctx.encounter}
     if warnings:
-        plan["contained"].append({"resourceType": "OperationOutcome", "id": OUTCOME_ID, "issue": [
-            {"severity": "warning", "code": code, "diagnostics": text} for code, text in warnings]})
         plan["supportingInfo"] = [{"reference": f"#{OUTCOME_ID}"}]
     if trace:
         plan["extension"] = [{"url": TRACE_EXTENSION, "valueString": json.dumps(
