@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from service.workbench.patients import bundle_resources, shift
 from tests.conftest import CONTENT
 
@@ -85,3 +87,59 @@ def test_shift_keeps_precision_and_zone():
                    "d": "2026-03", "e": "not a date"}, timedelta(days=10, hours=2))
     assert moved == {"a": "2026-03-11T14:00:00Z", "b": "2026-03-09T10:30:00.000+01:00", "c": "1981-05-12",
                      "d": "2026-03", "e": "not a date"}
+
+
+class _RecordServer:
+    """A FHIR server holding one patient's record, answering reads and searches by resource type."""
+
+    def __init__(self, resources: list[dict]):
+        self.resources = resources
+        self.urls: list[str] = []
+
+    def fetch(self, url: str) -> dict:
+        self.urls.append(url)
+        path = url.split("?", 1)[0]
+        if "/" in path:
+            kind, rid = path.split("/", 1)
+            return next(r for r in self.resources if r["resourceType"] == kind and r.get("id") == rid)
+        found = [r for r in self.resources if r["resourceType"] == path]
+        return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in found]}
+
+    def rest_of(self, bundle: dict) -> dict:
+        return bundle
+
+
+def test_a_patient_on_a_fhir_server_is_read_with_the_service_templates(content):
+    from service.workbench import patients
+    from service.workbench.run import run_service
+
+    case = json.loads(P01.read_text())
+    resources = [r for value in case["request"]["prefetch"].values() if value for r in bundle_resources(value)]
+    server = _RecordServer(resources)
+    body = patients.hook_request("patient-view", case["request"]["context"]["patientId"],
+                                 fhir_server="https://ehr.example.org/fhir")
+    run = run_service(content, content.services["dah-patient-view"], body, patients.parse_moment(case["now"]),
+                      fetchers=lambda base, token: server)
+    assert server.urls and all("{{" not in u for u in server.urls)  # every prefetch template, filled
+    golden = json.loads(P01.with_name("p01-gpa-hypoxemic.response.json").read_text())
+    assert [c["summary"] for c in run.cards] == [c["summary"] for c in golden["cards"]]
+
+
+def test_a_fhir_server_needs_a_patient_and_a_hook(dah_cds):
+    code, _, err = dah_cds("run", "--fhir-server", "https://ehr.example.org/fhir", "--hook", "patient-view")
+    assert code == 2 and "--fhir-server needs --patient" in err
+
+
+def test_other_draft_orders_on_an_order_hook(dah_cds, tmp_path):
+    """The 3 mg/kg azathioprine draft of one case, sent with the 4 mg/kg case's patient: no DC-AZA card."""
+    over = CONTENT / "tests" / "DC-AZA" / "aza-4mgkg.json"
+    code, out, _ = dah_cds("run", str(over))
+    assert code == 0 and "[rule DC-AZA" in out
+    exact = json.loads((CONTENT / "tests" / "DC-AZA" / "aza-exactly-3mgkg.json").read_text())
+    drafts = tmp_path / "drafts.json"
+    drafts.write_text(json.dumps(exact["request"]["context"]["draftOrders"]))
+    over_case = json.loads(over.read_text())
+    if over_case["request"]["context"]["selections"] != exact["request"]["context"]["selections"]:
+        pytest.skip("the two cases select different draft ids")
+    code, out, _ = dah_cds("run", str(over), "--draft-orders", str(drafts))
+    assert code == 0 and "[rule DC-AZA" not in out
