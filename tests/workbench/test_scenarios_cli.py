@@ -53,7 +53,7 @@ def test_a_changed_dose_is_shown_card_by_card_and_field_by_field(dah_cds, cases)
     line = next(x for x in out.splitlines() if "suggestions[0].actions[1].resource.dosageInstruction[0].text" in x)
     assert "'Cyclophosphamide 1100 mg IV" in line and "-> 'Cyclophosphamide 1200 mg IV" in line
     assert "{" not in line  # a field, not a dict dump
-    assert "1100 mg" in _golden(cases).read_text() and old not in _golden(cases).read_text()  # without --accept
+    assert old.replace("1200 mg", "1100 mg") in _golden(cases).read_text()  # without --accept: not written
 
 
 def test_accept_shows_asks_then_writes(dah_cds, cases, monkeypatch):
