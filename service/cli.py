@@ -180,6 +180,11 @@ def _run_jobs(args, content, now, drafts):
             body = dict(request, hook=hook or svc.hook)
             if drafts is not None:
                 body["context"] = dict(body["context"], draftOrders=drafts)
+            if body["hook"] in ("order-select", "order-sign") and "draftOrders" not in body["context"]:
+                body["context"] = dict(body["context"], draftOrders={"resourceType": "Bundle", "type": "collection",
+                                                                     "entry": []})
+            if body["hook"] == "order-select" and "selections" not in body["context"]:
+                body["context"] = dict(body["context"], selections=[])
             out.append((svc, body, moment))
         return out
     if not (args.hook or args.service):
