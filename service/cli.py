@@ -127,12 +127,12 @@ def _run(args) -> int:
             return FhirClient(base_url, access_token=args.token, timeout=args.timeout)
 
     runs = []
-    for service, body, moment in jobs:
+    for job in jobs:
         try:
-            runs.append(run_service(content, service, body, moment or datetime.now(UTC), explain=args.trace,
+            runs.append(run_service(content, job.service, job.body, job.now or datetime.now(UTC), explain=args.trace,
                                     fetchers=fetchers))
         except ServiceError as exc:
-            print(f"ERROR {service.id}: {exc.message}", file=sys.stderr)
+            print(f"ERROR {job.service.id}: {exc.message}", file=sys.stderr)
             return 1
     if args.json:
         print(json.dumps([{"service": r.service, "hook": r.hook, "now": r.now.isoformat(), "response": r.body}
@@ -147,57 +147,20 @@ def _run(args) -> int:
 
 
 def _run_jobs(args, content, now, drafts):
-    """(service, request body, moment) for each service the dry run calls."""
-    from datetime import UTC, datetime
+    """The dry run's jobs from the command line (service.workbench.jobs)."""
     from pathlib import Path
 
-    from service.workbench import patients
-    from service.workbench.run import services_for
+    from service.workbench import jobs, patients
 
+    common = {"hook": args.hook, "service": args.service, "now": now, "drafts": drafts}
     if args.fhir_server:
-        if not args.patient or not (args.hook or args.service):
-            raise ValueError("--fhir-server needs --patient and --hook or --service")
-        out = []
-        for svc in services_for(content, hook=args.hook, service=args.service):
-            body = patients.hook_request(args.hook or svc.hook, args.patient, draft_orders=drafts,
-                                         fhir_server=args.fhir_server, encounter=args.encounter)
-            out.append((svc, body, now))
-        return out
+        return jobs.server_jobs(content, args.fhir_server, args.patient, encounter=args.encounter, **common)
     if not args.source:
         raise ValueError("give a scenario case or Bundle file, or --fhir-server URL --patient ID")
     document = json.loads(Path(args.source).read_text(encoding="utf-8"))
     if patients.is_case(document):
-        case = patients.read_case(Path(args.source))
-        request, moment = case.request, now or case.now
-        if args.shift:
-            moment = now or datetime.now(UTC)
-            request = patients.shift(request, moment - case.now)
-        out = []
-        hook = args.hook or (None if args.service else request.get("hook"))
-        chosen = services_for(content, hook=hook, service=args.service) if args.hook or args.service \
-            else services_for(content, service=case.service)
-        for svc in chosen:
-            body = dict(request, hook=hook or svc.hook)
-            if drafts is not None:
-                body["context"] = dict(body["context"], draftOrders=drafts)
-            if body["hook"] in ("order-select", "order-sign") and "draftOrders" not in body["context"]:
-                body["context"] = dict(body["context"], draftOrders={"resourceType": "Bundle", "type": "collection",
-                                                                     "entry": []})
-            if body["hook"] == "order-select" and "selections" not in body["context"]:
-                body["context"] = dict(body["context"], selections=[])
-            out.append((svc, body, moment))
-        return out
-    if not (args.hook or args.service):
-        raise ValueError("a Bundle needs --hook or --service")
-    resources = patients.bundle_resources(document)
-    patient = patients.patient_id(resources)
-    out = []
-    for svc in services_for(content, hook=args.hook, service=args.service):
-        prefetch = patients.bundle_prefetch(svc.plan, resources)
-        body = patients.hook_request(args.hook or svc.hook, patient, prefetch=prefetch, draft_orders=drafts,
-                                     encounter=args.encounter)
-        out.append((svc, body, now))
-    return out
+        return jobs.case_jobs(content, patients.read_case(Path(args.source)), shift=args.shift, **common)
+    return jobs.bundle_jobs(content, document, encounter=args.encounter, **common)
 
 
 def _test(args) -> int:

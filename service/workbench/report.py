@@ -26,7 +26,6 @@ from service.errors import ContentErrors
 from service.workbench import standards
 from service.workbench.jsonlines import Steps, element_lines, line_of, steps_of
 
-
 _GENERIC = "FHIR R4 validation"
 
 

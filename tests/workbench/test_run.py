@@ -143,3 +143,15 @@ def test_other_draft_orders_on_an_order_hook(dah_cds, tmp_path):
         pytest.skip("the two cases select different draft ids")
     code, out, _ = dah_cds("run", str(over), "--draft-orders", str(drafts))
     assert code == 0 and "[rule DC-AZA" not in out
+
+
+def test_a_case_sent_to_an_order_hook_carries_the_context_the_hook_requires(content):
+    from service.workbench.jobs import case_jobs
+    from service.workbench.patients import read_case
+
+    jobs = case_jobs(content, read_case(P01), hook="order-select")
+    assert {j.service.id for j in jobs} == {"dose-checks-order-select", "safety-order-select"}
+    for job in jobs:
+        assert job.body["hook"] == "order-select"
+        assert job.body["context"]["draftOrders"]["entry"] == [] and job.body["context"]["selections"] == []
+        assert job.body["prefetch"] == json.loads(P01.read_text())["request"]["prefetch"]
