@@ -31,4 +31,4 @@ validate: install
 	$(BIN)/dah-cds validate
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """Engine-only $apply benchmark: every PlanDefinition of the bundled content that answers a hook
 (patient-view by default), against one patient with 500 Observations, 50 Conditions and 50
-MedicationRequests (and, for order hooks, four drafted orders of which two are selected): all of them back to back (what the EHR gets when it calls every service)
-and each on its own (one service call).
+MedicationRequests (and, for order hooks, four drafted orders of which two are selected): all of
+them back to back (what the EHR gets when it calls every service) and each on its own (one
+service call).
 
 Reports medians over many runs and the ratio to a plain `json.loads` of the same request,
 measured in the same run (machines here are noisy; ratios travel, absolute numbers less).
@@ -18,7 +19,7 @@ import random
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,31 +29,45 @@ from service import data as data_layer  # noqa: E402
 from service.content import load_folder  # noqa: E402
 from service.engine import ApplyContext, apply_plan  # noqa: E402
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LOINC = ["29463-7", "8302-2", "718-7", "59408-5", "2708-6", "2703-7", "3150-0", "50984-4", "2160-0", "14682-9",
          "2276-4", "31254-6", "29643-4", "29644-2", "71773-6", "600-7", "8867-4", "9279-1", "8310-5", "2345-7"]
 UNITS = {"29463-7": "kg", "8302-2": "cm", "718-7": "g/dL", "59408-5": "%", "2708-6": "%", "2703-7": "mm[Hg]",
          "3150-0": "%", "50984-4": "mm[Hg]", "2160-0": "mg/dL", "14682-9": "umol/L", "2276-4": "ng/mL"}
 RXNORM = ["3002", "121191", "6902", "8640", "8638", "68149", "1256", "5521", "198335", "60212", "197361", "310965"]
+RXNORM_SYSTEM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+ACTIVE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}
+DAILY = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}
 
 
 def iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def daily_mg(dose: float) -> list[dict]:
+    """A dosageInstruction of `dose` mg once a day."""
+    return [{"timing": DAILY, "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "system": UCUM,
+                                                                 "code": "mg"}}]}]
+
+
+def medication(code: str) -> dict:
+    return {"coding": [{"system": RXNORM_SYSTEM, "code": code}]}
+
+
 def request(n_obs: int = 500, n_cond: int = 50, n_med: int = 50, seed: int = 7) -> dict:
     rnd = random.Random(seed)
     pid = "bench"
-    conds = [{"resourceType": "Condition", "id": f"c{i}",
-              "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+    conds = [{"resourceType": "Condition", "id": f"c{i}", "clinicalStatus": ACTIVE,
               "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": f"Z{i:02d}.{i % 10}"}]},
-              "onsetDateTime": iso(T0 - timedelta(days=rnd.randint(1, 900))), "subject": {"reference": f"Patient/{pid}"}}
+              "onsetDateTime": iso(T0 - timedelta(days=rnd.randint(1, 900))),
+              "subject": {"reference": f"Patient/{pid}"}}
              for i in range(n_cond - 3)]
     for i, (system, code) in enumerate([("http://snomed.info/sct", "195353004"), ("http://snomed.info/sct", "78144005"),
                                         ("http://hl7.org/fhir/sid/icd-10-cm", "R04.2")]):
-        conds.append({"resourceType": "Condition", "id": f"k{i}",
-                      "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                      "code": {"coding": [{"system": system, "code": code}]}, "onsetDateTime": iso(T0 - timedelta(hours=6 + 30 * i)),
+        conds.append({"resourceType": "Condition", "id": f"k{i}", "clinicalStatus": ACTIVE,
+                      "code": {"coding": [{"system": system, "code": code}]},
+                      "onsetDateTime": iso(T0 - timedelta(hours=6 + 30 * i)),
                       "subject": {"reference": f"Patient/{pid}"}})
     obs = []
     for i in range(n_obs):
@@ -60,15 +75,16 @@ def request(n_obs: int = 500, n_cond: int = 50, n_med: int = 50, seed: int = 7) 
         value = {"29463-7": 80, "8302-2": 180, "718-7": 8 + rnd.random() * 3, "59408-5": 88 + rnd.random() * 8,
                  "2703-7": 55 + rnd.random() * 20, "3150-0": 40}.get(code, rnd.random() * 100)
         obs.append({"resourceType": "Observation", "id": f"o{i}", "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "subject": {"reference": f"Patient/{pid}"},
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                    "subject": {"reference": f"Patient/{pid}"},
                     "effectiveDateTime": iso(T0 - timedelta(hours=1 + i // len(LOINC) * 6)),
-                    "valueQuantity": {"value": round(value, 1), "unit": UNITS.get(code, "1"), "system": "http://unitsofmeasure.org",
+                    "valueQuantity": {"value": round(value, 1), "unit": UNITS.get(code, "1"), "system": UCUM,
                                       "code": UNITS.get(code, "1")}})
-    meds = [{"resourceType": "MedicationRequest", "id": f"m{i}", "status": rnd.choice(["active", "completed", "stopped"]),
-             "intent": "order", "subject": {"reference": f"Patient/{pid}"}, "authoredOn": iso(T0 - timedelta(days=rnd.randint(1, 400))),
-             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": RXNORM[i % len(RXNORM)]}]},
-             "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                                    "doseAndRate": [{"doseQuantity": {"value": 10 * (1 + i % 5), "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+    meds = [{"resourceType": "MedicationRequest", "id": f"m{i}",
+             "status": rnd.choice(["active", "completed", "stopped"]), "intent": "order",
+             "subject": {"reference": f"Patient/{pid}"}, "authoredOn": iso(T0 - timedelta(days=rnd.randint(1, 400))),
+             "medicationCodeableConcept": medication(RXNORM[i % len(RXNORM)]),
+             "dosageInstruction": daily_mg(10 * (1 + i % 5))}
             for i in range(n_med)]
 
     def bundle(items):
@@ -76,17 +92,17 @@ def request(n_obs: int = 500, n_cond: int = 50, n_med: int = 50, seed: int = 7) 
 
     patient = {"resourceType": "Patient", "id": pid, "gender": "male", "birthDate": "1980-05-05"}
     drafts = [{"resourceType": "MedicationRequest", "id": f"d{code}", "status": "draft", "intent": "order",
-               "subject": {"reference": f"Patient/{pid}"},
-               "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}]},
-               "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                                      "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+               "subject": {"reference": f"Patient/{pid}"}, "medicationCodeableConcept": medication(code),
+               "dosageInstruction": daily_mg(dose)}
               for code, dose in (("6902", 40), ("3002", 1500), ("68149", 1000), ("5521", 600))]
     return {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"userId": "Practitioner/1", "patientId": pid,
-                        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]},
+                        "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                        "entry": [{"resource": d} for d in drafts]},
                         "selections": ["MedicationRequest/d6902", "MedicationRequest/d3002"]},
-            "prefetch": {"patient": patient, "conditions": bundle(conds), "observations": bundle(obs), "medications": bundle(meds),
-                         "procedures": bundle([]), "services": bundle([]), "allergies": bundle([]), "encounter": None}}
+            "prefetch": {"patient": patient, "conditions": bundle(conds), "observations": bundle(obs),
+                         "medications": bundle(meds), "procedures": bundle([]), "services": bundle([]),
+                         "allergies": bundle([]), "encounter": None}}
 
 
 def main() -> int:
@@ -109,8 +125,8 @@ def main() -> int:
     def _context(svc, data) -> ApplyContext:
         drafts = body["context"]["draftOrders"] if svc.hook != "patient-view" else None
         selections = body["context"]["selections"] if svc.hook == "order-select" else []
-        return ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook, hook_instance=body["hookInstance"],
-                            draft_orders=drafts, selections=selections)
+        return ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook,
+                            hook_instance=body["hookInstance"], draft_orders=drafts, selections=selections)
 
     def engine_once() -> int:
         cards = 0
@@ -148,7 +164,8 @@ def main() -> int:
         "json_loads_median_ms": round(loads_ms, 3), "engine_apply_median_ms": round(engine_ms, 3),
         "engine_p90_ms": round(sorted(engine)[int(0.9 * len(engine))] * 1000, 3),
         "ratio_engine_to_json_loads": round(engine_ms / loads_ms, 2),
-        "per_service_call_median_ms": {k: round(statistics.median(v) * 1000, 3) for k, v in sorted(per_service.items())},
+        "per_service_call_median_ms": {k: round(statistics.median(v) * 1000, 3)
+                                       for k, v in sorted(per_service.items())},
         "per_service_ratio_to_json_loads": {k: round(statistics.median(v) * 1000 / loads_ms, 2)
                                             for k, v in sorted(per_service.items())},
     }

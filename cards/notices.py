@@ -14,6 +14,7 @@ Rules (content matrix Amendment A2 and the service's fail-visible rule):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from service.engine import ApplyResult, NotEvaluated, stable_id
 
@@ -24,19 +25,20 @@ _PRIORITY = {"stat": ("critical", 0), "urgent": ("warning", 1), "asap": ("warnin
 def _rule_name(item: NotEvaluated) -> str:
     for concept in item.code:
         for coding in concept.get("coding", []) if isinstance(concept, dict) else []:
-            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
-                return coding["display"]
+            display = coding.get("display") if isinstance(coding, dict) else None
+            if isinstance(display, str):
+                return display
     return str(item.definition.raw.get("title") or item.definition.id)
 
 
-def _source(result: ApplyResult, code: str, display: str) -> dict:
+def _source(result: ApplyResult, code: str, display: str) -> dict[str, Any]:
     plan = result.plan.raw
     return {"label": plan.get("publisher") or plan.get("title") or result.plan.id,
             "topic": {"system": NOTICE_SYSTEM, "code": code, "display": display}}
 
 
 def not_evaluated(result: ApplyResult, scope: tuple[str, str],
-                  link_for: Callable[[list[dict]], dict | None] | None = None) -> dict:
+                  link_for: Callable[[list[dict[str, Any]]], dict[str, Any] | None] | None = None) -> dict[str, Any]:
     """`link_for(code)`: the rule page link of a rule's code, so each rule listed can be read."""
     items = result.not_evaluated
     indicator = min((_PRIORITY.get(i.priority or "routine", _PRIORITY["routine"]) for i in items),
@@ -47,24 +49,25 @@ def not_evaluated(result: ApplyResult, scope: tuple[str, str],
               + "\n".join(f"- {name}" for name in names)
               + "\n\nReview them yourself; correcting the record (for example a value in an unknown unit) lets "
                 "them be checked again.")
-    card = {
+    card: dict[str, Any] = {
         "uuid": stable_id(*scope, result.plan.url, "not-evaluated"),
         "summary": "Not all guidance could be checked for this patient: review it yourself",
         "indicator": indicator,
         "source": _source(result, "not-evaluated", "Guidance not checked"),
         "detail": detail,
     }
-    links: dict[str, dict] = {}
-    for item in items if link_for else ():
-        link = link_for(item.code)
-        if link is not None and link["url"] not in links:
-            links[link["url"]] = dict(link, label=f"{_rule_name(item)}: why this recommendation")
+    links: dict[str, dict[str, Any]] = {}
+    if link_for is not None:
+        for item in items:
+            link = link_for(item.code)
+            if link is not None and link["url"] not in links:
+                links[link["url"]] = dict(link, label=f"{_rule_name(item)}: why this recommendation")
     if links:
         card["links"] = list(links.values())
     return card
 
 
-def data_incomplete(result: ApplyResult, scope: tuple[str, str], keys: list[str] | tuple[str, ...]) -> dict:
+def data_incomplete(result: ApplyResult, scope: tuple[str, str], keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
     named = ", ".join(sorted(keys))
     return {
         "uuid": stable_id(*scope, result.plan.url, "data-incomplete"),

@@ -23,6 +23,9 @@ Mapping (CDS Hooks 2.0 §Card Attributes; cds-hooks-clinical-reasoning IG):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from cards import notices
 from service.engine import EXT_APP_CONTEXT, EXT_LINK_TYPE, AppliedAction, ApplyResult, stable_id
 from service.guidance.rules import page_path
@@ -48,11 +51,12 @@ GUIDANCE_LINK_LABEL = "Why this recommendation"
 
 
 def render_cards(results: list[ApplyResult], hook_instance: str, trace: bool = False,
-                 incomplete: list[str] | tuple[str, ...] = (), guidance_base: str | None = None) -> list[dict]:
+                 incomplete: list[str] | tuple[str, ...] = (),
+                 guidance_base: str | None = None) -> list[dict[str, Any]]:
     """Cards of the applied plans.  `incomplete` names the prefetch keys whose data was cut short;
     `guidance_base` is the service's public root URL: with it, every card whose action has a code
     links to its rule page."""
-    cards = []
+    cards: list[dict[str, Any]] = []
     for result in results:
         scope = (hook_instance, result.context.subject)
         for action in _card_actions(result.actions):
@@ -71,7 +75,7 @@ def render_cards(results: list[ApplyResult], hook_instance: str, trace: bool = F
     return cards
 
 
-def _card_actions(actions: list[AppliedAction]):
+def _card_actions(actions: list[AppliedAction]) -> Iterator[AppliedAction]:
     for action in actions:
         if action.title:
             yield action
@@ -79,12 +83,12 @@ def _card_actions(actions: list[AppliedAction]):
             yield from _card_actions(action.children)
 
 
-def _source(result: ApplyResult, action: AppliedAction) -> dict:
+def _source(result: ApplyResult, action: AppliedAction) -> dict[str, Any]:
     docs = action.documentation
     citation = next((d for d in docs if d.get("type") == "citation"), docs[0] if docs else None)
     plan = result.plan.raw
-    source: dict = {"label": (citation or {}).get("display") or (citation or {}).get("label")
-                    or plan.get("publisher") or plan.get("title") or result.plan.id}
+    source: dict[str, Any] = {"label": (citation or {}).get("display") or (citation or {}).get("label")
+                              or plan.get("publisher") or plan.get("title") or result.plan.id}
     if citation and citation.get("url"):
         source["url"] = citation["url"]
     coding = next((c for cc in action.code for c in cc.get("coding", [])), None)
@@ -93,10 +97,10 @@ def _source(result: ApplyResult, action: AppliedAction) -> dict:
     return source
 
 
-def _links(action: AppliedAction) -> list[dict]:
+def _links(action: AppliedAction) -> list[dict[str, Any]]:
     """Documentation with a url -> links; `smart` (a SMART app launch URL) when the content says so,
     with its appContext (CDS Hooks 2.0 §Link: appContext only on smart links)."""
-    links = []
+    links: list[dict[str, Any]] = []
     for doc in action.documentation:
         if doc.get("type") == "citation" or not doc.get("url"):
             continue
@@ -110,19 +114,20 @@ def _links(action: AppliedAction) -> list[dict]:
     return links
 
 
-def _resources(action: AppliedAction) -> list[tuple[AppliedAction, dict]]:
+def _resources(action: AppliedAction) -> list[tuple[AppliedAction, dict[str, Any]]]:
     found = [(action, action.resource)] if action.resource is not None else []
     for child in action.children:
         found.extend(_resources(child))
     return found
 
 
-def _cds_action(owner: AppliedAction, resource: dict) -> dict:
+def _cds_action(owner: AppliedAction, resource: dict[str, Any]) -> dict[str, Any]:
     kind = ACTION_TYPE.get(owner.type, "create")
-    out: dict = {"type": kind, "description": owner.text_equivalent or owner.title or owner.description
-                 or f"{resource['resourceType']} proposal"}
+    out: dict[str, Any] = {"type": kind, "description": owner.text_equivalent or owner.title or owner.description
+                           or f"{resource['resourceType']} proposal"}
     if kind == "delete":
-        out["resourceId"] = f"{resource['resourceType']}/{resource['id']}"  # CDS Hooks 2.0.1 §Action: a relative reference (string)
+        # CDS Hooks 2.0.1 §Action: resourceId is a relative reference (a string)
+        out["resourceId"] = f"{resource['resourceType']}/{resource['id']}"
     elif kind == "update":
         out["resource"] = resource
     else:
@@ -144,7 +149,8 @@ def _ordered(children: list[AppliedAction]) -> list[AppliedAction]:
                 after[c.id].add(other)
             elif kind.startswith("before"):
                 after[other].add(c.id)
-    ordered, placed = [], set()
+    ordered: list[AppliedAction] = []
+    placed: set[str] = set()
     while len(ordered) < len(children):
         ready = [c for c in children if c.id not in placed and after[c.id] <= placed]
         if not ready:  # a cycle in relatedAction: keep content order for the rest
@@ -154,17 +160,17 @@ def _ordered(children: list[AppliedAction]) -> list[AppliedAction]:
     return ordered
 
 
-def _suggestions(action: AppliedAction, scope: tuple[str, str]) -> list[dict]:
-    groups: list[tuple[AppliedAction, list]] = []
+def _suggestions(action: AppliedAction, scope: tuple[str, str]) -> list[dict[str, Any]]:
+    groups: list[tuple[AppliedAction, list[tuple[AppliedAction, dict[str, Any]]]]] = []
     if action.resource is not None:
         groups.append((action, [(action, action.resource)]))
     for child in _ordered(action.children):
         items = _resources(child)
         if items:
             groups.append((child, items))
-    suggestions = []
+    suggestions: list[dict[str, Any]] = []
     for owner, items in groups:
-        suggestion = {
+        suggestion: dict[str, Any] = {
             "label": owner.text_equivalent or owner.title or items[0][0].title or "Proposed order",
             "uuid": stable_id(*scope, owner.key, "suggestion"),
             "actions": sorted((_cds_action(o, r) for o, r in items), key=lambda a: ACTION_ORDER[a["type"]]),
@@ -175,7 +181,7 @@ def _suggestions(action: AppliedAction, scope: tuple[str, str]) -> list[dict]:
     return suggestions
 
 
-def guidance_link(code: list[dict], base: str) -> dict | None:
+def guidance_link(code: list[dict[str, Any]], base: str) -> dict[str, Any] | None:
     """The "Why this recommendation" link to the rule page of the first coding of `code`."""
     coding = next((c for cc in code for c in cc.get("coding", [])), None)
     if not coding or not coding.get("code"):
@@ -183,11 +189,12 @@ def guidance_link(code: list[dict], base: str) -> dict | None:
     return {"label": GUIDANCE_LINK_LABEL, "url": base.rstrip("/") + page_path(coding["code"]), "type": "absolute"}
 
 
-def _card(result: ApplyResult, action: AppliedAction, scope: tuple[str, str], guidance_base: str | None = None) -> dict:
-    summary = action.title
+def _card(result: ApplyResult, action: AppliedAction, scope: tuple[str, str],
+          guidance_base: str | None = None) -> dict[str, Any]:
+    summary = action.title or ""  # a card action has a title (_card_actions)
     if len(summary) > SUMMARY_LIMIT:
         summary = summary[: SUMMARY_LIMIT - 1] + "…"
-    card: dict = {
+    card: dict[str, Any] = {
         "uuid": stable_id(*scope, action.key),
         "summary": summary,
         "indicator": INDICATOR.get(action.priority or "routine", "info"),

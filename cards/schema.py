@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +31,20 @@ def response_errors(response: Any) -> list[str]:
     if not isinstance(response, dict):
         return ["the response must be a JSON object with a cards array"]
     errors = [_message(e) for e in sorted(_VALIDATOR.iter_errors(response), key=_order)]
-    cards = response.get("cards") if isinstance(response.get("cards"), list) else []
+    cards = response["cards"] if isinstance(response.get("cards"), list) else []
     for i, card in enumerate(cards):
         if isinstance(card, dict):
             errors += _card_errors(card, f"cards[{i}]")
     for i, action in enumerate(_dicts(response.get("systemActions"))):
         errors += _action_errors(action, f"systemActions[{i}]")
     errors += _duplicates("card uuid", [c.get("uuid") for c in _dicts(cards)])
-    errors += _duplicates("suggestion uuid", [s.get("uuid") for c in _dicts(cards) for s in _dicts(c.get("suggestions"))])
+    errors += _duplicates("suggestion uuid",
+                          [s.get("uuid") for c in _dicts(cards) for s in _dicts(c.get("suggestions"))])
     return list(dict.fromkeys(errors))
 
 
-def _card_errors(card: dict, where: str) -> list[str]:
-    errors = []
+def _card_errors(card: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
     suggestions = _dicts(card.get("suggestions"))
     if suggestions and "selectionBehavior" not in card:
         errors.append(f"{where}.selectionBehavior is required when suggestions are present")
@@ -58,34 +60,36 @@ def _card_errors(card: dict, where: str) -> list[str]:
     return errors
 
 
-def _action_errors(action: dict, where: str) -> list[str]:
-    kind, resource = action.get("type"), action.get("resource")
+def _action_errors(action: dict[str, Any], where: str) -> list[str]:
+    kind = action.get("type")
+    resource: Any = action.get("resource")
     if kind == "delete" and not action.get("resourceId"):
         return [f"{where}: a delete action needs a resourceId"]
-    if kind in ("create", "update") and not (isinstance(resource, dict) and isinstance(resource.get("resourceType"), str)):
+    if kind in ("create", "update") and not (isinstance(resource, dict)
+                                             and isinstance(resource.get("resourceType"), str)):
         return [f"{where}: a {kind} action needs a FHIR resource (with resourceType)"]
     if kind == "update" and not resource.get("id"):
         return [f"{where}: an update action needs a resource with an id"]
     return []
 
 
-def _duplicates(what: str, values: list) -> list[str]:
+def _duplicates(what: str, values: list[Any]) -> list[str]:
     counts = Counter(v for v in values if isinstance(v, str))
     return [f"{what} {v!r} is used {n} times; it must identify one item" for v, n in counts.items() if n > 1]
 
 
-def _dicts(value: Any) -> list[dict]:
+def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _path(parts) -> str:
+def _path(parts: Iterable[str | int]) -> str:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _order(error: ValidationError) -> list:
+def _order(error: ValidationError) -> list[tuple[int, int, str]]:
     return [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in error.absolute_path]
 
 

@@ -27,7 +27,8 @@ class Config:
     call_deadline_seconds: float = 20.0
     fhir_max_response_bytes: int = 20_000_000  # one answer of a FHIR server, streamed and cut off past this
     fhir_max_call_bytes: int = 50_000_000  # all the answers read for one call
-    # Request input (service.web.security, service.jsonlimits): body size, items in any JSON array, feedback items (413).
+    # Request input (service.web.security, service.jsonlimits): body size, items in any JSON array,
+    # feedback items (413).
     max_request_bytes: int = 5_000_000
     max_array_items: int = 10_000
     max_feedback_items: int = 100

@@ -7,6 +7,7 @@ answer (status and OperationOutcome issue code, R4 `OperationOutcome.issue`) in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,8 @@ class Issue:
     severity: str = "error"
     expression: tuple[str, ...] = ()
 
-    def to_fhir(self) -> dict:
-        issue = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+    def to_fhir(self) -> dict[str, Any]:
+        issue: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
         if self.expression:
             issue["expression"] = list(self.expression)
         return issue

@@ -30,7 +30,10 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import NoMoreData
@@ -93,6 +96,7 @@ class ReadTimeoutThreadWorker(ThreadWorker):
     """gunicorn's gthread worker whose requests must arrive within `request_read_timeout_seconds`."""
 
     read_timeout = 10.0  # set by `serve` from the configuration
+    wsgi: WSGIApplication  # set by gunicorn's Worker.load_wsgi
 
     def _patient(self, conn) -> _PatientSocket:
         unreader = conn.parser.unreader
@@ -124,12 +128,16 @@ class ReadTimeoutThreadWorker(ThreadWorker):
         return keepalive and not patient.timed_out  # a body cut short leaves the connection unusable
 
 
-def _closing_after_408(app):
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+
+def _closing_after_408(app: WSGIApplication) -> WSGIApplication:
     """The app's 408 (a body that stopped arriving) closes the connection: what is left of the body
     cannot be told from a next request."""
 
-    def wsgi(environ, start_response):
-        def start(status, headers, exc_info=None):
+    def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]],
+                  exc_info: _ExcInfo | None = None) -> Callable[[bytes], object]:
             if status.startswith("408"):
                 response = getattr(start_response, "__self__", None)
                 if response is not None and hasattr(response, "force_close"):

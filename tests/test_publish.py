@@ -124,6 +124,13 @@ def test_stored_ids_from_locations():
         "Patient/p1": "Patient/9", "Condition/c1": "Condition/c1"}
 
 
+@pytest.mark.parametrize("entries", [[{"response": {"location": "Patient/9"}}], None])
+def test_stored_ids_refuse_a_response_that_does_not_answer_each_entry(entries):
+    response = {"resourceType": "Bundle", "type": "transaction-response"} | ({"entry": entries} if entries else {})
+    with pytest.raises(FhirServerError, match="for the 2 sent"):
+        stored_ids(["Patient/p1", "Condition/c1"], response, "http://s/fhir/")
+
+
 def test_auto_falls_back_to_server_ids_when_put_is_refused():
     client = FakeClient(refuse_put=True)
     report = load_document(client, json.loads(CASE.read_text()), CASE.name)

@@ -88,7 +88,8 @@ def load_trusted_clients(path: str | Path, fetch: Callable[[str], dict] = fetch_
     return TrustedClients(file, clients)
 
 
-def _client(entry: Any, where: str, problems: list, fetch) -> TrustedClient | None:
+def _client(entry: Any, where: str, problems: list[tuple[str, str]],
+            fetch: Callable[[str], dict[str, Any]]) -> TrustedClient | None:
     if not isinstance(entry, dict):
         problems.append((where, "must be an object"))
         return None
@@ -112,10 +113,11 @@ def _client(entry: Any, where: str, problems: list, fetch) -> TrustedClient | No
     else:
         try:
             outbound.parse_trusted(jku, "jku")
-            keys = RemoteKeys(jku, fetch)
         except outbound.UnsafeUrl as exc:
             problems.append((f"{where}.jku", exc.message))
-    servers = []
+        else:
+            keys = RemoteKeys(str(jku), fetch)  # a URL string: parse_trusted refuses anything else
+    servers: list[outbound.BaseUrl] = []
     raw_servers = entry.get("fhirServers")
     if not isinstance(raw_servers, list):
         problems.append((f"{where}.fhirServers", "is required: an array of the FHIR base URLs this client may name"))
@@ -125,6 +127,6 @@ def _client(entry: Any, where: str, problems: list, fetch) -> TrustedClient | No
                 servers.append(outbound.parse_trusted(url, "fhirServers entry"))
             except outbound.UnsafeUrl as exc:
                 problems.append((f"{where}.fhirServers[{j}]", exc.message))
-    if len(problems) > before:
-        return None
+    if len(problems) > before or not isinstance(iss, str) or not isinstance(name, str) or keys is None:
+        return None  # each of these is a problem recorded above
     return TrustedClient(iss, name, keys, jku, tuple(servers))

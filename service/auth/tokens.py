@@ -58,15 +58,21 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _number(claims: dict, name: str, required: bool) -> float | None:
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    """The NumericDate claim `name` (RFC 7519 §2), None when absent."""
     value = claims.get(name)
     if value is None:
-        if required:
-            raise InvalidToken(f"claim {name} missing")
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidToken(f"claim {name} is not a NumericDate")
     return float(value)
+
+
+def _required_number(claims: dict[str, Any], name: str) -> float:
+    value = _number(claims, name)
+    if value is None:
+        raise InvalidToken(f"claim {name} missing")
+    return value
 
 
 class TokenVerifier:
@@ -114,11 +120,11 @@ class TokenVerifier:
             raise InvalidToken(f"{type(exc).__name__}: {_shown(str(exc))}") from None
         return self._timely_and_fresh(client, claims)
 
-    def _timely_and_fresh(self, client: TrustedClient, claims: dict) -> TrustedClient:
+    def _timely_and_fresh(self, client: TrustedClient, claims: dict[str, Any]) -> TrustedClient:
         now = self.clock().timestamp()
-        exp = _number(claims, "exp", True)
-        iat = _number(claims, "iat", True)
-        nbf = _number(claims, "nbf", False)
+        exp = _required_number(claims, "exp")
+        iat = _required_number(claims, "iat")
+        nbf = _number(claims, "nbf")
         if now > exp + self.skew:
             raise InvalidToken(f"expired {now - exp:.0f} s ago")
         if iat > now + self.skew:

@@ -159,10 +159,10 @@ class FhirContentSource:
         suffix `|v` is matched after the search)."""
         out: dict[tuple[str, str], list[dict]] = {ref: [] for ref in wanted}
         for rtype in CONTENT_TYPES:
-            ids = [ref for ref in wanted if ref[1] == rtype and _RELATIVE.match(ref[0])]
-            urls = [ref for ref in wanted if ref[1] == rtype and not _RELATIVE.match(ref[0])]
-            for chunk in _chunks(ids):
-                values = ",".join(_escape(_RELATIVE.match(r).group(2)) for r, _ in chunk)
+            ids = {ref: m.group(2) for ref in wanted if ref[1] == rtype and (m := _RELATIVE.match(ref[0]))}
+            urls = [ref for ref in wanted if ref[1] == rtype and ref not in ids]
+            for chunk in _chunks(list(ids)):
+                values = ",".join(_escape(ids[ref]) for ref in chunk)
                 for raw in self._search(f"{rtype}?_id={values}"):
                     for ref in chunk:
                         if ref[0] == _name(raw):
@@ -182,7 +182,8 @@ class FhirContentSource:
         """Fetch and build (raises FhirAccessError or ContentSourceError)."""
         resources, deps = self.fetch()
         fingerprint = tuple(sorted((name, str((raw.get("meta") or {}).get("versionId")),
-                                    str((raw.get("meta") or {}).get("lastUpdated"))) for name, raw in resources.items()))
+                                    str((raw.get("meta") or {}).get("lastUpdated")))
+                                   for name, raw in resources.items()))
         if self._content is not None and fingerprint == self._fingerprint:
             return self._content
         content = self.build(resources, deps)

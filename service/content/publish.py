@@ -34,7 +34,7 @@ from typing import Any
 
 from service.content.folder import PACKAGE_FILES, load_folder
 from service.engine import SUPPORTED_TYPES
-from service.errors import FhirAccessError, FhirAuthError
+from service.errors import FhirAccessError, FhirAuthError, FhirServerError
 from service.fhir.client import FhirClient
 
 log = logging.getLogger("service.publish")
@@ -241,9 +241,17 @@ def rewrite_references(node: Any, targets: dict[str, str]) -> Any:
 def stored_ids(originals: list[str | None], response: dict, base_url: str) -> dict[str, str]:
     """Each request entry's reference in the file ("Type/id", or its fullUrl) -> "Type/id" where the
     server stored it, from the transaction-response locations (same order as the request entries,
-    FHIR R4 §Transaction)."""
+    FHIR R4 §Transaction).  A response with another number of entries cannot be paired with the
+    request entries: FhirServerError, although the server may have stored them."""
+    entries = response.get("entry") or []
+    if not isinstance(entries, list) or len(entries) != len(originals):
+        answered = f"{len(entries)} entries" if isinstance(entries, list) else "no entry list"
+        raise FhirServerError(
+            f"the transaction response has {answered} for the {len(originals)} sent (FHIR R4 §Transaction: "
+            "one per request entry, in order), so where the server stored them cannot be told",
+            reason="the FHIR server's transaction response does not answer each entry")
     out: dict[str, str] = {}
-    for original, got in zip(originals, response.get("entry") or []):
+    for original, got in zip(originals, entries, strict=True):
         location = ((got or {}).get("response") or {}).get("location") if isinstance(got, dict) else None
         if original and isinstance(location, str) and location:
             out[original] = _relative(location, base_url)

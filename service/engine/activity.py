@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from service.engine.fhirjson import Resource
 from service.engine.model import ActivityDef
 
 
@@ -79,12 +80,12 @@ OTHER = KindRule()
 
 
 def activity_resource(activity: ActivityDef, resource_id: str, subject: str, encounter: str | None,
-                      practitioner: str | None) -> dict:
+                      practitioner: str | None) -> Resource:
     """The resource `activity` proposes for `subject` (references "Type/id")."""
     ad = activity.raw
     kind = ad["kind"]
     rule = RULES.get(kind, OTHER)
-    res: dict[str, Any] = {"resourceType": kind, "id": resource_id, "status": "draft"}
+    res: Resource = {"resourceType": kind, "id": resource_id, "status": "draft"}
     if rule.intent:
         res["intent"] = ad.get("intent", "proposal")
     res[rule.subject] = {"reference": subject}

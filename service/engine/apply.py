@@ -242,7 +242,7 @@ class _Run:
         results = []
         verdicts = []
         for cond in action.conditions:
-            entry = {"kind": cond.kind, "expression": cond.expression.text}
+            entry: dict[str, Any] = {"kind": cond.kind, "expression": cond.expression.text}
             if cond.kind != "applicability":
                 entry["result"] = "not evaluated (start/stop conditions time the proposed activity)"
                 results.append(entry)

@@ -6,6 +6,7 @@ server): nothing here reads files or the network."""
 from __future__ import annotations
 
 from service.engine.compile import compile_resources
+from service.engine.fhirjson import Resource
 from service.engine.link import Aliased, Unsupported, link_activity, link_plan, services
 from service.engine.lint import lint_activity, lint_plan, lint_terminology
 from service.engine.model import ContentSet
@@ -14,7 +15,7 @@ from service.engine.terminology import Terminology
 from service.errors import ContentErrors
 
 
-def build_content(raws: list[tuple[str, dict]]) -> ContentSet:
+def build_content(raws: list[tuple[str, Resource]]) -> ContentSet:
     """A ContentSet from (file name, resource) pairs; raises ContentErrors listing every problem."""
     problems = Problems()
     compiled = compile_resources(raws, problems)

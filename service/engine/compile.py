@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from service.engine.fhirjson import Element, Resource
 from service.engine.fhirpath import Expression
 from service.engine.model import (
     EXT_APPLICABILITY_BEHAVIOR,
@@ -58,14 +60,14 @@ class Compiled:
     plans: dict[str, PlanDef] = field(default_factory=dict)
     activities: dict[str, ActivityDef] = field(default_factory=dict)
     libraries: dict[str, LibraryDef] = field(default_factory=dict)
-    valuesets: dict[str, dict] = field(default_factory=dict)
-    conceptmaps: list[tuple[str, dict]] = field(default_factory=list)
-    resources: dict[str, dict] = field(default_factory=dict)  # every loaded resource (for publishing)
+    valuesets: dict[str, Resource] = field(default_factory=dict)
+    conceptmaps: list[tuple[str, Resource]] = field(default_factory=list)
+    resources: dict[str, Resource] = field(default_factory=dict)  # every loaded resource (for publishing)
     aliases: dict[str, str] = field(default_factory=dict)  # "Type/id" -> canonical key, for relative references
     files: dict[int, str] = field(default_factory=dict)  # id(resource) -> file it came from
 
 
-def compile_resources(raws: list[tuple[str, dict]], problems: Problems) -> Compiled:
+def compile_resources(raws: list[tuple[str, Resource]], problems: Problems) -> Compiled:
     """Compile (file name, resource) pairs; problems are reported, the rest is compiled."""
     out = Compiled()
     for file, raw in raws:
@@ -81,7 +83,7 @@ def compile_resources(raws: list[tuple[str, dict]], problems: Problems) -> Compi
     return out
 
 
-def _register(file: str, raw: dict, out: Compiled, problems: Problems) -> str | None:
+def _register(file: str, raw: Resource, out: Compiled, problems: Problems) -> str | None:
     """The key the resource is known by, once it validates and its URL is free; else None."""
     rtype = raw["resourceType"]
     if rtype not in SUPPORTED_TYPES:
@@ -92,10 +94,10 @@ def _register(file: str, raw: dict, out: Compiled, problems: Problems) -> str | 
         return None
     url = raw.get("url")
     local = f"{rtype}/{raw['id']}" if raw.get("id") else None
-    if not url and not local:
-        problems.error(Source(file, f"{rtype}.url"), "a canonical url (or at least an id) is required")
-        return None
     if not url:
+        if not local:
+            problems.error(Source(file, f"{rtype}.url"), "a canonical url (or at least an id) is required")
+            return None
         problems.issue(Source(file, f"{rtype}.url"), f"no canonical url; referenced as {local}")
         url = local
     if url in out.resources:
@@ -110,7 +112,7 @@ def _register(file: str, raw: dict, out: Compiled, problems: Problems) -> str | 
     return url
 
 
-def _compile(file: str, raw: dict, url: str, out: Compiled, problems: Problems) -> None:
+def _compile(file: str, raw: Resource, url: str, out: Compiled, problems: Problems) -> None:
     rtype = raw["resourceType"]
     if rtype == "ValueSet":
         out.valuesets[url] = raw
@@ -137,7 +139,7 @@ def _compile(file: str, raw: dict, url: str, out: Compiled, problems: Problems) 
         out.plans[url] = plan
 
 
-def _validate_model(raw: dict, source_file: str, problems: Problems) -> bool:
+def _validate_model(raw: Resource, source_file: str, problems: Problems) -> bool:
     from fhir.resources.R4B import get_fhir_model_class
     from pydantic import ValidationError
 
@@ -151,7 +153,7 @@ def _validate_model(raw: dict, source_file: str, problems: Problems) -> bool:
     return True
 
 
-def _loc_path(root: str, loc) -> str:
+def _loc_path(root: str, loc: Iterable[int | str]) -> str:
     out = root
     for part in loc:
         if isinstance(part, int):
@@ -161,7 +163,7 @@ def _loc_path(root: str, loc) -> str:
     return out
 
 
-def variables(raw: dict, path: str, file: str, problems: Problems) -> list[Variable]:
+def variables(raw: Resource, path: str, file: str, problems: Problems) -> list[Variable]:
     """The `variable` extensions (FHIR R4 extension-variable) of a resource, compiled."""
     out = []
     for i, ext in enumerate(raw.get("extension", [])):
@@ -179,7 +181,8 @@ def variables(raw: dict, path: str, file: str, problems: Problems) -> list[Varia
     return out
 
 
-def data_requirements(items: list | None, path: str, file: str, problems: Problems) -> list[DataRequirementDef]:
+def data_requirements(items: list[Element] | None, path: str, file: str,
+                      problems: Problems) -> list[DataRequirementDef]:
     """DataRequirements with their prefetch key (element id, cds-prefetch-key, or derived from the type)."""
     out = []
     for i, dr in enumerate(items or []):
@@ -191,22 +194,23 @@ def data_requirements(items: list | None, path: str, file: str, problems: Proble
                 key = ext.get("valueString")
             elif ext.get("url") == EXT_QUERY_PATTERN:
                 query = ext.get("valueString")
+        rtype = dr.get("type")
+        if not isinstance(rtype, str) or not rtype:  # R4 DataRequirement.type is 1..1
+            problems.error(src, "dataRequirement needs a type")
+            continue
         if not key:
-            if not dr.get("type"):
-                problems.error(src, "dataRequirement needs a type")
-                continue
-            key = dr["type"][0].lower() + dr["type"][1:] + (str(i) if i else "")
+            key = rtype[0].lower() + rtype[1:] + (str(i) if i else "")
             problems.issue(src, f"dataRequirement has no id; prefetch key {key!r} derived from its type")
-        out.append(DataRequirementDef(key=key, type=dr.get("type"), raw=dr, source=src, query=query))
+        out.append(DataRequirementDef(key=key, type=rtype, raw=dr, source=src, query=query))
     return out
 
 
-def _triggers(action: dict) -> frozenset[str] | None:
+def _triggers(action: Element) -> frozenset[str] | None:
     names = [t.get("name") for t in action.get("trigger", []) if t.get("type") == "named-event" and t.get("name")]
     return frozenset(names) if names else None
 
 
-def _check_codes(raw: dict, path: str, file: str, problems: Problems) -> None:
+def _check_codes(raw: Element, path: str, file: str, problems: Problems) -> None:
     """The action's coded elements take one of their allowed codes."""
     if raw.get("priority") is not None and raw["priority"] not in PRIORITIES:
         problems.error(Source(file, f"{path}.priority"), f"priority must be one of {PRIORITIES}")
@@ -226,7 +230,7 @@ def _check_codes(raw: dict, path: str, file: str, problems: Problems) -> None:
         problems.error(Source(file, f"{path}.type"), f"a {type_code} action needs a cds-target extension naming the resource it acts on")
 
 
-def _conditions(raw: dict, path: str, file: str, problems: Problems) -> list[Condition]:
+def _conditions(raw: Element, path: str, file: str, problems: Problems) -> list[Condition]:
     out = []
     for i, cond in enumerate(raw.get("condition", [])):
         csrc = Source(file, f"{path}.condition[{i}]")
@@ -248,7 +252,7 @@ class _Extensions:
     target: Expression | None = None
 
 
-def _extensions(raw: dict, path: str, file: str, problems: Problems) -> _Extensions:
+def _extensions(raw: Element, path: str, file: str, problems: Problems) -> _Extensions:
     out = _Extensions()
     for i, ext in enumerate(raw.get("extension", [])):
         where = Source(file, f"{path}.extension[{i}].valueExpression")
@@ -269,7 +273,7 @@ def _extensions(raw: dict, path: str, file: str, problems: Problems) -> _Extensi
     return out
 
 
-def _action(raw: dict, path: str, file: str, problems: Problems) -> ActionDef:
+def _action(raw: Element, path: str, file: str, problems: Problems) -> ActionDef:
     conditions = _conditions(raw, path, file, problems)
     _check_codes(raw, path, file, problems)
     ext = _extensions(raw, path, file, problems)
@@ -289,7 +293,7 @@ def _action(raw: dict, path: str, file: str, problems: Problems) -> ActionDef:
     )
 
 
-def _dynamic_values(raw: dict, path: str, file: str, problems: Problems) -> list[DynamicValue]:
+def _dynamic_values(raw: Resource | Element, path: str, file: str, problems: Problems) -> list[DynamicValue]:
     out = []
     for i, dv in enumerate(raw.get("dynamicValue", [])):
         src = Source(file, f"{path}.dynamicValue[{i}]")

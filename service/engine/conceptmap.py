@@ -11,7 +11,10 @@ Built once at load; lookups are dictionary reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from service.engine.fhirjson import Resource
 
 NOT_MAPPED = ("unmatched", "disjoint")
 
@@ -55,7 +58,7 @@ class Element:
 class ConceptMaps:
     """Every element of every loaded ConceptMap, by source token."""
 
-    def __init__(self, maps: list[tuple[str, dict]] = ()):
+    def __init__(self, maps: Sequence[tuple[str, Resource]] = ()) -> None:
         self._by_source: dict[str, list[Element]] = {}
         self.elements: list[Element] = []
         for file, raw in maps:
@@ -81,7 +84,7 @@ class ConceptMaps:
         return frozenset(self._by_source) | frozenset(t.token for e in self.elements for t in e.targets)
 
 
-def _elements(file: str, raw: dict):
+def _elements(file: str, raw: Resource) -> Iterator[Element]:
     for g, group in enumerate(raw.get("group") or []):
         source = group.get("source") or raw.get("sourceUri") or ""
         target_system = group.get("target") or raw.get("targetUri") or ""

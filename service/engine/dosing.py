@@ -18,6 +18,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from service.engine import ucum, units
+from service.engine.fhirjson import Element, Resource
 from service.engine.medication import Identity
 from service.engine.products import Ingredient
 
@@ -28,7 +29,7 @@ _STRENGTH_OF = {"tablets": "tablet strength", "capsules": "capsule strength", "u
 Result = tuple[Decimal | None, str | None]  # (value, reason when there is none)
 
 
-def dosages(resource: dict) -> list[dict]:
+def dosages(resource: Resource | Element) -> list[Element]:
     """The Dosage instructions of a medication-bearing resource (or [a Dosage] itself)."""
     if "resourceType" not in resource:
         return [resource]
@@ -41,14 +42,15 @@ def dosages(resource: dict) -> list[dict]:
     return []
 
 
-def dose_quantity(dosage: dict) -> dict | None:
+def dose_quantity(dosage: Element) -> Element | None:
     for dr in dosage.get("doseAndRate") or ():
-        if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict):
-            return dr["doseQuantity"]
+        quantity = dr.get("doseQuantity") if isinstance(dr, dict) else None
+        if isinstance(quantity, dict):
+            return quantity
     return None
 
 
-def dose(dosage: dict, unit: str, identity: Identity | None, wanted: frozenset[str] | None = None) -> Result:
+def dose(dosage: Element, unit: str, identity: Identity | None, wanted: frozenset[str] | None = None) -> Result:
     """One administration's amount in `unit` (of the ingredient `wanted` names, if given)."""
     quantity = dose_quantity(dosage)
     if quantity is None or quantity.get("value") is None:
@@ -106,7 +108,7 @@ def _ingredient(identity: Identity | None, wanted: frozenset[str] | None, given:
     return next(iter(chosen.values())), None
 
 
-def per_day(dosage: dict) -> Result:
+def per_day(dosage: Element) -> Result:
     """Administrations per day from `timing.repeat` (frequency per period)."""
     repeat = (dosage.get("timing") or {}).get("repeat") if isinstance(dosage.get("timing"), dict) else None
     repeat = repeat if isinstance(repeat, dict) else {}
@@ -120,7 +122,7 @@ def per_day(dosage: dict) -> Result:
         return None, NO_FREQUENCY
 
 
-def daily(items: list[dict], unit: str, identity: Identity | None, wanted: frozenset[str] | None = None) -> Result:
+def daily(items: list[Element], unit: str, identity: Identity | None, wanted: frozenset[str] | None = None) -> Result:
     """The daily amount over Dosage instructions, in `unit` per day."""
     if not items:
         return None, NO_DOSE

@@ -19,18 +19,20 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, Protocol, Required, TypeAlias, TypedDict
 
 from antlr4 import CommonTokenStream, InputStream, Token
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.tree.Tree import ParseTreeWalker
 from fhirpathpy.engine import do_eval
 from fhirpathpy.engine.invocations.constants import constants
-from fhirpathpy.engine.nodes import FP_DateTime, FP_Quantity, FP_Time, FP_Type, ResourceNode
+from fhirpathpy.engine.nodes import FP_DateTime as FP_DateTime  # re-exported: the generic functions read them
+from fhirpathpy.engine.nodes import FP_Quantity as FP_Quantity
+from fhirpathpy.engine.nodes import FP_Time, FP_Type, ResourceNode
 from fhirpathpy.engine.util import arraify, get_data
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
@@ -39,6 +41,10 @@ from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from service.errors import ExpressionError, UnsupportedLanguage
 
+if TYPE_CHECKING:
+    from service.engine.index import DataIndex
+    from service.engine.terminology import Terminology
+
 FHIRPATH_LANGUAGES = ("text/fhirpath",)
 _R4 = models["r4"]
 _VARIABLE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
@@ -46,14 +52,17 @@ _VARIABLE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
 STANDARD_VARIABLES = frozenset({"ucum", "context", "resource", "rootResource", "sct", "loinc"})
 # The key of fhirpathpy's evaluation context under which the `Evaluation` of the call travels.
 _EVALUATION = "service.evaluation"
+# A node of fhirpathpy's syntax tree: {"type", "text", "children"}.
+Node: TypeAlias = dict[str, Any]
 
 
-class _RaisingListener(ErrorListener):
-    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
+class _RaisingListener(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
+    def syntaxError(self, recognizer: Any, offendingSymbol: Any, line: int, column: int, msg: str,  # noqa: N802
+                    e: Any) -> None:
         raise SyntaxError(f"line {line}, column {column}: {msg}")
 
 
-def _parse_strict(text: str) -> tuple[dict, tuple[str, ...]]:
+def _parse_strict(text: str) -> tuple[Node, tuple[str, ...]]:
     """The AST, and the source text of each operand of the top-level `and` chain (for the trace)."""
     listener = _RaisingListener()
     lexer = FHIRPathLexer(InputStream(text))
@@ -69,7 +78,8 @@ def _parse_strict(text: str) -> tuple[dict, tuple[str, ...]]:
         raise SyntaxError(f"column {tok.column}: unexpected {tok.text!r} after a complete expression")
     ast = ASTPathListener()
     ParseTreeWalker().walk(ast, tree)
-    return ast.parentStack[0], tuple(_conjunct_texts(tree, text))
+    root: Node = ast.parentStack[0]
+    return root, tuple(_conjunct_texts(tree, text))
 
 
 def _conjunct_texts(tree: Any, text: str) -> list[str]:
@@ -86,27 +96,49 @@ class Evaluation:
 
     __slots__ = ("now", "fp_now", "fp_today", "index", "terminology", "allowed_cache", "stub_references")
 
-    def __init__(self, now: datetime, index=None, terminology=None, stub_references: bool = False):
+    def __init__(self, now: datetime, index: DataIndex, terminology: Terminology | None = None,
+                 stub_references: bool = False) -> None:
         self.now = now
         self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))  # ms precision: hour/minute arithmetic needs it
         self.fp_today = FP_DateTime(now.date().isoformat())
         self.index = index
         self.terminology = terminology
-        self.allowed_cache: dict[tuple, frozenset[str]] = {}
+        self.allowed_cache: dict[tuple[object, ...], frozenset[str]] = {}
         # resolve() of a reference not in the data: nothing (engine), or a {resourceType, id} stub
         # (prefetch templates only need the id: CDS Hooks 3.0 ballot §Prefetch tokens).
         self.stub_references = stub_references
 
 
-def _now(evaluation: Evaluation, inputs):
+# A generic function: `fn(evaluation, inputs, *args)`, the arguments as fhirpathpy passes them.
+GenericFunction: TypeAlias = Callable[Concatenate[Evaluation, list[Any], ...], Any]
+
+
+class Invocation(TypedDict, total=False):
+    """An entry of the function table, in fhirpathpy's user invocation table format: the function,
+    and its parameter types by argument count (`arity`) or for any count (`variadic`)."""
+
+    fn: Required[GenericFunction]
+    arity: dict[int, list[str]]
+    variadic: str
+
+
+class LazyVariables(Protocol):
+    """`%variables` computed on first use."""
+
+    def has(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> Any: ...
+
+
+def _now(evaluation: Evaluation, inputs: list[Any]) -> FP_DateTime:
     return evaluation.fp_now
 
 
-def _today(evaluation: Evaluation, inputs):
+def _today(evaluation: Evaluation, inputs: list[Any]) -> FP_DateTime:
     return evaluation.fp_today
 
 
-_BUILTIN_OVERRIDES: dict[str, dict] = {
+_BUILTIN_OVERRIDES: dict[str, Invocation] = {
     "now": {"fn": _now},
     "today": {"fn": _today},
 }
@@ -114,45 +146,46 @@ _BUILTIN_OVERRIDES: dict[str, dict] = {
 
 # The generic functions (and the time overrides), each `fn(evaluation, inputs, *args)`: filled once,
 # when `service.engine.functions` registers its table (the engine package imports it at start).
-_FUNCTIONS: dict[str, dict] = dict(_BUILTIN_OVERRIDES)
+_FUNCTIONS: dict[str, Invocation] = dict(_BUILTIN_OVERRIDES)
 
 
-def register(table: Mapping[str, dict]) -> None:
+def register(table: Mapping[str, Invocation]) -> None:
     """Add generic functions to the gateway (done once, at import of the module that defines them)."""
     _FUNCTIONS.update(table)
     _invocations.cache_clear()
 
 
-def _function_table() -> dict[str, dict]:
+def _function_table() -> dict[str, Invocation]:
     return _FUNCTIONS
 
 
-def _bound(fn: Any) -> Any:
+def _bound(fn: GenericFunction) -> Callable[..., Any]:
     """fhirpathpy calls an invocation `fn(ctx, inputs, *args)`: hand the function the call's
     Evaluation from `ctx` and its inputs unwrapped (what fhirpathpy does for user functions)."""
-    def invoke(ctx, inputs, *args):
+    def invoke(ctx: dict[str, Any], inputs: list[Any], *args: Any) -> Any:
         return fn(ctx[_EVALUATION], [get_data(i) for i in inputs], *args)
     return invoke
 
 
 @cache
-def _invocations() -> dict[str, dict]:
+def _invocations() -> dict[str, dict[str, Any]]:
     """The function table in fhirpathpy's calling convention, built once."""
     return {name: {**entry, "fn": _bound(entry["fn"])} for name, entry in _function_table().items()}
 
 
-class Variables(dict):
+class Variables(dict[str, Any]):
     """`%variables` for one evaluation: given values, plus names computed on first use by `lazy`
     (an object with `has(name)` and `get(name)`)."""
 
-    def __init__(self, given: Mapping[str, Any], lazy=None):
+    def __init__(self, given: Mapping[str, Any], lazy: LazyVariables | None = None) -> None:
         super().__init__(given)
         self._lazy = lazy
 
-    def __contains__(self, name) -> bool:
-        return dict.__contains__(self, name) or (self._lazy is not None and self._lazy.has(name))
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or (self._lazy is not None and isinstance(name, str)
+                                                 and self._lazy.has(name))
 
-    def __missing__(self, name):
+    def __missing__(self, name: str) -> Any:
         if self._lazy is None or not self._lazy.has(name):
             raise KeyError(name)
         value = self._lazy.get(name)
@@ -160,7 +193,7 @@ class Variables(dict):
         return value
 
 
-def _conjuncts(node: dict) -> list[dict]:
+def _conjuncts(node: Node) -> list[Node]:
     if node.get("type") == "AndExpression" and len(node.get("children", [])) == 2:
         return _conjuncts(node["children"][0]) + _conjuncts(node["children"][1])
     return [node]
@@ -172,7 +205,7 @@ def _known_functions() -> set[str]:
     return set(invocation_registry) | set(_function_table())
 
 
-def _function_names(node: dict) -> set[str]:
+def _function_names(node: Node) -> set[str]:
     names = set()
     stack = [node]
     while stack:
@@ -190,7 +223,7 @@ class Expression:
 
     __slots__ = ("text", "variables", "_ast", "_root", "_conjuncts", "_operand_texts")
 
-    def __init__(self, text: str, language: str = "text/fhirpath"):
+    def __init__(self, text: str, language: str = "text/fhirpath") -> None:
         if language not in FHIRPATH_LANGUAGES:
             raise UnsupportedLanguage(text, f"expression language {language!r} is not supported (only text/fhirpath)")
         if not isinstance(text, str) or not text.strip():
@@ -209,7 +242,8 @@ class Expression:
         self._root = self._ast["children"][0]
         self._conjuncts = _conjuncts(self._root)
 
-    def _run(self, evaluation: Evaluation, node: dict, resource: Any, variables: Mapping[str, Any], lazy) -> list:
+    def _run(self, evaluation: Evaluation, node: Node, resource: Any, variables: Mapping[str, Any],
+             lazy: LazyVariables | None) -> list[Any]:
         focus = resource if resource is not None else {}
         env = Variables({"context": focus, "ucum": "http://unitsofmeasure.org", **variables}, lazy)
         env["now"] = evaluation.fp_now
@@ -227,12 +261,14 @@ class Expression:
             raise ExpressionError(self.text, str(exc) or type(exc).__name__) from None
         return result if isinstance(result, list) else [result]
 
-    def evaluate(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any], lazy=None) -> list:
+    def evaluate(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any],
+                 lazy: LazyVariables | None = None) -> list[Any]:
         """Evaluate on `resource` with `%variables` (and `lazy` ones) for the call `evaluation`;
         returns a collection."""
         return self._run(evaluation, self._root, resource, variables, lazy)
 
-    def holds(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any], lazy=None) -> bool:
+    def holds(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any],
+              lazy: LazyVariables | None = None) -> bool:
         """A condition's truth: a single `true`; an `and` chain stops at its first operand that is not."""
         for node in self._conjuncts:
             if not as_boolean(self._run(evaluation, node, resource, variables, lazy), self.text):
@@ -240,7 +276,7 @@ class Expression:
         return True
 
     def operands(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any],
-                 lazy: Any = None) -> list[tuple[str, list[Any] | ExpressionError]]:
+                 lazy: LazyVariables | None = None) -> list[tuple[str, list[Any] | ExpressionError]]:
         """Each operand of the top-level `and` chain (the whole expression when it is not one) with
         its own result, or the error evaluating it: every operand is evaluated, so a trace shows
         which one is not true.  For explaining a condition only; `holds` decides it."""
@@ -275,7 +311,7 @@ class Expression:
         return f"Expression({self.text!r})"
 
 
-def _string_literal(node: dict) -> str | None:
+def _string_literal(node: Node) -> str | None:
     """The value of a parameter that is a plain string literal ('kg'), else None."""
     while node.get("type") in ("TermExpression", "LiteralTerm") and len(node.get("children", [])) == 1:
         node = node["children"][0]
@@ -286,7 +322,7 @@ def _string_literal(node: dict) -> str | None:
     return body if "\\" not in body else re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
 
 
-def typed(items: list) -> list:
+def typed(items: list[Any]) -> list[Any]:
     """Resources returned by a generic function, typed by their resourceType so that
     `ofType()`, `is` and choice-type navigation work on them (fhirpathpy types nodes, not dicts)."""
     return [ResourceNode.create_node(r, r["resourceType"])
@@ -312,7 +348,7 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def singleton(values: list, expression: str) -> Any:
+def singleton(values: list[Any], expression: str) -> Any:
     """FHIRPath singleton evaluation (§4.5): empty -> None, one -> it, more -> error."""
     if not values:
         return None
@@ -321,7 +357,7 @@ def singleton(values: list, expression: str) -> Any:
     return to_python(values[0])
 
 
-def as_boolean(values: list, expression: str) -> bool:
+def as_boolean(values: list[Any], expression: str) -> bool:
     """A condition's truth (FHIR PlanDefinition.action.condition): true only for a single `true`."""
     value = singleton(values, expression)
     if value is None:

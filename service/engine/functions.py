@@ -32,13 +32,23 @@ data index, terminology) passed explicitly by the gateway, then the unwrapped in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeAlias
 
 from service.engine import dosing, fhirpath, ucum, units
-from service.engine.fhirpath import Evaluation, FP_DateTime, FP_Quantity
+from service.engine.fhirjson import Element, Resource
+from service.engine.fhirpath import Evaluation, FP_DateTime, FP_Quantity, Invocation
 from service.engine.index import _codings, tokens_of
+from service.engine.medication import Identity
+
+# A parameter as fhirpathpy passes it (by its type in TABLE): a `String`, `Integer` or `Number`
+# parameter is the argument's single value, or [] when the argument is empty; an `Any` parameter
+# is the argument's whole collection.  The inputs are the focus collection, unwrapped.
+StringArg: TypeAlias = str | list[Any]
+NumberArg: TypeAlias = Decimal | int | float | list[Any]
+Collection: TypeAlias = list[Any]
 
 # ---- times ------------------------------------------------------------------------------
 
@@ -95,7 +105,7 @@ def _fp_datetime(moment: datetime) -> FP_DateTime:
 # ---- codes ------------------------------------------------------------------------------
 
 
-def _allowed(evaluation: Evaluation, codes: tuple) -> frozenset[str]:
+def _allowed(evaluation: Evaluation, codes: tuple[object, ...]) -> frozenset[str]:
     cached = evaluation.allowed_cache.get(codes)
     if cached is not None:
         return cached
@@ -104,6 +114,8 @@ def _allowed(evaluation: Evaluation, codes: tuple) -> frozenset[str]:
         if not isinstance(code, str):
             continue
         if "/ValueSet/" in code:
+            if evaluation.terminology is None:
+                raise ValueError(f"ValueSet {code}: no terminology in this evaluation")
             allowed |= evaluation.terminology.expand(code)
         else:
             allowed.add(code)
@@ -111,10 +123,12 @@ def _allowed(evaluation: Evaluation, codes: tuple) -> frozenset[str]:
     return result
 
 
-def _resources(evaluation: Evaluation, inputs, rtype, *codes):
+def _resources(evaluation: Evaluation, inputs: Collection, rtype: StringArg, *codes: StringArg) -> list[Any]:
+    if not isinstance(rtype, str):
+        raise ValueError("resources() needs a resource type")
     index = evaluation.index
     allowed = _allowed(evaluation, codes) if codes else None
-    out = []
+    out: list[Resource] = []
     for bundle in inputs:
         if not isinstance(bundle, dict):
             continue
@@ -125,33 +139,33 @@ def _resources(evaluation: Evaluation, inputs, rtype, *codes):
     return fhirpath.typed(out)
 
 
-def _coded(evaluation: Evaluation, inputs, *codes):
+def _coded(evaluation: Evaluation, inputs: Collection, *codes: StringArg) -> list[Any]:
     index = evaluation.index
     allowed = _allowed(evaluation, codes)
     return fhirpath.typed([r for r in inputs if isinstance(r, dict) and not allowed.isdisjoint(index.codes(r))])
 
 
-def _member_of(evaluation: Evaluation, inputs, valueset):
+def _member_of(evaluation: Evaluation, inputs: Collection, valueset: StringArg) -> bool | list[Any]:
     if not inputs:
         return []
     allowed = _allowed(evaluation, (valueset,))
     index = evaluation.index
     found: set[str] = set()
     for item in inputs:
-        if isinstance(item, dict) and isinstance(item.get("resourceType"), str) and index is not None:
+        if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
             found |= index.codes(item)
         else:
             found |= tokens_of(_codings(item))
     return not allowed.isdisjoint(found)
 
 
-def _resolve(evaluation: Evaluation, inputs):
-    out = []
+def _resolve(evaluation: Evaluation, inputs: Collection) -> list[Any]:
+    out: list[Resource] = []
     for item in inputs:
         ref = item.get("reference") if isinstance(item, dict) else item if isinstance(item, str) else None
         if not isinstance(ref, str) or ref.startswith("#"):
             continue
-        found = evaluation.index.resolve(ref) if evaluation.index is not None else None
+        found = evaluation.index.resolve(ref)
         if found is None and evaluation.stub_references:
             parts = ref.split("/_history/")[0].rstrip("/").split("/")
             if len(parts) >= 2:
@@ -171,10 +185,10 @@ def _has(item: Any, element: str) -> bool:
     return any(k.startswith(element) and len(k) > n and k[n].isupper() and v not in (None, [], {}) for k, v in item.items())
 
 
-def _latest(evaluation: Evaluation, inputs, element=None):
+def _latest(evaluation: Evaluation, inputs: Collection, element: StringArg | None = None) -> list[Any]:
     best, best_time = None, None
     for item in inputs:
-        if element and not _has(item, element):
+        if isinstance(element, str) and element and not _has(item, element):
             continue
         moment = clinical_time(item)
         if moment is not None and (best_time is None or moment >= best_time):
@@ -182,18 +196,18 @@ def _latest(evaluation: Evaluation, inputs, element=None):
     return [] if best is None else fhirpath.typed([best])
 
 
-def _status(resource: dict):
+def _status(resource: Resource) -> set[Any]:
     if "status" in resource:
         return {resource["status"]}
     return {c.get("code") for c in _codings(resource.get("clinicalStatus"))}
 
 
-def _with_status(evaluation: Evaluation, inputs, *codes):
+def _with_status(evaluation: Evaluation, inputs: Collection, *codes: StringArg) -> list[Any]:
     wanted = set(codes)
     return fhirpath.typed([r for r in inputs if isinstance(r, dict) and not wanted.isdisjoint(_status(r))])
 
 
-def _by_time(inputs, moment, keep_after: bool):
+def _by_time(inputs: Collection, moment: Collection, keep_after: bool) -> list[Any]:
     """Filter in Python: FHIRPath date comparison per item is the engine's slowest path."""
     bound = parse_datetime(moment[0] if isinstance(moment, list) and moment else moment)
     if bound is None:
@@ -206,13 +220,13 @@ def _by_time(inputs, moment, keep_after: bool):
     return fhirpath.typed(out)
 
 
-def _interpreted(evaluation: Evaluation, inputs, *codes):
+def _interpreted(evaluation: Evaluation, inputs: Collection, *codes: StringArg) -> list[Any]:
     wanted = set(codes)
     return fhirpath.typed([r for r in inputs if isinstance(r, dict)
                            and any(c.get("code") in wanted for c in _codings(r.get("interpretation")))])
 
 
-def _above_reference_range(evaluation: Evaluation, inputs):
+def _above_reference_range(evaluation: Evaluation, inputs: Collection) -> list[Any]:
     out = []
     for r in inputs:
         if not isinstance(r, dict):
@@ -230,22 +244,22 @@ def _above_reference_range(evaluation: Evaluation, inputs):
     return fhirpath.typed(out)
 
 
-def _since(evaluation: Evaluation, inputs, moment):
+def _since(evaluation: Evaluation, inputs: Collection, moment: Collection) -> list[Any]:
     return _by_time(inputs, moment, True)
 
 
-def _before(evaluation: Evaluation, inputs, moment):
+def _before(evaluation: Evaluation, inputs: Collection, moment: Collection) -> list[Any]:
     return _by_time(inputs, moment, False)
 
 
-def _clinical_time(evaluation: Evaluation, inputs):
+def _clinical_time(evaluation: Evaluation, inputs: Collection) -> FP_DateTime | list[Any]:
     if len(inputs) != 1:
         return []
     moment = clinical_time(inputs[0])
     return [] if moment is None else _fp_datetime(moment)
 
 
-def _hours_ago(evaluation: Evaluation, inputs):
+def _hours_ago(evaluation: Evaluation, inputs: Collection) -> Decimal | list[Any]:
     if len(inputs) != 1:
         return []
     item = inputs[0]
@@ -261,7 +275,7 @@ def _hours_ago(evaluation: Evaluation, inputs):
 MASS_UNIT = "mg"  # doseProblem(): the dose must be computable as a mass
 
 
-def _quantity(item) -> tuple[Decimal, str] | None:
+def _quantity(item: Any) -> tuple[Decimal, str] | None:
     """(value, UCUM unit) of a Quantity; None when it has no value or its unit is not understood
     (no unit at all is unity)."""
     if isinstance(item, FP_Quantity):
@@ -279,7 +293,8 @@ def _quantity(item) -> tuple[Decimal, str] | None:
         return None
 
 
-def _in_unit(evaluation: Evaluation, inputs, unit, molar_mass=None):
+def _in_unit(evaluation: Evaluation, inputs: Collection, unit: StringArg,
+             molar_mass: NumberArg | None = None) -> list[Decimal]:
     """Maps over the input (one value per Quantity that converts), so lists convert without a select()."""
     if not isinstance(unit, str):
         return []
@@ -301,23 +316,31 @@ def _in_unit(evaluation: Evaluation, inputs, unit, molar_mass=None):
 # ---- medication doses -------------------------------------------------------------------
 
 
-def _wanted(evaluation: Evaluation, ingredient) -> frozenset[str] | None:
+def _wanted(evaluation: Evaluation, ingredient: StringArg | None) -> frozenset[str] | None:
     if isinstance(ingredient, list):
         ingredient = ingredient[0] if ingredient else None
     return _allowed(evaluation, (ingredient,)) if isinstance(ingredient, str) else None
 
 
-def _orders(evaluation: Evaluation, inputs):
+def _orders(evaluation: Evaluation, inputs: Collection) -> Iterator[tuple[list[Element], Identity | None]]:
     """(dosage instructions, medication identity) of each input: a resource or a Dosage."""
     index = evaluation.index
     for item in inputs:
         if not isinstance(item, dict):
             continue
-        identity = index.medication(item) if "resourceType" in item and index is not None else None
+        identity = index.medication(item) if "resourceType" in item else None
         yield dosing.dosages(item), identity
 
 
-def _dose(evaluation: Evaluation, inputs, unit, ingredient=None):
+def _unit(name: str, unit: StringArg) -> str:
+    if not isinstance(unit, str):
+        raise ValueError(f"{name}() needs a unit")
+    return unit
+
+
+def _dose(evaluation: Evaluation, inputs: Collection, unit: StringArg,
+          ingredient: StringArg | None = None) -> list[Decimal]:
+    unit = _unit("dose", unit)
     wanted = _wanted(evaluation, ingredient)
     out = []
     for items, identity in _orders(evaluation, inputs):
@@ -327,9 +350,11 @@ def _dose(evaluation: Evaluation, inputs, unit, ingredient=None):
     return out
 
 
-def _daily_dose(evaluation: Evaluation, inputs, unit, ingredient=None):
+def _daily_dose(evaluation: Evaluation, inputs: Collection, unit: StringArg,
+                ingredient: StringArg | None = None) -> list[Decimal]:
     """One value per input: the sum of the daily amounts of its dosage instructions; an input
     any of whose instructions lacks a computable dose or timing gives nothing."""
+    unit = _unit("dailyDose", unit)
     wanted = _wanted(evaluation, ingredient)
     out = []
     for items, identity in _orders(evaluation, inputs):
@@ -339,7 +364,7 @@ def _daily_dose(evaluation: Evaluation, inputs, unit, ingredient=None):
     return out
 
 
-def _dose_problem(evaluation: Evaluation, inputs, ingredient=None):
+def _dose_problem(evaluation: Evaluation, inputs: Collection, ingredient: StringArg | None = None) -> list[str]:
     """Why the daily dose in mass cannot be computed, per input that has a problem."""
     wanted = _wanted(evaluation, ingredient)
     out = []
@@ -350,8 +375,8 @@ def _dose_problem(evaluation: Evaluation, inputs, ingredient=None):
     return out
 
 
-def _route(evaluation: Evaluation, inputs):
-    out = []
+def _route(evaluation: Evaluation, inputs: Collection) -> list[Element]:
+    out: list[Element] = []
     for items, identity in _orders(evaluation, inputs):
         route = items[0].get("route") if items else None
         codings = [c for c in _codings(route)] if isinstance(route, dict) else []
@@ -362,24 +387,26 @@ def _route(evaluation: Evaluation, inputs):
     return out
 
 
-def _ingredient_name(evaluation: Evaluation, inputs):
+def _ingredient_name(evaluation: Evaluation, inputs: Collection) -> list[str]:
     """The drug of each medication-bearing input in words: its product's active ingredients (those
     with a strength, else all), joined with " / "; for an order coded by ingredient, its coding's
     display (else the text).  Nothing when the medication is unknown."""
     index = evaluation.index
     out = []
     for item in inputs:
-        if not isinstance(item, dict) or "resourceType" not in item or index is None:
+        if not isinstance(item, dict) or "resourceType" not in item:
             continue
         identity = index.medication(item)
         product = identity.product
         if product is not None:
-            named = [i for i in product.ingredients if i.display and i.strength] or \
-                [i for i in product.ingredients if i.display]
+            named = [i.display for i in product.ingredients if i.display and i.strength] or \
+                [i.display for i in product.ingredients if i.display]
             if named:
-                out.append(" / ".join(dict.fromkeys(i.display for i in named)))
+                out.append(" / ".join(dict.fromkeys(named)))
                 continue
-        concept = item.get("medicationCodeableConcept") if isinstance(item.get("medicationCodeableConcept"), dict) else {}
+        concept = item.get("medicationCodeableConcept")
+        if not isinstance(concept, dict):
+            concept = {}
         display = next((c["display"] for c in _codings(concept) if isinstance(c.get("display"), str)), None)
         name = display or concept.get("text")
         if isinstance(name, str) and name.strip():
@@ -387,13 +414,12 @@ def _ingredient_name(evaluation: Evaluation, inputs):
     return out
 
 
-def _identified_by_name(evaluation: Evaluation, inputs):
+def _identified_by_name(evaluation: Evaluation, inputs: Collection) -> list[bool]:
     index = evaluation.index
-    return [index.medication(item).by_name for item in inputs
-            if isinstance(item, dict) and "resourceType" in item and index is not None]
+    return [index.medication(item).by_name for item in inputs if isinstance(item, dict) and "resourceType" in item]
 
 
-def _age_in_years(evaluation: Evaluation, inputs):
+def _age_in_years(evaluation: Evaluation, inputs: Collection) -> int | list[Any]:
     if len(inputs) != 1:
         return []
     item = inputs[0]
@@ -405,18 +431,18 @@ def _age_in_years(evaluation: Evaluation, inputs):
     return years
 
 
-def _round(evaluation: Evaluation, inputs, precision=0):
+def _round(evaluation: Evaluation, inputs: Collection, precision: NumberArg = 0) -> Decimal | list[Any]:
     if len(inputs) != 1:
         return []
     try:
         value = Decimal(str(inputs[0]))
     except InvalidOperation:
         raise ValueError("round() needs a number") from None
-    precision = int(precision or 0)
-    return value.quantize(Decimal(1).scaleb(-precision), rounding=ROUND_HALF_UP)
+    places = int(precision) if isinstance(precision, (Decimal, int, float)) else 0  # [] when empty
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-TABLE = {
+TABLE: dict[str, Invocation] = {
     "resources": {"fn": _resources, "variadic": "String"},
     "coded": {"fn": _coded, "variadic": "String"},
     "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},

@@ -12,9 +12,12 @@ simply matches no code filter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from service.engine.fhirjson import Element, Resource
 from service.engine.medication import EMPTY, MEDICATION_BEARING, Identity, identify
+from service.engine.terminology import Terminology
 
 # FHIR R4 search parameter `code` (or its equivalent) per resource type.
 PRIMARY_CODE = {
@@ -34,7 +37,7 @@ PRIMARY_CODE = {
 _MEDICATION = MEDICATION_BEARING | {"Medication"}
 
 
-def _codings(value: Any):
+def _codings(value: Any) -> Iterator[Element]:
     """Codings of a CodeableConcept, a list of them, or a Coding (leniently)."""
     if isinstance(value, list):
         for v in value:
@@ -46,7 +49,7 @@ def _codings(value: Any):
             yield value
 
 
-def tokens_of(codings) -> frozenset[str]:
+def tokens_of(codings: Iterable[Element]) -> frozenset[str]:
     return frozenset(
         f"{c.get('system', '')}|{c['code']}" for c in codings if isinstance(c.get("code"), str)
     )
@@ -76,18 +79,18 @@ def _tokens(value: Any) -> frozenset[str]:
 class DataIndex:
     """Lazily built, per-call index over the Bundles and resources of one request."""
 
-    def __init__(self, terminology=None):
+    def __init__(self, terminology: Terminology | None = None) -> None:
         self.terminology = terminology  # ValueSets and ConceptMaps of the content (None: codes as sent)
         self._identity: dict[int, Identity] = {}
-        self._by_bundle: dict[int, dict[str, list[dict]]] = {}
+        self._by_bundle: dict[int, dict[str, list[Resource]]] = {}
         self._by_code: dict[tuple[int, str], dict[str, list[int]]] = {}  # (bundle, type) -> token -> positions
         self._codes: dict[int, frozenset[str]] = {}
-        self._home: dict[int, dict] = {}  # resource -> the Bundle it came in
-        self._by_reference: dict[str, dict] = {}  # "Type/id" -> resource, over every indexed Bundle
+        self._home: dict[int, Resource] = {}  # resource -> the Bundle it came in
+        self._by_reference: dict[str, Resource] = {}  # "Type/id" -> resource, over every indexed Bundle
         self._pending: list[Any] = []  # values added for resolve(), indexed on first use
         self._keep: list[Any] = []  # keep indexed objects alive so id() stays unique
 
-    def bundle_resources(self, bundle: dict) -> dict[str, list[dict]]:
+    def bundle_resources(self, bundle: Resource) -> dict[str, list[Resource]]:
         key = id(bundle)
         found = self._by_bundle.get(key)
         if found is None:
@@ -121,7 +124,7 @@ class DataIndex:
         elif isinstance(value, dict) and isinstance(value.get("resourceType"), str) and isinstance(value.get("id"), str):
             self._by_reference.setdefault(f"{value['resourceType']}/{value['id']}", value)
 
-    def resolve(self, reference: str) -> dict | None:
+    def resolve(self, reference: str) -> Resource | None:
         """A resource by reference: a Bundle entry's fullUrl, or "Type/id" (a trailing "/_history/n" or
         base URL is ignored)."""
         if self._pending:
@@ -132,7 +135,7 @@ class DataIndex:
         parts = reference.split("/_history/")[0].rstrip("/").split("/")
         return self._by_reference.get("/".join(parts[-2:])) if len(parts) >= 2 else None
 
-    def with_codes(self, bundle: dict, rtype: str, allowed: frozenset[str]) -> list[dict]:
+    def with_codes(self, bundle: Resource, rtype: str, allowed: frozenset[str]) -> list[Resource]:
         """Resources of `rtype` in `bundle` whose primary code is in `allowed`, in Bundle order."""
         resources = self.bundle_resources(bundle).get(rtype, [])
         key = (id(bundle), rtype)
@@ -149,7 +152,7 @@ class DataIndex:
             positions = {p for token, ps in by_code.items() if token in allowed for p in ps}
         return [resources[p] for p in sorted(positions)]
 
-    def codes(self, resource: dict) -> frozenset[str]:
+    def codes(self, resource: Resource) -> frozenset[str]:
         key = id(resource)
         found = self._codes.get(key)
         if found is None:
@@ -157,12 +160,12 @@ class DataIndex:
             if rtype in _MEDICATION:
                 found = self.medication(resource).tokens
             else:
-                found = _tokens(resource.get(PRIMARY_CODE.get(rtype, "code")))
+                found = _tokens(resource.get(PRIMARY_CODE.get(rtype, "code") if isinstance(rtype, str) else "code"))
             self._codes[key] = found
             self._keep.append(resource)
         return found
 
-    def medication(self, resource: dict) -> Identity:
+    def medication(self, resource: Resource) -> Identity:
         """The medication identity of a medication-bearing resource (computed once per call)."""
         key = id(resource)
         found = self._identity.get(key)
@@ -175,7 +178,7 @@ class DataIndex:
             self._keep.append(resource)
         return found
 
-    def _resolve_medication(self, reference: str, resource: dict) -> dict | None:
+    def _resolve_medication(self, reference: str, resource: Resource) -> Resource | None:
         """A referenced resource: in the Bundle `resource` came in first, then anywhere in the data."""
         home = self._home.get(id(resource))
         if home is not None:

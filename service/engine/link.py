@@ -15,11 +15,15 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
+
 from service.engine.compile import data_requirements
 from service.engine.model import (
     EXT_SERVICE_ID,
     ActionDef,
     ActivityDef,
+    DataRequirementDef,
     LibraryDef,
     PlanDef,
     ServiceDef,
@@ -31,19 +35,21 @@ from service.engine.terminology import canonical
 
 CQL_CONTENT = ("text/cql", "application/elm+json", "application/elm+xml")
 
+_Def = TypeVar("_Def")
+
 
 class Unsupported(Exception):
     """A PlanDefinition or ActivityDefinition depends on logic this engine cannot run (CQL)."""
 
 
-class Aliased(dict):
+class Aliased(dict[str, _Def]):
     """A table by canonical URL that also answers relative ("Library/x") and versioned references."""
 
-    def __init__(self, table: dict, aliases: dict[str, str]):
+    def __init__(self, table: Mapping[str, _Def], aliases: dict[str, str]) -> None:
         super().__init__(table)
         self.aliases = aliases
 
-    def resolve(self, ref: str | None):
+    def resolve(self, ref: str | None) -> _Def | None:
         if not ref:
             return None
         for key in (ref, canonical(ref)):
@@ -51,22 +57,23 @@ class Aliased(dict):
                 return self[key]
             alias = self.aliases.get(key) or self.aliases.get(key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1]
                                                               if key.count("/") >= 2 else key)
-            if alias in self:
+            if alias is not None and alias in self:
                 return self[alias]
         return None
 
 
-def walk(actions: list[ActionDef]):
+def walk(actions: list[ActionDef]) -> Iterator[ActionDef]:
     """Every action of a tree, parents first."""
     for a in actions:
         yield a
         yield from walk(a.children)
 
 
-def _library_closure(urls: list[str], libraries: Aliased, src: Source, problems: Problems) -> list[LibraryDef]:
+def _library_closure(urls: list[str], libraries: Aliased[LibraryDef], src: Source,
+                     problems: Problems) -> list[LibraryDef]:
     seen: list[LibraryDef] = []
 
-    def visit(url: str, stack: tuple[str, ...]):
+    def visit(url: str, stack: tuple[str, ...]) -> None:
         if url.split("/")[-2:-1] and url.split("/")[-2] != "Library" and "/Library/" not in url:
             return  # depends-on a ValueSet or CodeSystem: terminology, not logic
         lib = libraries.resolve(url)
@@ -92,7 +99,8 @@ def _library_closure(urls: list[str], libraries: Aliased, src: Source, problems:
     return seen
 
 
-def _library_scope(urls, libraries: Aliased, src: Source, problems: Problems, requirements: dict) -> dict[str, Variable]:
+def _library_scope(urls: list[str], libraries: Aliased[LibraryDef], src: Source, problems: Problems,
+                   requirements: dict[str, DataRequirementDef]) -> dict[str, Variable]:
     """Variables of the Libraries `urls` name (with their depends-on), and their data requirements."""
     scope: dict[str, Variable] = {}
     for lib in _library_closure(urls, libraries, src, problems):
@@ -107,7 +115,7 @@ def _library_scope(urls, libraries: Aliased, src: Source, problems: Problems, re
     return scope
 
 
-def link_activity(act: ActivityDef, libraries: Aliased, problems: Problems) -> None:
+def link_activity(act: ActivityDef, libraries: Aliased[LibraryDef], problems: Problems) -> None:
     """An activity's Libraries become its scope (for $apply of the activity on its own).
     Raises Unsupported when it depends on CQL."""
     if act.raw.get("library"):
@@ -115,7 +123,8 @@ def link_activity(act: ActivityDef, libraries: Aliased, problems: Problems) -> N
                                        problems, act.data_requirements)
 
 
-def link_plan(plan: PlanDef, libraries: Aliased, activities: Aliased, plans: Aliased, problems: Problems) -> None:
+def link_plan(plan: PlanDef, libraries: Aliased[LibraryDef], activities: Aliased[ActivityDef], plans: Aliased[PlanDef],
+              problems: Problems) -> None:
     """A plan's scope, prefetch keys, resolved definitions and hooks.  Raises Unsupported when it
     depends on CQL."""
     scope = _library_scope(plan.raw.get("library", []), libraries, Source(plan.source.file, "PlanDefinition.library"),

@@ -20,11 +20,14 @@ Rules:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeAlias
 
 from service.engine import structure, ucum, units
+from service.engine.fhirjson import Resource
 from service.engine.fhirpath import STANDARD_VARIABLES, Expression
 from service.engine.link import Aliased, walk
-from service.engine.model import ActivityDef, DynamicValue, PlanDef, Source, Variable
+from service.engine.model import ActionDef, ActivityDef, DynamicValue, PlanDef, Source, Variable
 from service.engine.problems import Problems
 from service.engine.terminology import Terminology, TerminologyError
 
@@ -34,8 +37,11 @@ ITEM = "item"  # bound by cds-for-each inside the action's subtree
 UNIT_FUNCTIONS = ("inUnit", "dose", "dailyDose")  # their first argument is a UCUM unit
 _VALUESET_URL = re.compile(r"'(https?://[^']*/ValueSet/[^']*)'")
 
+Located: TypeAlias = tuple[Expression, Source]  # an expression and where it is authored
 
-def lint_terminology(terminology: Terminology, valuesets: dict[str, dict], file_of, problems: Problems) -> None:
+
+def lint_terminology(terminology: Terminology, valuesets: dict[str, Resource], file_of: Callable[[Resource], str],
+                     problems: Problems) -> None:
     for url, vs in valuesets.items():
         try:
             terminology.expand(url)
@@ -58,7 +64,7 @@ def lint_activity(act: ActivityDef, terminology: Terminology, problems: Problems
         _check_path(act.raw.get("kind"), dv, problems)
 
 
-def lint_plan(plan: PlanDef, activities: Aliased, terminology: Terminology, problems: Problems) -> None:
+def lint_plan(plan: PlanDef, activities: Aliased[ActivityDef], terminology: Terminology, problems: Problems) -> None:
     known = ENGINE_VARIABLES | STANDARD_VARIABLES | set(plan.variables) | set(plan.data_requirements)
     for var in plan.variables.values():
         if ITEM in var.expression.variables:
@@ -88,7 +94,7 @@ def lint_plan(plan: PlanDef, activities: Aliased, terminology: Terminology, prob
                                + ", ".join("%" + m for m in missing))
 
 
-def _expressions(plan: PlanDef):
+def _expressions(plan: PlanDef) -> Iterator[Located]:
     for v in plan.variables.values():
         yield v.expression, v.source
     for a in walk(plan.actions):
@@ -103,12 +109,12 @@ def _expressions(plan: PlanDef):
                 yield extra, a.source
 
 
-def _scoped_expressions(plan: PlanDef):
+def _scoped_expressions(plan: PlanDef) -> Iterator[tuple[Expression, Source, bool]]:
     """(expression, source, whether %item is bound there) for every expression of the plan."""
     for v in plan.variables.values():
         yield v.expression, v.source, False
 
-    def visit(actions, bound):
+    def visit(actions: list[ActionDef], bound: bool) -> Iterator[tuple[Expression, Source, bool]]:
         for a in actions:
             if a.for_each is not None:
                 yield a.for_each, a.source, bound
@@ -125,14 +131,14 @@ def _scoped_expressions(plan: PlanDef):
     yield from visit(plan.actions, False)
 
 
-def _check_valuesets(exprs, terminology: Terminology, problems: Problems) -> None:
+def _check_valuesets(exprs: Iterable[Located], terminology: Terminology, problems: Problems) -> None:
     for expr, src in exprs:
         for url in _VALUESET_URL.findall(expr.text):
             if url not in terminology and not problems.is_broken(url):
                 problems.error(src, f"ValueSet {url} is not in the content")
 
 
-def _check_units(exprs, problems: Problems) -> None:
+def _check_units(exprs: Iterable[Located], problems: Problems) -> None:
     for expr, src in exprs:
         for name, args in expr.calls():
             unit = args[0] if name in UNIT_FUNCTIONS and args else None

@@ -19,13 +19,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeAlias
 
 from service.engine import ucum, units
-from service.engine.products import Ingredient, Product
+from service.engine.fhirjson import Element, Resource
+from service.engine.products import Catalog, Ingredient, Product
+from service.engine.terminology import Terminology
 
 MEDICATION_BEARING = frozenset({"MedicationRequest", "MedicationAdministration", "MedicationStatement",
                                 "MedicationDispense"})
+
+# A reference as the request's data answers it: (reference, the resource it is written in) -> the resource.
+Resolver: TypeAlias = Callable[[str, Resource], Resource | None]
+# "system|code" tokens of a CodeableConcept (or of anything else: none).
+TokensOf: TypeAlias = Callable[[Any], frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class Identity:
 EMPTY = Identity(frozenset())
 
 
-def medication_of(resource: dict, resolve: Callable[[str, dict], dict | None]) -> tuple[Any, dict | None]:
+def medication_of(resource: Resource, resolve: Resolver) -> tuple[Any, Resource | None]:
     """(the medication's CodeableConcept, the Medication resource when referenced) of a resource."""
     if resource.get("resourceType") == "Medication":
         return resource.get("code"), resource
@@ -59,8 +66,8 @@ def medication_of(resource: dict, resolve: Callable[[str, dict], dict | None]) -
     return None, None
 
 
-def identify(resource: dict, resolve: Callable[[str, dict], dict | None], tokens_of: Callable[[Any], frozenset[str]],
-             terminology=None) -> Identity:
+def identify(resource: Resource, resolve: Resolver, tokens_of: TokensOf,
+             terminology: Terminology | None = None) -> Identity:
     concept, med = medication_of(resource, resolve)
     own = tokens_of(concept) if concept is not None else frozenset()
     for ing in _ingredients(med):
@@ -79,7 +86,8 @@ def identify(resource: dict, resolve: Callable[[str, dict], dict | None], tokens
     if product is None and med is not None:
         product = _from_medication(med, tokens_of, catalog)
     by_name = False
-    if product is None and catalog is not None and not any(terminology.known(t) for t in own):
+    if product is None and catalog is not None and terminology is not None \
+            and not any(terminology.known(t) for t in own):
         for name in _names(concept):
             product = catalog.by_name(name)
             if product is not None:
@@ -117,12 +125,12 @@ def _names(concept: Any) -> list[str]:
     return names
 
 
-def _ingredients(med: dict | None) -> list[dict]:
+def _ingredients(med: Resource | None) -> list[Element]:
     items = med.get("ingredient") if isinstance(med, dict) else None
     return [i for i in items if isinstance(i, dict) and i.get("isActive") is not False] if isinstance(items, list) else []
 
 
-def _from_medication(med: dict | None, tokens_of, catalog) -> Product | None:
+def _from_medication(med: Resource | None, tokens_of: TokensOf, catalog: Catalog | None) -> Product | None:
     """A product from Medication.ingredient[].strength (FHIR R4 Ratio), for the ingredients whose
     strength is usable."""
     found = []

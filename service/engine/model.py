@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from service.engine.fhirjson import Element, Resource
 from service.engine.fhirpath import Expression
 from service.engine.terminology import Terminology
 
@@ -46,7 +47,7 @@ class DataRequirementDef:
 
     key: str
     type: str
-    raw: dict
+    raw: Element
     source: Source
     query: str | None = None  # cqf-fhirQueryPattern, used verbatim
 
@@ -67,7 +68,7 @@ class Condition:
 
 @dataclass
 class ActionDef:
-    raw: dict
+    raw: Element
     path: str
     source: Source
     triggers: frozenset[str] | None  # hook names from trigger(named-event); None = inherits
@@ -88,7 +89,7 @@ class ActionDef:
 @dataclass
 class ActivityDef:
     url: str
-    raw: dict
+    raw: Resource
     source: Source
     dynamic_values: list[DynamicValue]
     # From ActivityDefinition.library, for $apply of the activity on its own.
@@ -99,7 +100,7 @@ class ActivityDef:
 @dataclass
 class LibraryDef:
     url: str
-    raw: dict
+    raw: Resource
     source: Source
     variables: list[Variable]
     data_requirements: list[DataRequirementDef]
@@ -109,7 +110,7 @@ class LibraryDef:
 @dataclass
 class PlanDef:
     url: str
-    raw: dict
+    raw: Resource
     source: Source
     actions: list[ActionDef]
     variables: dict[str, Variable] = field(default_factory=dict)  # own + libraries, by name
@@ -163,7 +164,7 @@ class ContentSet:
     terminology: Terminology
     services: dict[str, ServiceDef]
     issues: list[ContentIssue]
-    resources: dict[str, dict]  # every loaded resource by canonical URL (for publishing)
+    resources: dict[str, Resource]  # every loaded resource by canonical URL (for publishing)
 
     def plan(self, ref: str) -> PlanDef | None:
         """A plan by canonical URL or by id."""

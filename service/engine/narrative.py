@@ -11,17 +11,21 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from service.engine.fhirjson import Resource
+
 XHTML = "http://www.w3.org/1999/xhtml"
 
 
 def _concept_text(concept: Any) -> str | None:
     if not isinstance(concept, dict):
         return None
-    if isinstance(concept.get("text"), str) and concept["text"].strip():
-        return concept["text"]
+    text = concept.get("text")
+    if isinstance(text, str) and text.strip():
+        return text
     for coding in concept.get("coding") or []:
-        if isinstance(coding, dict) and isinstance(coding.get("display"), str):
-            return coding["display"]
+        display = coding.get("display") if isinstance(coding, dict) else None
+        if isinstance(display, str):
+            return display
     return None
 
 
@@ -30,7 +34,7 @@ def _texts(items: Any, element: str) -> list[str]:
             and i[element].strip()]
 
 
-def describe(resource: dict) -> str | None:
+def describe(resource: Resource) -> str | None:
     """One plain sentence (or several joined) saying what the resource asks for."""
     kind = resource.get("resourceType")
     if kind == "MedicationRequest":
@@ -40,8 +44,9 @@ def describe(resource: dict) -> str | None:
             parts = [f"{name}: {parts[0]}", *parts[1:]] if parts else [name]
     elif kind == "Task":
         parts = [resource["description"]] if isinstance(resource.get("description"), str) else []
-        if not parts and _concept_text(resource.get("code")):
-            parts = [_concept_text(resource.get("code"))]
+        code_text = _concept_text(resource.get("code"))
+        if not parts and code_text:
+            parts = [code_text]
     elif kind == "CommunicationRequest":
         parts = _texts(resource.get("payload"), "contentString")
         if not parts:
@@ -54,7 +59,7 @@ def describe(resource: dict) -> str | None:
     return " ".join(p if p.endswith(".") else p + "." for p in parts) or None
 
 
-def with_narrative(resource: dict) -> dict:
+def with_narrative(resource: Resource) -> Resource:
     """The resource with `text` (status generated) set from `describe`; unchanged when there is nothing to say."""
     sentence = describe(resource)
     if sentence is None:

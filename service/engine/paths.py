@@ -5,13 +5,16 @@ proposed resource.  Anything else in a path is a ValueError naming it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
+
+from service.engine.fhirjson import Resource
 
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
 EMPTY_LITERAL = "{}"  # FHIRPath's empty collection: as a dynamicValue, removes the element
 
 
-def _steps(resource: dict, path: str):
+def _steps(resource: Resource, path: str) -> Iterator[tuple[str, int | None, bool]]:
     """(name, list index or None, is last) for each step of a simple FHIRPath path (`a.b[0].c`);
     a leading resource type is skipped."""
     steps = path.split(".")
@@ -24,7 +27,7 @@ def _steps(resource: dict, path: str):
         yield m.group(1), (int(m.group(2)) if m.group(2) is not None else None), n == len(steps) - 1
 
 
-def set_path(resource: dict, path: str, value: Any) -> None:
+def set_path(resource: Resource, path: str, value: Any) -> None:
     """Set `value` at a simple FHIRPath path (`a.b[0].c`), creating what is missing."""
     node: Any = resource
     for name, index, last in _steps(resource, path):
@@ -45,7 +48,7 @@ def set_path(resource: dict, path: str, value: Any) -> None:
                 node = items[index]
 
 
-def remove_path(resource: dict, path: str) -> None:
+def remove_path(resource: Resource, path: str) -> None:
     """Remove the element at a simple FHIRPath path (`a.b[0].c`; a last step with an index
     removes that item of the list, without one the whole element); nothing when it is absent."""
     node: Any = resource

@@ -8,6 +8,7 @@ of its Library undefined in every plan using it) is not reported again."""
 
 from __future__ import annotations
 
+from service.engine.fhirjson import Element
 from service.engine.fhirpath import Expression
 from service.engine.model import ContentIssue, Source
 from service.errors import ContentError, ExpressionError, UnsupportedLanguage
@@ -47,7 +48,7 @@ class Problems:
     def issue(self, source: Source, message: str) -> None:
         self.issues.append(ContentIssue(source, message))
 
-    def expression(self, node: dict | None, source: Source) -> Expression | None:
+    def expression(self, node: Element | None, source: Source) -> Expression | None:
         """Compile an Expression element; None (and an error) when it is missing or does not
         parse; raises Unsupported for another expression language."""
         if not isinstance(node, dict) or not node.get("expression"):

@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 
 from service.engine import rxnorm_names, units
 from service.engine.conceptmap import ConceptMaps
+from service.engine.fhirjson import Element
 
 PROPERTY_BASE = "http://example.org/fhir/concept-property/"
 PROP_STRENGTH = PROPERTY_BASE + "strength"
@@ -65,11 +66,11 @@ def parse_strength(text: str) -> tuple[Decimal, str] | None:
 class Catalog:
     """Products, ingredients and routes over a set of ConceptMaps (built once per content load)."""
 
-    def __init__(self, maps: ConceptMaps):
+    def __init__(self, maps: ConceptMaps) -> None:
         self.maps = maps
         self._ingredients: dict[str, frozenset[str]] = {}
         self._products: dict[str, Product | None] = {}
-        self._names: list[tuple[re.Pattern, Ingredient]] | None = None
+        self._names: list[tuple[re.Pattern[str], Ingredient]] | None = None
         self._forms: dict[str, str] | None = None
 
     # ---- by code ----------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class Catalog:
         self._products[token] = product
         return product
 
-    def route(self, form_token: str | None) -> list[dict]:
+    def route(self, form_token: str | None) -> list[Element]:
         """Route codings the maps give a dose form (empty when none, or when the form is not listed)."""
         if not form_token:
             return []
@@ -154,7 +155,7 @@ class Catalog:
             self._forms = {f"{e.source_system}|{e.code.lower()}": e.code for e in self.maps.elements}
         return self._forms
 
-    def _name_index(self) -> list[tuple[re.Pattern, Ingredient]]:
+    def _name_index(self) -> list[tuple[re.Pattern[str], Ingredient]]:
         if self._names is None:
             by_name: dict[str, Ingredient] = {}
             for element in self.maps.elements:
@@ -184,7 +185,7 @@ class Catalog:
         return problems
 
 
-def _named(text: str, names: list[tuple[re.Pattern, Ingredient]]) -> list[Ingredient]:
+def _named(text: str, names: list[tuple[re.Pattern[str], Ingredient]]) -> list[Ingredient]:
     """Ingredients named in `text` as whole words, longest names first, never two on the same words."""
     taken: list[tuple[int, int]] = []
     found: list[tuple[int, Ingredient]] = []

@@ -12,7 +12,10 @@ ValueSet or ConceptMap names a concept.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+
 from service.engine.conceptmap import ConceptMaps
+from service.engine.fhirjson import Element, Resource
 from service.engine.products import Catalog
 
 
@@ -26,7 +29,7 @@ def canonical(url: str) -> str:
 
 
 class Terminology:
-    def __init__(self, valuesets: dict[str, dict], conceptmaps: list[tuple[str, dict]] = ()):
+    def __init__(self, valuesets: Mapping[str, Resource], conceptmaps: Sequence[tuple[str, Resource]] = ()) -> None:
         self._sources = {canonical(url): vs for url, vs in valuesets.items()}
         self._expanded: dict[str, frozenset[str]] = {}
         self.maps = ConceptMaps(list(conceptmaps))
@@ -71,7 +74,7 @@ class Terminology:
         self._expanded[url] = codes
         return codes
 
-    def _expand(self, vs: dict, stack: tuple[str, ...]) -> frozenset[str]:
+    def _expand(self, vs: Resource, stack: tuple[str, ...]) -> frozenset[str]:
         compose = vs.get("compose")
         if not compose:
             return frozenset(_contains(vs.get("expansion", {}).get("contains", [])))
@@ -82,7 +85,7 @@ class Terminology:
             included -= self._part(exc, stack, f"compose.exclude[{i}]")
         return frozenset(included)
 
-    def _part(self, part: dict, stack: tuple[str, ...], where: str) -> set[str]:
+    def _part(self, part: Element, stack: tuple[str, ...], where: str) -> set[str]:
         if part.get("filter"):
             raise TerminologyError(f"{where}.filter needs a terminology server; list the codes with concept[]")
         system = part.get("system")
@@ -102,7 +105,7 @@ class Terminology:
         raise TerminologyError(f"{where} has neither system nor valueSet")
 
 
-def _contains(items: list[dict]):
+def _contains(items: list[Element]) -> Iterator[str]:
     for item in items:
         if item.get("system") and item.get("code"):
             yield f"{item['system']}|{item['code']}"

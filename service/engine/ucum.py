@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ucumvert import PintUcumRegistry  # ships no types: Any to the checker
 
 
 class UnitError(ValueError):
@@ -17,7 +21,7 @@ class UnitError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _registry():
+def _registry() -> PintUcumRegistry:
     from ucumvert import PintUcumRegistry
 
     return PintUcumRegistry()

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 from service.engine import ucum
+from service.engine.fhirjson import Element
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 
@@ -74,8 +75,8 @@ def spelling(text: str) -> str | None:
         return _COUNT_WORDS[key]
     if "/" in key:
         parts = [p.strip() for p in key.split("/")]
-        mapped = [_SIMPLE.get(p) for p in parts]
-        if len(parts) == 2 and all(mapped):
+        mapped = [_SIMPLE[p] for p in parts if p in _SIMPLE]
+        if len(parts) == 2 and len(mapped) == 2:
             return "/".join(mapped)
     return None
 
@@ -95,7 +96,7 @@ def usual_ucum(unit: str) -> str | None:
     return unit if usual in (None, unit) or is_count(usual) else None
 
 
-def ucum_unit(quantity: dict) -> str | None:
+def ucum_unit(quantity: Element) -> str | None:
     """The UCUM unit of a FHIR Quantity (see the module rules), or None when not understood."""
     system, code, unit = quantity.get("system"), quantity.get("code"), quantity.get("unit")
     if system == UCUM_SYSTEM and isinstance(code, str) and code:
@@ -105,7 +106,7 @@ def ucum_unit(quantity: dict) -> str | None:
     return to_ucum(unit) if isinstance(unit, str) else None
 
 
-def raw_unit(quantity: dict) -> str | None:
+def raw_unit(quantity: Element) -> str | None:
     """The unit as sent (for messages): the code, else the unit string."""
     for key in ("code", "unit"):
         value = quantity.get(key)

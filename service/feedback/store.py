@@ -4,9 +4,10 @@ Rules: every card the service returns is recorded (uuid, service, hookInstance, 
 the uuids of its suggestions; feedback is accepted only for a card this service issued through
 the same service (checked by service.hooks.feedback); the items of one feedback post are stored
 in one transaction, all or none; a repeated feedback item (same card, outcome and
-outcomeTimestamp, in the same post or a later one) is stored once, so EHR retries are idempotent.  A client token's `jti` is recorded until the token expires
-(`first_use_of_token`): the insert is unique, so of two workers or instances sharing the
-database that see the same token, exactly one is told it is the first use.
+outcomeTimestamp, in the same post or a later one) is stored once, so EHR retries are idempotent.
+A client token's `jti` is recorded until the token expires (`first_use_of_token`): the insert
+is unique, so of two workers or instances sharing the database that see the same token,
+exactly one is told it is the first use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -150,7 +152,8 @@ class FeedbackStore:
             try:
                 with self.engine.begin() as conn:
                     uuids = [r["uuid"] for r in rows]
-                    known = set(conn.execute(select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_(uuids))).scalars())
+                    known = set(conn.execute(
+                        select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_(uuids))).scalars())
                     fresh = [r for r in rows if r["uuid"] not in known]
                     if fresh:
                         conn.execute(insert(issued_cards), fresh)
@@ -216,12 +219,12 @@ class FeedbackStore:
     def rates(self) -> list[dict]:
         """Per rule: cards issued, accepted, overridden, and the rates (for the report command)."""
         with self.engine.connect() as conn:
-            issued = dict(conn.execute(
+            issued: dict[str | None, int] = dict(conn.execute(
                 select(issued_cards.c.rule_id, func.count()).group_by(issued_cards.c.rule_id)).all())
             outcomes = conn.execute(
                 select(feedback.c.rule_id, feedback.c.outcome, func.count(func.distinct(feedback.c.card_uuid)))
                 .group_by(feedback.c.rule_id, feedback.c.outcome)).all()
-        table: dict = {}
+        table: dict[str | None, dict[str, Any]] = {}  # by rule id (None: a card without one)
         for rule, n in issued.items():
             table[rule] = {"rule": rule, "issued": n, "accepted": 0, "overridden": 0}
         for rule, outcome, n in outcomes:

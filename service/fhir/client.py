@@ -243,7 +243,9 @@ class FhirClient:
         return headers
 
     def _get(self, session: requests.Session, url: str) -> dict:
-        return self._send(session, "GET", url, None)
+        body = self._send(session, "GET", url, None)
+        assert body is not None, "_send answers None only to a write without a body, never to a GET"
+        return body
 
     def _time_left(self, method: str, url: str) -> float | None:
         """Seconds left in the call's budget (None: no budget); FhirTimeout when there are none."""

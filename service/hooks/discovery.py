@@ -6,6 +6,8 @@ prefetch templates and suggested resources is declared in `extension`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from service.data import templates
 from service.engine import ContentSet
 
@@ -15,12 +17,12 @@ HOOK_VERSIONS = {"patient-view": "1.0", "order-select": "1.0", "order-sign": "1.
 FHIR_VERSION_EXTENSION = "org.hl7.fhir.version"
 
 
-def discovery(content: ContentSet) -> dict:
-    services = []
+def discovery(content: ContentSet) -> dict[str, Any]:
+    services: list[dict[str, Any]] = []
     for sid, svc in sorted(content.services.items()):
         prefetch = templates(svc.plan, content.terminology)
         for hook in svc.hooks:
-            entry = {"hook": hook, "id": sid, "description": svc.description}
+            entry: dict[str, Any] = {"hook": hook, "id": sid, "description": svc.description}
             if svc.title:
                 entry["title"] = svc.title
             if prefetch:

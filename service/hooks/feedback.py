@@ -34,8 +34,8 @@ def accept_feedback(store: FeedbackStore, service_id: str, body: Any, max_items:
     for i, item in enumerate(items):
         card = cards.get(item["card"])
         if card is None or card["service_id"] != service_id:
-            raise Unprocessable(f"card '{shown(item['card'], 64)}' was not issued by service '{shown(service_id, 100)}'",
-                                expression=f"feedback[{i}].card")
+            raise Unprocessable(f"card '{shown(item['card'], 64)}' was not issued by service "
+                                f"'{shown(service_id, 100)}'", expression=f"feedback[{i}].card")
         for j, accepted in enumerate(item.get("acceptedSuggestions") or []):
             if accepted["id"] not in card["suggestions"]:
                 raise Unprocessable(f"suggestion '{shown(accepted['id'], 64)}' is not a suggestion of card "

@@ -55,7 +55,8 @@ class HookRequest:
 
 def parse_hook_request(body: Any, service: ServiceDef) -> HookRequest:
     """The call `body` makes to `service`; InvalidRequest listing every protocol violation."""
-    hook = body.get("hook") if isinstance(body, dict) and body.get("hook") in service.hooks else service.hook
+    named = body.get("hook") if isinstance(body, dict) else None
+    hook = named if isinstance(named, str) and named in service.hooks else service.hook
     validate_request(body, hook)
     context = body["context"]
     drafts = context.get("draftOrders")

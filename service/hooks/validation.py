@@ -120,10 +120,12 @@ def _issues_of(error: ValidationError, prefix: tuple) -> list[Issue]:
     kind, value, instance = error.validator, error.validator_value, error.instance
     shown = _shown(instance, path)
     if kind == "required":  # one error per missing property: report each at its own path
-        return [Issue("required", f"{path_expression(path + (p,))} is required", expression=(path_expression(path + (p,)),))
+        return [Issue("required", f"{path_expression(path + (p,))} is required",
+                      expression=(path_expression(path + (p,)),))
                 for p in value if isinstance(instance, dict) and p not in instance]
     if kind == "dependentRequired":
-        return [Issue("required", f"{path_expression(path + (d,))} is required when {path_expression(path + (k,))} is given",
+        return [Issue("required",
+                      f"{path_expression(path + (d,))} is required when {path_expression(path + (k,))} is given",
                       expression=(path_expression(path + (d,)),))
                 for k, deps in value.items() if isinstance(instance, dict) and k in instance
                 for d in deps if d not in instance]

@@ -15,11 +15,12 @@ from service.engine import AppliedAction, ApplyResult, stable_id
 TRACE_EXTENSION = "http://example.org/fhir/StructureDefinition/cds-apply-trace"
 
 
-def _rg_action(action: AppliedAction, contained: list[dict]) -> dict:
-    out: dict = {"id": action.id.replace("/", "-")}
+def _rg_action(action: AppliedAction, contained: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": action.id.replace("/", "-")}
     for name, value in (("title", action.title), ("description", action.description),
                         ("textEquivalent", action.text_equivalent), ("priority", action.priority),
-                        ("selectionBehavior", action.selection_behavior), ("groupingBehavior", action.grouping_behavior)):
+                        ("selectionBehavior", action.selection_behavior),
+                        ("groupingBehavior", action.grouping_behavior)):
         if value:
             out[name] = value
     if action.code:
@@ -40,24 +41,27 @@ def _rg_action(action: AppliedAction, contained: list[dict]) -> dict:
 OUTCOME_ID = "outcome"
 
 
-def care_plan(result: ApplyResult, trace: bool = False, warnings: list[tuple[str, str]] | None = None) -> dict:
+def care_plan(result: ApplyResult, trace: bool = False,
+              warnings: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """`warnings`: (OperationOutcome issue type code, diagnostics) pairs about the call."""
     ctx = result.context
-    contained: list[dict] = []
+    contained: list[dict[str, Any]] = []
     actions = [_rg_action(a, contained) for a in result.actions]
     group_id = "request-group"
-    request_group = {"resourceType": "RequestGroup", "id": group_id, "status": "draft", "intent": "proposal",
-                     "instantiatesCanonical": [result.plan.url], "subject": {"reference": ctx.subject},
-                     "authoredOn": ctx.now.isoformat()}
+    request_group: dict[str, Any] = {
+        "resourceType": "RequestGroup", "id": group_id, "status": "draft", "intent": "proposal",
+        "instantiatesCanonical": [result.plan.url], "subject": {"reference": ctx.subject},
+        "authoredOn": ctx.now.isoformat()}
     if actions:
         request_group["action"] = actions
     if warnings:
         contained.append({"resourceType": "OperationOutcome", "id": OUTCOME_ID, "issue": [
             {"severity": "warning", "code": code, "diagnostics": text} for code, text in warnings]})
-    plan: dict[str, Any] = {"resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
-            "contained": [request_group, *contained], "instantiatesCanonical": [result.plan.url],
-            "status": "draft", "intent": "proposal", "subject": {"reference": ctx.subject},
-            "activity": [{"reference": {"reference": f"#{group_id}"}}]}
+    plan: dict[str, Any] = {
+        "resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
+        "contained": [request_group, *contained], "instantiatesCanonical": [result.plan.url],
+        "status": "draft", "intent": "proposal", "subject": {"reference": ctx.subject},
+        "activity": [{"reference": {"reference": f"#{group_id}"}}]}
     if ctx.encounter:
         plan["encounter"] = {"reference": ctx.encounter}
     if warnings:

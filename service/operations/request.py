@@ -77,7 +77,8 @@ def parse_apply_request(body: Any, artifact: str | None) -> ApplyRequest:
     address = endpoint.get("address") if isinstance(endpoint, dict) else None
     assert subject is not None
     return ApplyRequest(
-        url=url if isinstance(url, str) else None, subject=subject, encounter=encounter, practitioner=practitioner, hook=hook, draft_orders=draft,
+        url=url if isinstance(url, str) else None, subject=subject, encounter=encounter, practitioner=practitioner,
+        hook=hook, draft_orders=draft,
         selections=tuple(s for s in params["selections"] if isinstance(s, str)),
         prefetch_data=tuple(params["prefetchData"]), data=bundle,
         use_server_data=params.get("useServerData") is True,

@@ -88,7 +88,8 @@ def register(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         code = exc.code or 500
         outcome = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": _HTTP_ISSUE.get(code, "processing"), "diagnostics": exc.description or exc.name}]}
+            {"severity": "error", "code": _HTTP_ISSUE.get(code, "processing"),
+             "diagnostics": exc.description or exc.name}]}
         return outcome_response(code, outcome)
 
     @app.errorhandler(Exception)

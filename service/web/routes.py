@@ -89,7 +89,8 @@ def post_feedback(service_id: str):
     rt = runtime()
     svc = _service(service_id)
     result = accept_feedback(rt.store, svc.id, security.json_body(request), rt.config.max_feedback_items)
-    log.info("feedback service=%s stored=%s duplicates=%s", shown(svc.id), result.get("stored"), result.get("duplicates"))
+    log.info("feedback service=%s stored=%s duplicates=%s", shown(svc.id), result.get("stored"),
+             result.get("duplicates"))
     return jsonify(result), 200
 
 

@@ -7,21 +7,15 @@ import pytest
 from sqlalchemy import text
 
 from tests.conformance.helpers import base_request, outcome
-from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 FEEDBACK = SERVICE + "/feedback"
 
 
 @pytest.fixture
-def make_app(tmp_path, content):
-    from service.app import create_app
-
-    def make(**config):
-        return create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", **config}, clock=lambda: T0,
-                          content=content)
-
-    return make
+def make_app(make_protocol_app):
+    return make_protocol_app
 
 
 @pytest.fixture
