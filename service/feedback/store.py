@@ -76,6 +76,16 @@ issued_suggestions = Table(
     Column("suggestion_uuid", String(64), primary_key=True),
 )
 
+# The label each suggestion was shown with, for the per-suggestion report (its uuid is per call).  A
+# table of its own for the same reason.
+suggestion_labels = Table(
+    "suggestion_label",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("suggestion_uuid", String(64), primary_key=True),
+    Column("label", String(300)),
+)
+
 # CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".
 # The key is sha256(iss NUL jti): fixed size, whatever the client sends.
 token_ids = Table(
@@ -132,8 +142,9 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             conn.execute(delete(token_ids).where(token_ids.c.expires_at < now))
 
-    def record_cards(self, service_id: str, hook_instance: str, cards: list[dict]) -> None:
-        now = datetime.now(UTC)
+    def record_cards(self, service_id: str, hook_instance: str, cards: list[dict],
+                     issued_at: datetime | None = None) -> None:
+        now = issued_at or datetime.now(UTC)
         rows = [
             {
                 "uuid": c["uuid"],
@@ -148,6 +159,8 @@ class FeedbackStore:
         if not rows:
             return
         suggestions = {(c["uuid"], s["uuid"]) for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
+        labels = {(c["uuid"], s["uuid"]): str(s.get("label") or "")[:300]
+                  for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
         for attempt in (1, 2):  # a concurrent identical call may insert the same cards first
             try:
                 with self.engine.begin() as conn:
@@ -161,6 +174,9 @@ class FeedbackStore:
                         links = [{"card_uuid": c, "suggestion_uuid": s} for c, s in sorted(suggestions) if c in new]
                         if links:
                             conn.execute(insert(issued_suggestions), links)
+                            conn.execute(insert(suggestion_labels), [
+                                {"card_uuid": c, "suggestion_uuid": s, "label": labels[c, s]}
+                                for c, s in sorted(suggestions) if c in new])
                 return
             except IntegrityError:
                 if attempt == 2:

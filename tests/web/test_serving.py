@@ -45,7 +45,7 @@ def serve(tmp_path):
         process = subprocess.Popen([str(Path(sys.executable).parent / "dah-cds"), "serve"], env=environ,
                                    stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"serve-{port}.log", "wb"))
         started.append(process)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 120  # generous: loading the content takes seconds of CPU on a busy machine
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/cds-services", timeout=1).read()
@@ -53,7 +53,7 @@ def serve(tmp_path):
             except OSError:
                 assert process.poll() is None, (tmp_path / f"serve-{port}.log").read_text()
                 time.sleep(0.2)
-        raise AssertionError("dah-cds serve did not answer within 15 s")
+        raise AssertionError("dah-cds serve did not answer within 120 s")
 
     yield start
     for process in started:
