@@ -13,7 +13,7 @@ import pytest
 from service.content.watch import FolderWatch, reload_all
 from service.errors import ContentErrors
 from service.runtime import Runtime
-from tests.conftest import SYNTHETIC
+from tests.protocol_content import CONTENT as SYNTHETIC
 
 PLAN = "PlanDefinition-proto.json"
 
@@ -51,12 +51,12 @@ def test_an_edit_that_builds_is_swapped_in_and_a_check_without_change_reads_noth
     first, version = runtime.content, watch.status.version
     assert watch.check(runtime) is False and runtime.content is first
 
-    edit_plan(folder, title="The level is high (edited)")
+    edit_plan(folder, title="The level is very high (edited)")
     assert watch.check(runtime) is True
-    assert first_title(runtime) == "The level is high (edited)"
+    assert first_title(runtime) == "The level is very high (edited)"
     status = watch.status.to_json()
     assert status["version"] != version and status["lastError"] is None
-    assert status["services"] == ["proto-order-select", "proto-order-sign", "proto-patient-view"]
+    assert status["services"] == ["proto-both", "proto-order-select", "proto-order-sign", "proto-patient-view"]
 
 
 def test_a_broken_edit_is_refused_the_last_good_content_serves_and_the_error_names_file_and_path(folder, caplog):
@@ -64,9 +64,9 @@ def test_a_broken_edit_is_refused_the_last_good_content_serves_and_the_error_nam
     runtime = runtime_of(watch)
     good, version = runtime.content, watch.status.version
 
-    edit_plan(folder, title="The level is high (edited)", condition="%highLevel and")
+    edit_plan(folder, title="The level is very high (edited)", condition="%veryHighLevel and")
     assert watch.check(runtime) is False
-    assert runtime.content is good and first_title(runtime) == "The level is high"
+    assert runtime.content is good and first_title(runtime) == "The level is very high"
     status = watch.status.to_json()
     assert status["version"] == version, "the version served is still the good one"
     error = status["lastError"]
@@ -76,9 +76,9 @@ def test_a_broken_edit_is_refused_the_last_good_content_serves_and_the_error_nam
     assert "syntax error" in error["errors"][0]["message"]
     assert any("content reload refused: PlanDefinition-proto.json" in r.getMessage() for r in caplog.records)
 
-    edit_plan(folder, condition="%highLevel")  # fixed: served, the error is gone
+    edit_plan(folder, condition="%veryHighLevel")  # fixed: served, the error is gone
     assert watch.check(runtime) is True
-    assert first_title(runtime) == "The level is high (edited)"
+    assert first_title(runtime) == "The level is very high (edited)"
     assert watch.status.to_json()["lastError"] is None
 
 
@@ -99,12 +99,12 @@ def test_a_process_starting_while_the_folder_is_broken_serves_the_snapshot_and_s
     version = runtime_of(first).content and first.status.version
     assert snapshot.is_file()
 
-    edit_plan(folder, title="The level is high (edited)", condition="%highLevel and")
+    edit_plan(folder, title="The level is very high (edited)", condition="%veryHighLevel and")
     with pytest.raises(ContentErrors):
         FolderWatch(folder, poll_seconds=0).initial()  # no snapshot: refuses to start, as at first start
     replacement = FolderWatch(folder, poll_seconds=0, snapshot=snapshot)
     runtime = runtime_of(replacement)
-    assert first_title(runtime) == "The level is high"
+    assert first_title(runtime) == "The level is very high"
     status = replacement.status.to_json()
     assert status["version"] == version
     assert status["lastError"]["errors"][0]["file"] == PLAN and str(snapshot) in status["lastError"]["kept"]
@@ -115,12 +115,12 @@ def test_the_thread_reloads_when_asked_without_polling(folder):
     runtime = runtime_of(watch)
     watch.start(runtime)
     try:
-        edit_plan(folder, title="The level is high (asked)")
+        edit_plan(folder, title="The level is very high (asked)")
         reload_all()
         for _ in range(100):
-            if first_title(runtime) == "The level is high (asked)":
+            if first_title(runtime) == "The level is very high (asked)":
                 break
             watch._stop.wait(0.05)
-        assert first_title(runtime) == "The level is high (asked)"
+        assert first_title(runtime) == "The level is very high (asked)"
     finally:
         watch.stop()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SYNTHETIC
+from tests.conftest import ROOT
+from tests.protocol_content import CONTENT as SYNTHETIC
 
 SERVICE = "/cds-services/proto-patient-view"
 REQUEST = ROOT / "tests" / "fixtures" / "requests" / "patient-view-high.json"
@@ -42,8 +43,8 @@ class Served:
             return json.loads(response.read())
 
     def level_card(self) -> str:
-        """The summary of the card the edits change (the case also gets a card about its problems)."""
-        return next(s for s in self.summaries() if s.startswith("The level is high"))
+        """The summary of the card the edits change (the case gets other cards too)."""
+        return next(s for s in self.summaries() if s.startswith("The level is very high"))
 
     def summaries(self) -> list[str]:
         body = REQUEST.read_bytes()
@@ -108,7 +109,7 @@ def serve(tmp_path):
             process.kill()
 
 
-def edit_plan(folder: Path, title: str, condition: str = "%highLevel") -> None:
+def edit_plan(folder: Path, title: str, condition: str = "%veryHighLevel") -> None:
     path = folder / PLAN
     plan = json.loads(path.read_text(encoding="utf-8"))
     plan["action"][0]["title"] = title
@@ -118,33 +119,33 @@ def edit_plan(folder: Path, title: str, condition: str = "%highLevel") -> None:
 
 def test_sighup_with_a_broken_edit_keeps_serving_the_previous_content_then_serves_the_fix(serve):
     served = serve(CDS_CONTENT_WATCH_SECONDS="0")  # no polling: only the signal reloads
-    assert served.level_card() == "The level is high"
+    assert served.level_card() == "The level is very high"
     first = served.settled(lambda s: s["version"] and s["lastError"] is None, "started")
 
-    edit_plan(served.folder, "The level is high (edited)", condition="%highLevel and")  # a FHIRPath typo
+    edit_plan(served.folder, "The level is very high (edited)", condition="%veryHighLevel and")  # a FHIRPath typo
     served.process.send_signal(signal.SIGHUP)
     status = served.settled(lambda s: s["lastError"] is not None, "the broken edit is reported")
     assert status["version"] == first["version"], "the previous content is still the one served"
     [error] = status["lastError"]["errors"]
     assert (error["file"], error["path"]) == (PLAN, "PlanDefinition.action[0].condition[0].expression")
     for _ in range(2 * WORKERS):
-        assert served.level_card() == "The level is high"
+        assert served.level_card() == "The level is very high"
     served.alive()
     assert "content reload refused: PlanDefinition-proto.json" in served.log.read_text()
 
-    edit_plan(served.folder, "The level is high (edited)")
+    edit_plan(served.folder, "The level is very high (edited)")
     served.process.send_signal(signal.SIGHUP)
     fixed = served.settled(lambda s: s["lastError"] is None and s["version"] != first["version"], "the fix served")
     assert fixed["services"] == first["services"]
     for _ in range(2 * WORKERS):
-        assert served.level_card() == "The level is high (edited)"
+        assert served.level_card() == "The level is very high (edited)"
 
 
 def test_a_file_change_is_seen_and_a_worker_replaced_while_the_edit_is_broken_serves_the_last_good(serve):
     served = serve(CDS_CONTENT_WATCH_SECONDS="0.3")
     first = served.settled(lambda s: s["version"] and s["lastError"] is None, "started")
 
-    edit_plan(served.folder, "The level is high (edited)", condition="%highLevel and")
+    edit_plan(served.folder, "The level is very high (edited)", condition="%veryHighLevel and")
     served.settled(lambda s: s["lastError"] is not None, "the broken edit is seen without a signal")
 
     workers = served.workers()
@@ -157,8 +158,8 @@ def test_a_file_change_is_seen_and_a_worker_replaced_while_the_edit_is_broken_se
     status = served.settled(lambda s: s["lastError"] is not None, "every worker reports the error")
     assert status["version"] == first["version"]
     for _ in range(2 * WORKERS):
-        assert served.level_card() == "The level is high"
+        assert served.level_card() == "The level is very high"
 
-    edit_plan(served.folder, "The level is high (edited)")
+    edit_plan(served.folder, "The level is very high (edited)")
     served.settled(lambda s: s["lastError"] is None and s["version"] != first["version"], "the fix served")
-    assert served.level_card() == "The level is high (edited)"
+    assert served.level_card() == "The level is very high (edited)"
