@@ -77,3 +77,39 @@ def test_not_explained_unless_asked(tmp_path):
     result = _apply(tmp_path, "%adult and %heavy", explain=False)
     assert "operands" not in result.trace[0]["conditions"][0]
     assert result.variables == {}
+
+
+def _apply_cards(folder, conditions: list[str], explain: bool):
+    cards = [{"id": f"card-{n}", "title": f"Card {n}", "trigger": PV, "condition": [cond(c)]}
+             for n, c in enumerate(conditions)]
+    content = load_folder(write(folder, LIB, plan(cards, library=[f"{BASE}/Library/x"])))
+    ctx = ApplyContext(now=NOW, subject="Patient/p1", data={"observations": WEIGHT_80}, hook="patient-view",
+                       hook_instance="h", explain=explain)
+    return apply_plan(content, content.plan("t"), ctx)
+
+
+def test_explaining_adds_no_issue_and_a_variable_it_saw_fail_is_reported_when_a_rule_reads_it(tmp_path):
+    # The first rule stops at %heavy (false): only the explanation reads %broken there.
+    alone = _apply_cards(tmp_path / "alone", ["%heavy and %broken", "%adult"], explain=True)
+    assert alone.issues == []
+    # A later rule reads it: its failure is the call's issue, with its cause, explained or not.
+    conditions = ["%heavy and %broken", "%adult and %broken"]
+    plain = _apply_cards(tmp_path / "plain", conditions, explain=False)
+    explained = _apply_cards(tmp_path / "explained", conditions, explain=True)
+    assert explained.issues == plain.issues
+    assert [i["message"] for i in plain.issues if i["message"].startswith("variable %broken:")] != []
+    assert [e["applied"] for e in explained.trace] == [e["applied"] for e in plain.trace] == [False, False]
+    assert "error" in explained.trace[0]["conditions"][0]["operands"][1]
+
+
+def test_not_explained_no_operand_is_evaluated_and_conditions_run_on_the_fast_path(tmp_path, monkeypatch):
+    from service.engine.fhirpath import Expression
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("operands evaluated without explain")
+
+    monkeypatch.setattr(Expression, "operands", refuse)
+    result = _apply_cards(tmp_path, ["%adult and %heavy", "%adult"], explain=False)
+    assert [e["applied"] for e in result.trace] == [False, True]
+    content = load_folder(tmp_path)
+    assert all(c.expression.slow_reason is None for a in content.plan("t").actions for c in a.conditions)
