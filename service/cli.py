@@ -1,4 +1,5 @@
-"""Command line for operators and informaticians: `dah-cds serve|validate|publish|feedback-report`."""
+"""Command line for operators and informaticians:
+`dah-cds serve|validate|publish|feedback-report|run|test`."""
 
 from __future__ import annotations
 
@@ -11,19 +12,20 @@ from service.config import load_config
 
 
 def _validate(args) -> int:
-    from service.content import load_folder
-    from service.errors import ContentErrors
+    from service.workbench.report import validate_folder
 
     folder = args.folder or load_config().content_dir
-    try:
-        content = load_folder(folder)
-    except ContentErrors as exc:
-        for err in exc.errors:
-            print(f"ERROR {err}", file=sys.stderr)
-        print(f"{len(exc.errors)} error(s) in {folder}", file=sys.stderr)
+    report = validate_folder(folder)
+    for problem in report.warnings:
+        for line in problem.lines():
+            print(line)
+    if report.errors or report.content is None:
+        for problem in report.errors:
+            for line in problem.lines():
+                print(line, file=sys.stderr)
+        print(f"{len(report.errors)} error(s) in {folder}", file=sys.stderr)
         return 1
-    for issue in content.issues:
-        print(f"WARNING {issue}")
+    content = report.content
     print(f"OK {folder}: {len(content.plans)} PlanDefinition, {len(content.activities)} ActivityDefinition, "
           f"{len(content.libraries)} Library, {len(content.terminology.urls())} ValueSet; "
           f"services: {', '.join(sorted(content.services)) or 'none'}")
@@ -120,6 +122,126 @@ def _feedback_report(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from service.content import load_folder
+    from service.errors import ContentErrors, ServiceError
+    from service.workbench import patients
+    from service.workbench.run import run_service
+    from service.workbench.show import cards_text, explanation_text
+
+    try:
+        content = load_folder(args.content or load_config().content_dir)
+    except ContentErrors as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    try:
+        now = patients.parse_moment(args.now) if args.now else None
+        drafts = json.loads(Path(args.draft_orders).read_text(encoding="utf-8")) if args.draft_orders else None
+        if drafts is not None and drafts.get("resourceType") != "Bundle":
+            drafts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": drafts}]}
+        jobs = _run_jobs(args, content, now, drafts)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"ERROR {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    fetchers = None
+    if args.fhir_server:
+        from service.fhir.client import FhirClient
+
+        def fetchers(base_url: str, token: str | None):  # the request's server, with the token given here
+            return FhirClient(base_url, access_token=args.token, timeout=args.timeout)
+
+    runs = []
+    for job in jobs:
+        try:
+            runs.append(run_service(content, job.service, job.body, job.now or datetime.now(UTC), explain=args.trace,
+                                    fetchers=fetchers))
+        except ServiceError as exc:
+            print(f"ERROR {job.service.id}: {exc.message}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([{"service": r.service, "hook": r.hook, "now": r.now.isoformat(), "response": r.body}
+                          for r in runs], indent=2, ensure_ascii=False))
+        return 0
+    for r in runs:
+        print("\n".join(cards_text(r)))
+        if args.trace:
+            print("\n".join(["", *explanation_text(r)]))
+        print()
+    return 0
+
+
+def _run_jobs(args, content, now, drafts):
+    """The dry run's jobs from the command line (service.workbench.jobs)."""
+    from pathlib import Path
+
+    from service.workbench import jobs, patients
+
+    common = {"hook": args.hook, "service": args.service, "now": now, "drafts": drafts}
+    if args.fhir_server:
+        return jobs.server_jobs(content, args.fhir_server, args.patient, encounter=args.encounter, **common)
+    if not args.source:
+        raise ValueError("give a scenario case or Bundle file, or --fhir-server URL --patient ID")
+    document = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    if patients.is_case(document):
+        return jobs.case_jobs(content, patients.read_case(Path(args.source)), shift=args.shift, **common)
+    return jobs.bundle_jobs(content, document, encounter=args.encounter, **common)
+
+
+def _test(args) -> int:
+    from pathlib import Path
+
+    from service.content import load_folder
+    from service.errors import ContentErrors
+    from service.workbench import scenarios
+
+    folder = Path(args.content or load_config().content_dir)
+    try:
+        content = load_folder(folder)
+    except ContentErrors as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    paths = scenarios.find_cases(folder / "tests", args.rules)
+    if not paths:
+        print(f"ERROR no scenario case of {' '.join(args.rules)} under {folder / 'tests'}", file=sys.stderr)
+        return 2
+    failed = accepted = 0
+    for path in paths:
+        outcome = scenarios.check(content, path)
+        if outcome.passed:
+            if args.verbose:
+                print(f"PASS {outcome.case.id}")
+            continue
+        failed += 1
+        print(f"FAIL {outcome.case.id}: {outcome.case.description}")
+        for problem in outcome.problems:
+            print(f"  ! {problem}")
+        for line in outcome.diff[1:] if outcome.golden is not None else outcome.diff:
+            print(line if outcome.golden is not None else "  " + line)
+        if args.accept:
+            if not outcome.acceptable:
+                print("  not accepted: the answer breaks the case's expectations")
+            elif args.yes or _confirm(f"  write this answer as the golden {outcome.case.golden.name}? [y/N] "):
+                scenarios.accept(outcome)
+                accepted += 1
+                print(f"  ACCEPTED {outcome.case.golden}")
+    passed = len(paths) - failed
+    print(f"{passed} passed, {failed} failed" + (f", {accepted} golden(s) written" if args.accept else "")
+          + f" ({len(paths)} case(s))")
+    return 0 if failed == accepted else 1
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(question + "no (not a terminal: use --yes)")
+        return False
+    return input(question).strip().lower() in ("y", "yes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dah-cds")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +275,32 @@ def main(argv: list[str] | None = None) -> int:
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", action="store_true")
     p.set_defaults(fn=_feedback_report)
+    p = sub.add_parser("run", help="one patient through a hook or a service at a chosen moment: the cards, and why")
+    p.add_argument("source", nargs="?", help="a scenario case file (plandefinitions/tests/...) or a FHIR Bundle file")
+    p.add_argument("--hook", help="every service answering this hook (patient-view, order-select, order-sign)")
+    p.add_argument("--service", help="one CDS service id (default for a case: its own)")
+    p.add_argument("--now", help="the moment of the call, ISO 8601 (default: now; for a case: its own `now`)")
+    p.add_argument("--shift", action="store_true",
+                   help="a case: move its dates so that its `now` becomes --now (default: the present)")
+    p.add_argument("--draft-orders", help="a Bundle (or one resource) of draft orders, for order-select/order-sign")
+    p.add_argument("--encounter", help="context.encounterId")
+    p.add_argument("--fhir-server", help="read the patient from this FHIR server (with --patient)")
+    p.add_argument("--patient", help="the patient id on --fhir-server")
+    p.add_argument("--token", help="bearer token for --fhir-server")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per FHIR request (default 10)")
+    p.add_argument("--content", help="content folder (default CDS_CONTENT_DIR)")
+    p.add_argument("--trace", action="store_true",
+                   help="also each rule's conditions, their operands' results and every variable's value")
+    p.add_argument("--json", action="store_true", help="the CDS Hooks responses as JSON")
+    p.set_defaults(fn=_run)
+    p = sub.add_parser("test", help="the scenario cases of these rules (all by default) against their goldens")
+    p.add_argument("rules", nargs="*", metavar="RULE", help="rule ids (DAH-05) or cases (DAH-05/p01-gpa-hypoxemic)")
+    p.add_argument("--accept", action="store_true",
+                   help="after showing each failing case's difference, write its answer as the new golden if confirmed")
+    p.add_argument("--yes", action="store_true", help="with --accept: do not ask")
+    p.add_argument("--content", help="content folder (default CDS_CONTENT_DIR); cases are its tests/ folder")
+    p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    p.set_defaults(fn=_test)
     args = parser.parse_args(argv)
     return args.fn(args)
 

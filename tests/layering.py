@@ -23,6 +23,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "entry": ("service:", "service.app", "service.cli", "service.serving"),  # wiring and console scripts
     "runtime": ("service.runtime",),  # what a running service holds, handed to web/
     "web": ("service.web",),  # the only Flask code; domain errors -> HTTP in one table
+    "workbench": ("service.workbench",),  # dry runs, scenario checks and content checks for informaticians
     "hooks": ("service.hooks",),  # CDS Hooks protocol, no Flask
     "operations": ("service.operations",),  # FHIR $apply operations, no Flask
     "data": ("service.data",),  # prefetch and FHIR-server data for hooks and $apply
@@ -42,7 +43,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "entry": frozenset(LAYERS) - {"entry"},
     "runtime": frozenset({"hooks", "operations", "data", "content", "engine", "auth", "feedback", "fhir", "base"}),
-    "web": frozenset({"runtime", "hooks", "operations", "guidance", "auth", "feedback", "fhir", "base"}),
+    "web": frozenset({"runtime", "workbench", "hooks", "operations", "guidance", "auth", "feedback", "fhir", "base"}),
+    "workbench": frozenset({"hooks", "operations", "data", "cards", "content", "guidance", "engine", "fhir", "base"}),
     "hooks": frozenset({"data", "cards", "engine", "feedback", "fhir", "base"}),
     "operations": frozenset({"data", "cards", "engine", "fhir", "base"}),
     "data": frozenset({"engine", "fhir", "base"}),

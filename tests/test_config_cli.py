@@ -53,7 +53,7 @@ def test_validate_names_file_and_path_of_bad_content(tmp_path, capsys):
     )
     assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "PlanDefinition-x.json: PlanDefinition.action[0].condition[0].expression" in err
+    assert "PlanDefinition-x.json:1 action[0] > condition[0].expression: syntax error" in err
 
 
 def test_service_refuses_to_start_on_bad_content(tmp_path):

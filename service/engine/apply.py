@@ -9,7 +9,9 @@ The steps of applying a PlanDefinition (R4 plandefinition.html §12.18.3.3), eac
    resource (`dynamic`);
 4. apply its definition (an ActivityDefinition) or change its target resource (`propose`);
 5. its sub-actions, then the RequestGroup action it becomes (`assemble`); the result holds the
-   applied actions, the trace of every action considered and the issues met (`applymodel`).
+   applied actions, the trace of every action considered and the issues met (`applymodel`); asked
+   to explain (`ApplyContext.explain`), the trace gives each condition's operands (`conditions`) and
+   the result every variable's value (`scope`), computed only then.
 
 Rules:
 - Time is an argument (`ApplyContext.now`), never the clock; the result is a function of the inputs.
@@ -44,7 +46,8 @@ def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyRe
     """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
     run = _Walk(content, plan, ctx)
     actions = [a for x in plan.actions for a in run.action(x, None)]
-    return ApplyResult(plan, ctx, actions, run.trace, run.scope.issues, list(run.not_evaluated.values()))
+    variables = run.scope.explained_variables() if ctx.explain else {}
+    return ApplyResult(plan, ctx, actions, run.trace, run.scope.issues, list(run.not_evaluated.values()), variables)
 
 
 def apply_activity(content: ContentSet, activity: ActivityDef,
@@ -125,7 +128,7 @@ class _Walk:
 
     def once(self, action: ActionDef, hooks: frozenset[str] | None, suffix: str) -> AppliedAction | None:
         """One application of an action: conditions, dynamicValues, resource, sub-actions."""
-        ok, checked = conditions.applicable(self.scope, action)
+        ok, checked = conditions.applicable(self.scope, action, self.ctx.explain)
         entry: dict[str, Any] = {"action": action.id + suffix, "path": action.path, "conditions": checked,
                                  "applied": ok}
         self.trace.append(entry)

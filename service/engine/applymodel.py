@@ -7,6 +7,9 @@ Rules:
 - The result is a model of the applied actions, shaped as R4 `RequestGroup.action` (title,
   description, priority, selection and grouping behaviour, the proposed resource, sub-actions),
   with the trace of every action considered and the issues met.  It is returned, never edited.
+- Asked to explain (`ApplyContext.explain`, for a trace), the trace also gives each condition's
+  `and` operands with their results and the result every variable's value; the explanation adds
+  no issue to the call and changes no verdict.
 - Ids derive from hookInstance, subject and action (`stable_id`), so a retried call gives the same
   ids and one hookInstance reused for two patients never does.
 """
@@ -48,6 +51,9 @@ class ApplyContext:
     draft_orders: Json | None = None
     selections: list[str] = field(default_factory=list)
     index: DataIndex | None = None
+    # Explain the result (asked for by a trace): every condition's operands with their results,
+    # and every variable of the plan's scope with its value.  Off, nothing extra is evaluated.
+    explain: bool = False
 
 
 @dataclass
@@ -101,3 +107,6 @@ class ApplyResult:
     trace: list[Json]
     issues: list[Json]
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    # With `ApplyContext.explain`: each variable of the plan's scope by name, as
+    # {"value": JSON-ready value} or {"error": why it could not be computed}.
+    variables: dict[str, Json] = field(default_factory=dict)

@@ -9,13 +9,14 @@ Rules:
 - Every expression is parsed here (`Problems.expression`); a resource whose expressions use
   another language (text/cql) becomes a warning issue and serves nothing.
 - Action elements with a closed set of codes (priority, selectionBehavior, condition.kind,
-  action type, cqf-applicabilityBehavior) must use one of them; an update or remove action
+  action type, cqf-applicabilityBehavior, a named-event trigger's hook) must use one of them; an update or remove action
   names its target (cds-target) or a definition.
 Nothing here follows a reference between resources: that is `link`.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ PRIORITIES = ("routine", "urgent", "asap", "stat")
 SELECTION_BEHAVIORS = ("any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more")
 CONDITION_KINDS = ("applicability", "start", "stop")
 ACTION_TYPES = ("create", "update", "remove", "fire-event")
+# The hooks of the CDS Hooks hook registry (https://cds-hooks.org/, "Hooks"): a trigger naming
+# another event would make a service no EHR calls (a typo such as `patient-veiw` included).
+CDS_HOOKS = ("patient-view", "order-select", "order-sign", "order-dispatch", "appointment-book", "encounter-start",
+             "encounter-discharge")
 
 
 @dataclass
@@ -92,6 +97,7 @@ def _register(file: str, raw: Resource, out: Compiled, problems: Problems) -> st
         problems.issue(Source(file, rtype), f"{rtype} is not content; ignored")
         return None
     if not _validate_model(raw, file, problems):
+        problems.broken.update(x for x in (raw.get("url"), f"{rtype}/{raw.get('id')}" if raw.get("id") else None) if x)
         return None
     url = raw.get("url")
     local = f"{rtype}/{raw['id']}" if raw.get("id") else None
@@ -224,6 +230,12 @@ def _check_codes(raw: Element, path: str, file: str, problems: Problems) -> None
     type_code = ((raw.get("type") or {}).get("coding") or [{}])[0].get("code")
     if type_code is not None and type_code not in ACTION_TYPES:
         problems.error(Source(file, f"{path}.type"), f"action type must be one of {ACTION_TYPES}")
+    for i, trigger in enumerate(raw.get("trigger", [])):
+        if trigger.get("type") == "named-event" and trigger.get("name") not in CDS_HOOKS:
+            near = difflib.get_close_matches(str(trigger.get("name")), CDS_HOOKS, n=1)
+            problems.error(Source(file, f"{path}.trigger[{i}].name"),
+                           f"hook {trigger.get('name')!r} is not a CDS Hooks hook"
+                           + (f" (did you mean {near[0]!r}?)" if near else f"; hooks: {', '.join(CDS_HOOKS)}"))
     has_target = any(e.get("url") == EXT_TARGET for e in raw.get("extension", []))
     if type_code in ("update", "remove") and not has_target and not raw.get("definitionCanonical"):
         problems.error(Source(file, f"{path}.type"),

@@ -10,14 +10,20 @@ Rules:
 - `start` and `stop` conditions say when a proposed activity begins or ends; a CDS call proposes
   activities now, so they are recorded in the trace and not evaluated.
 - A condition that cannot be decided is false (fail closed); its reason is kept in its trace entry.
+- Explained (`ApplyContext.explain`), an applicability condition's entry also lists each operand of
+  its top-level `and` chain with its own result or error: every operand is evaluated, so the trace
+  shows which is not true.  The verdict is still `holds`' (which stops at the first operand that is
+  not true), and the explanation adds no issue (`Scope.explaining`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from service.engine.fhirpath import Expression, to_python
 from service.engine.model import ActionDef
 from service.engine.scope import Scope
+from service.errors import ExpressionError
 
 START_STOP = "not evaluated (start/stop conditions time the proposed activity)"
 
@@ -31,8 +37,8 @@ def selected(hook: str | None, hooks: frozenset[str] | None) -> bool:
     return not hook or hooks is None or hook in hooks
 
 
-def applicable(scope: Scope, action: ActionDef) -> tuple[bool, list[dict[str, Any]]]:
-    """The action's verdict and one trace entry per condition."""
+def applicable(scope: Scope, action: ActionDef, explain: bool = False) -> tuple[bool, list[dict[str, Any]]]:
+    """The action's verdict and one trace entry per condition (with its operands when `explain`)."""
     entries: list[dict[str, Any]] = []
     verdicts: list[bool] = []
     for cond in action.conditions:
@@ -49,11 +55,25 @@ def applicable(scope: Scope, action: ActionDef) -> tuple[bool, list[dict[str, An
         used = scope.resources_behind(cond.expression)
         if used:
             entry["resources"] = used
+        if explain:
+            entry["operands"] = operands(scope, cond.expression)
         entries.append(entry)
     if not verdicts:
         return True, entries
     ok = any(verdicts) if action.applicability_behavior == "any" else all(verdicts)
     return ok, entries
+
+
+def operands(scope: Scope, expr: Expression) -> list[dict[str, Any]]:
+    """Each operand of a condition's `and` chain with its result or error (explain only)."""
+    out: list[dict[str, Any]] = []
+    with scope.explaining():
+        for text, result in expr.operands(scope.evaluation, scope.focus, {}, scope):
+            if isinstance(result, ExpressionError):
+                out.append({"expression": text, "error": result.message})
+            else:
+                out.append({"expression": text, "result": to_python(result)})
+    return out
 
 
 def first_error(entries: list[dict[str, Any]]) -> str | None:

@@ -66,7 +66,8 @@ class _RaisingListener(ErrorListener):  # type: ignore[misc]  # antlr4 ships no 
         raise SyntaxError(f"line {line}, column {column}: {msg}")
 
 
-def _parse_strict(text: str) -> Node:
+def _parse_strict(text: str) -> tuple[Node, tuple[str, ...]]:
+    """The AST, and the source text of each operand of the top-level `and` chain (for the trace)."""
     listener = _RaisingListener()
     lexer = FHIRPathLexer(InputStream(text))
     lexer.removeErrorListeners()
@@ -82,7 +83,15 @@ def _parse_strict(text: str) -> Node:
     ast = ASTPathListener()
     ParseTreeWalker().walk(ast, tree)
     root: Node = ast.parentStack[0]
-    return root
+    return root, tuple(_conjunct_texts(tree, text))
+
+
+def _conjunct_texts(tree: Any, text: str) -> list[str]:
+    """The source text of each operand of a top-level `and` chain, in order (as `_conjuncts`
+    splits the AST: a parenthesised chain is one operand)."""
+    if isinstance(tree, FHIRPathParser.AndExpressionContext):
+        return _conjunct_texts(tree.expression(0), text) + _conjunct_texts(tree.expression(1), text)
+    return [text[tree.start.start:tree.stop.stop + 1].strip()]
 
 
 class Evaluation:
@@ -218,7 +227,7 @@ def _function_names(node: Node) -> set[str]:
 class Expression:
     """A compiled FHIRPath expression."""
 
-    __slots__ = ("text", "variables", "slow_reason", "_ast", "_root", "_conjuncts")
+    __slots__ = ("text", "variables", "slow_reason", "_ast", "_root", "_conjuncts", "_operand_texts")
 
     def __init__(self, text: str, language: str = "text/fhirpath") -> None:
         if language not in FHIRPATH_LANGUAGES:
@@ -227,7 +236,7 @@ class Expression:
             raise ExpressionError(str(text), "empty expression")
         self.text = text
         try:
-            self._ast = _parse_strict(text)
+            self._ast, self._operand_texts = _parse_strict(text)
         except SyntaxError as exc:
             raise ExpressionError(text, f"syntax error: {exc.msg}") from None
         except Exception as exc:  # antlr recognition errors raised by the lexer
@@ -283,6 +292,21 @@ class Expression:
             if not as_boolean(self._run(evaluation, step, resource, variables, lazy), self.text):
                 return False
         return True
+
+    def operands(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any],
+                 lazy: LazyVariables | None = None) -> list[tuple[str, list[Any] | ExpressionError]]:
+        """Each operand of the top-level `and` chain (the whole expression when it is not one) with
+        its own result, or the error evaluating it: every operand is evaluated, so a trace shows
+        which one is not true.  For explaining a condition only; `holds` decides it."""
+        out: list[tuple[str, list[Any] | ExpressionError]] = []
+        texts = self._operand_texts if len(self._operand_texts) == len(self._conjuncts) else (self.text,)
+        steps = self._conjuncts if len(texts) == len(self._conjuncts) else [self._root]
+        for text, step in zip(texts, steps, strict=True):  # each step on the fast path as `holds` runs it
+            try:
+                out.append((text, self._run(evaluation, step, resource, variables, lazy)))
+            except ExpressionError as exc:
+                out.append((text, exc))
+        return out
 
     def calls(self) -> list[tuple[str, tuple[str | None, ...]]]:
         """Every function call in the expression: (name, its arguments that are string literals,

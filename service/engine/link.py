@@ -84,7 +84,10 @@ def _library_closure(urls: list[str], libraries: Aliased[LibraryDef], src: Sourc
                 and not lib.variables:
             raise Unsupported(f"depends on Library {lib.url}, whose logic is CQL (expression language not supported)")
         if lib is None:
-            problems.error(src, f"library {url} does not resolve to a loaded Library")
+            if problems.is_broken(url):  # reported where it is invalid; its plans are not checked further
+                problems.unchecked.add(src.file)
+            else:
+                problems.error(src, f"library {url} does not resolve to a loaded Library")
             return
         if lib.url in stack:
             problems.error(lib.source, f"Library depends-on cycle: {' -> '.join(stack + (lib.url,))}")
@@ -140,11 +143,11 @@ def link_plan(plan: PlanDef, libraries: Aliased[LibraryDef], activities: Aliased
         if a.definition:
             ref = plan.url + a.definition if a.definition.startswith("#") else a.definition  # contained
             target = activities.resolve(ref) or plans.resolve(ref)
-            if target is None:
+            if target is not None:
+                a.definition = target.url
+            elif not problems.is_broken(ref):  # an invalid definition is reported where it is invalid
                 problems.error(Source(plan.source.file, f"{a.path}.definitionCanonical"),
                                f"{a.definition} does not resolve to a loaded ActivityDefinition or PlanDefinition")
-            else:
-                a.definition = target.url
     plan.variables = scope
     plan.hooks = sorted({h for a in walk(plan.actions) for h in (a.triggers or ())})
 

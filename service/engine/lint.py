@@ -9,6 +9,10 @@ Rules:
 - The unit a string literal names in `inUnit('...')`, `dose('...')` or `dailyDose('...')`
   must be valid UCUM in its usual spelling ('mg', not 'MG', which UCUM reads as megagauss):
   conversions of patient data fail quietly, so a typo in the content must fail loudly.
+- dynamicValue paths fit the structure of what they set (`service.engine.structure`): an
+  ActivityDefinition's, and a plan action's own, the resource of the definition's `kind`; a plan
+  action's `action.*` paths, the action itself (R4 PlanDefinition.action).  A path into a
+  cds-target's resource is not checked (its type is known only at run time).
 - ConceptMaps: every strength property is "<decimal> <UCUM unit>" and every dose form a product
   map uses is listed in a dose-form -> route map (`service.engine.products`).
 """
@@ -19,11 +23,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeAlias
 
-from service.engine import ucum, units
+from service.engine import structure, ucum, units
 from service.engine.fhirjson import Resource
 from service.engine.fhirpath import STANDARD_VARIABLES, Expression
 from service.engine.link import Aliased, walk
-from service.engine.model import ActionDef, ActivityDef, PlanDef, Source, Variable
+from service.engine.model import ActionDef, ActivityDef, DynamicValue, PlanDef, Source, Variable
 from service.engine.problems import Problems
 from service.engine.terminology import Terminology, TerminologyError
 
@@ -48,7 +52,7 @@ def lint_terminology(terminology: Terminology, valuesets: dict[str, Resource], f
 
 
 def lint_activity(act: ActivityDef, terminology: Terminology, problems: Problems) -> None:
-    if act.raw.get("library"):
+    if act.raw.get("library") and act.source.file not in problems.unchecked:
         known = ENGINE_VARIABLES | STANDARD_VARIABLES | set(act.variables) | set(act.data_requirements)
         for dv in act.dynamic_values:
             missing = sorted(dv.expression.variables - known)
@@ -56,6 +60,8 @@ def lint_activity(act: ActivityDef, terminology: Terminology, problems: Problems
                 problems.error(dv.source, "undefined variable(s): " + ", ".join("%" + m for m in missing))
     _check_valuesets(((dv.expression, dv.source) for dv in act.dynamic_values), terminology, problems)
     _check_units(((dv.expression, dv.source) for dv in act.dynamic_values), problems)
+    for dv in act.dynamic_values:
+        _check_path(act.raw.get("kind"), dv, problems)
 
 
 def lint_plan(plan: PlanDef, activities: Aliased[ActivityDef], terminology: Terminology, problems: Problems) -> None:
@@ -63,7 +69,9 @@ def lint_plan(plan: PlanDef, activities: Aliased[ActivityDef], terminology: Term
     for var in plan.variables.values():
         if ITEM in var.expression.variables:
             problems.error(var.source, "%item exists only inside a cds-for-each action; a variable cannot use it")
-    for expr, src, item_bound in _scoped_expressions(plan):
+    # A Library it depends on is invalid (reported there): its variables would all be missing here.
+    unchecked = plan.source.file in problems.unchecked
+    for expr, src, item_bound in [] if unchecked else _scoped_expressions(plan):
         missing = sorted(expr.variables - known - ({ITEM} if item_bound else set()))
         if missing:
             problems.error(src, "undefined variable(s): " + ", ".join("%" + m for m in missing)
@@ -74,7 +82,12 @@ def lint_plan(plan: PlanDef, activities: Aliased[ActivityDef], terminology: Term
     # The same activities' expressions see the plan's variables: check them too.
     for a in walk(plan.actions):
         act = activities.resolve(a.definition)
-        for dv in act.dynamic_values if act else ():
+        for own in a.dynamic_values:
+            if own.path.startswith("action."):
+                _check_path("PlanDefinitionAction", own, problems, own.path[len("action."):])
+            elif act is not None and a.target is None:
+                _check_path(act.raw.get("kind"), own, problems)
+        for dv in act.dynamic_values if act and not unchecked else ():
             missing = sorted(dv.expression.variables - known)
             if missing:
                 problems.error(dv.source, f"undefined variable(s) when applied from {plan.url}: "
@@ -121,7 +134,7 @@ def _scoped_expressions(plan: PlanDef) -> Iterator[tuple[Expression, Source, boo
 def _check_valuesets(exprs: Iterable[Located], terminology: Terminology, problems: Problems) -> None:
     for expr, src in exprs:
         for url in _VALUESET_URL.findall(expr.text):
-            if url not in terminology:
+            if url not in terminology and not problems.is_broken(url):
                 problems.error(src, f"ValueSet {url} is not in the content")
 
 
@@ -138,6 +151,14 @@ def _check_units(exprs: Iterable[Located], problems: Problems) -> None:
             elif units.usual_ucum(unit) is None:
                 problems.error(src, f"{name}({unit!r}): write {usual!r} ({unit!r} is another UCUM unit, or a "
                                     "variant spelling)")
+
+
+def _check_path(target: object, dv: DynamicValue, problems: Problems, path: str | None = None) -> None:
+    if not isinstance(target, str):
+        return
+    problem = structure.path_problem(target, dv.path if path is None else path)
+    if problem is not None:
+        problems.error(Source(dv.source.file, f"{dv.source.path}.path"), f"dynamicValue path {dv.path!r}: {problem}")
 
 
 def _check_cycles(scope: dict[str, Variable], problems: Problems) -> None:

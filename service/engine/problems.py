@@ -1,6 +1,10 @@
 """The problems found while building a content set: fatal errors (each named by file and path,
 reported together) and non-fatal issues (kept on the ContentSet, among them every expression
-that is not on the FHIRPath fast path).  Compiling, linking and linting all report here."""
+that is not on the FHIRPath fast path).  Compiling, linking and linting all report here.
+
+No cascades: a resource that is not valid FHIR is reported once, where it breaks, and remembered
+(`broken`); what follows from its absence (a reference to it that does not resolve, the variables
+of its Library undefined in every plan using it) is not reported again."""
 
 from __future__ import annotations
 
@@ -23,6 +27,18 @@ class Problems:
     def __init__(self) -> None:
         self.errors: list[ContentError] = []
         self.issues: list[ContentIssue] = []
+        self.broken: set[str] = set()  # canonical URLs and "Type/id" of resources already reported invalid
+        # Files whose Library is invalid: their expressions' variables are not checked (all would be missing).
+        self.unchecked: set[str] = set()
+
+    def is_broken(self, ref: str | None) -> bool:
+        """Whether `ref` (canonical, versioned canonical or "Type/id" reference) names a resource
+        already reported invalid."""
+        if not ref:
+            return False
+        plain = ref.split("|", 1)[0]
+        tail = "/".join(plain.rstrip("/").split("/")[-2:])
+        return plain in self.broken or tail in self.broken
 
     def error(self, source: Source, message: str) -> None:
         error = ContentError(source.file, source.path, message)

@@ -11,6 +11,9 @@ Rules:
   one result per call, kept by its text: several rules often share one condition or collection.
 - Fail closed: an expression that cannot be evaluated gives None (`evaluate`) or false (`holds`),
   and the reason is an issue.
+- Evaluations made only to explain the call (`explaining`) leave no trace in it: the issues they meet
+  are dropped and a variable that failed in them is forgotten, so a rule that reads it later fails
+  and reports it exactly as without the explanation.
 - The scope is the lazy variable source of its own evaluations (`fhirpath.Variables`), not a helper
   pointing back at it: a reference cycle would keep the call's data index alive until the next full
   collection.
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from service.engine.fhirpath import Evaluation, Expression
+from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.model import Variable
 from service.errors import ExpressionError
 
@@ -117,6 +120,31 @@ class Scope:
             message = exc.message
         self.issue(where, message)
         return False, message
+
+    # ---- explaining (ApplyContext.explain) ----
+
+    @contextmanager
+    def explaining(self) -> Iterator[None]:
+        """Evaluations for the explanation only: their issues dropped, their variable failures forgotten."""
+        issues, failed = len(self.issues), set(self.failed)
+        try:
+            yield
+        finally:
+            del self.issues[issues:]
+            self.failed &= failed
+
+    def explained_variables(self) -> dict[str, dict[str, Any]]:
+        """Every variable of the scope with its value, or why it could not be computed."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.explaining():
+            for name in self.variables:
+                try:
+                    out[name] = {"value": to_python(self.variable(name))}
+                except VariableFailed as exc:
+                    cause = next((i["message"] for i in self.issues if i["message"].startswith(f"variable %{name}:")),
+                                 None)
+                    out[name] = {"error": cause or f"variable %{exc.name} failed"}
+        return out
 
     def issue(self, where: str, message: str, severity: str = "error") -> None:
         self.issues.append({"severity": severity, "location": where, "message": message})

@@ -10,7 +10,7 @@ result is read, never edited.  Raises service.errors types only.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cards.render import TRACE_EXTENSION, render_cards
@@ -28,6 +28,7 @@ class HookResponse:
     body: dict  # {"cards": [...]} (+ the trace extension when asked for)
     issues: list[dict]  # the engine's issues, then one per card withheld
     trace: list[dict]
+    variables: dict[str, dict] = field(default_factory=dict)  # with a trace: every variable's value or error
 
     @property
     def cards(self) -> list[dict]:
@@ -62,6 +63,7 @@ def call_service(
         draft_orders=context.draft_orders,
         selections=list(context.selections),
         index=index,
+        explain=trace,  # operands and variable values cost evaluations: only when a trace is asked for
     )
     result = apply_plan(content, service.plan, ctx)
     cards = render_cards([result], request.hook_instance, trace, incomplete=data.incomplete_keys(resolved),
@@ -70,8 +72,9 @@ def call_service(
     issues = [*result.issues, *withheld]
     body: dict = {"cards": kept}
     if trace:
-        body["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": issues}}
-    return HookResponse(body, issues, result.trace)
+        body["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": issues,
+                                               "variables": result.variables}}
+    return HookResponse(body, issues, result.trace, result.variables)
 
 
 def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -7,6 +7,11 @@ that key; the `data` Bundle (its entries of the key's resource type; the subject
 or the encounter for a Patient or Encounter key); or, when `useServerData` is true, the
 `dataEndpoint` FHIR server, resolved by service.data as a hook call's prefetch is (no token).
 Without `useServerData` a key given nowhere has no data.
+
+A call that gives no patient data at all (no `prefetchData`, no `data`, no `useServerData`: the
+usual clinical-reasoning call names only the `subject`) is applied to no data, and the CarePlan
+says so in a warning (its contained OperationOutcome): rules that read the record saw nothing, and
+an empty plan means that, not that nothing applies.
 """
 
 from __future__ import annotations
@@ -38,7 +43,12 @@ def plan_apply(content: ContentSet, request: ApplyRequest, ref: str | None, now:
     plan = _artifact(request, ref, content.plan, "PlanDefinition")
     index = DataIndex(content.terminology)  # the call's data, draft orders included, indexed once
     ctx = _context(request, now, _data_for(plan, content.terminology, request, now, fetcher_factory, index), index)
-    return care_plan(apply_plan(content, plan, ctx), trace)
+    warnings = []
+    if plan.data_requirements and not (request.prefetch_data or request.data is not None or request.use_server_data):
+        warnings.append(("incomplete", f"no patient data was given for {request.subject} (no prefetchData, no data, "
+                                       "useServerData not true): the plan was applied to no data; its rules that "
+                                       "read the record saw nothing"))
+    return care_plan(apply_plan(content, plan, ctx), trace, warnings)
 
 
 def activity_apply(content: ContentSet, request: ApplyRequest, ref: str | None, now: datetime,

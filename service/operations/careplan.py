@@ -1,5 +1,9 @@
 """`$apply` output (R4 §12.18.4.1): an R4 CarePlan with the RequestGroup and the proposed resources
-contained, as the reference implementation does; with the trace, an extension holding it."""
+contained, as the reference implementation does; with the trace, an extension holding it.
+
+Warnings about the call itself (no patient data given) are a contained OperationOutcome
+(`#outcome`), referenced from `CarePlan.supportingInfo` so that the contained resource is
+referenced from its container (R4 dom-3)."""
 
 from __future__ import annotations
 
@@ -34,7 +38,12 @@ def _rg_action(action: AppliedAction, contained: list[dict[str, Any]]) -> dict[s
     return out
 
 
-def care_plan(result: ApplyResult, trace: bool = False) -> dict[str, Any]:
+OUTCOME_ID = "outcome"
+
+
+def care_plan(result: ApplyResult, trace: bool = False,
+              warnings: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """`warnings`: (OperationOutcome issue type code, diagnostics) pairs about the call."""
     ctx = result.context
     contained: list[dict[str, Any]] = []
     actions = [_rg_action(a, contained) for a in result.actions]
@@ -45,6 +54,9 @@ def care_plan(result: ApplyResult, trace: bool = False) -> dict[str, Any]:
         "authoredOn": ctx.now.isoformat()}
     if actions:
         request_group["action"] = actions
+    if warnings:
+        contained.append({"resourceType": "OperationOutcome", "id": OUTCOME_ID, "issue": [
+            {"severity": "warning", "code": code, "diagnostics": text} for code, text in warnings]})
     plan: dict[str, Any] = {
         "resourceType": "CarePlan", "id": stable_id(ctx.hook_instance, result.plan.url, "careplan"),
         "contained": [request_group, *contained], "instantiatesCanonical": [result.plan.url],
@@ -52,6 +64,8 @@ def care_plan(result: ApplyResult, trace: bool = False) -> dict[str, Any]:
         "activity": [{"reference": {"reference": f"#{group_id}"}}]}
     if ctx.encounter:
         plan["encounter"] = {"reference": ctx.encounter}
+    if warnings:
+        plan["supportingInfo"] = [{"reference": f"#{OUTCOME_ID}"}]
     if trace:
         plan["extension"] = [{"url": TRACE_EXTENSION, "valueString": json.dumps(
             {"actions": result.trace, "issues": result.issues}, default=str)}]

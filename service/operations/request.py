@@ -86,6 +86,27 @@ def parse_apply_request(body: Any, artifact: str | None) -> ApplyRequest:
     )
 
 
+# Parameters a GET may carry (FHIR R4 §3.1.0.1.5 Operations: an operation without side effects whose
+# parameters are all primitive may be invoked with GET, each parameter a query parameter), and their types.
+QUERY_PARAMETERS = {"subject": "valueString", "encounter": "valueString", "practitioner": "valueString",
+                    "hook": "valueCode", "url": "valueUri", "selections": "valueString"}
+
+
+def parameters_from_query(query: Mapping[str, list[str]], ignored: tuple[str, ...] = ()) -> dict:
+    """A GET's query as the Parameters resource the POST form sends; InvalidRequest for a parameter
+    that is not primitive or not known (`ignored`: the service's own flags, such as `_trace`)."""
+    parameters = []
+    for name, values in query.items():
+        if name in ignored:
+            continue
+        kind = QUERY_PARAMETERS.get(name)
+        if kind is None:
+            raise InvalidRequest(f"parameter '{shown(name, 100)}' cannot be given in a GET (it is not a primitive "
+                                 f"parameter of $apply; POST a Parameters resource)", expression=name)
+        parameters += [{"name": name, kind: value} for value in values]
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
 def parse_parameters(body: Any) -> dict[str, Any]:
     """Parameters resource -> {name: value or [values]}; InvalidRequest naming what is wrong."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":

@@ -13,7 +13,7 @@ from service.hooks.discovery import discovery
 from service.hooks.feedback import accept_feedback
 from service.hooks.request import parse_hook_request
 from service.logtext import shown
-from service.operations import activity_apply, parse_apply_request, plan_apply
+from service.operations import activity_apply, parameters_from_query, parse_apply_request, plan_apply
 from service.runtime import Runtime
 from service.web import security
 from service.web.policy import WebPolicy
@@ -109,6 +109,17 @@ def _fhir_json(payload: dict, status: int = 200):
 def post_plan_apply(plan_id: str | None = None):
     rt = runtime()
     call = parse_apply_request(security.json_body(request), plan_id)
+    return _fhir_json(plan_apply(rt.content, call, plan_id, rt.clock(), security.fetchers(rt, "dataEndpoint"),
+                                 trace=_trace_requested()))
+
+
+@blueprint.get("/PlanDefinition/$apply")
+@blueprint.get("/PlanDefinition/<plan_id>/$apply")
+def get_plan_apply(plan_id: str | None = None):
+    """The GET form (FHIR R4 §3.1.0.1.5: no side effects, primitive parameters as the query)."""
+    rt = runtime()
+    body = parameters_from_query(request.args.to_dict(flat=False), ignored=("_trace",))
+    call = parse_apply_request(body, plan_id)
     return _fhir_json(plan_apply(rt.content, call, plan_id, rt.clock(), security.fetchers(rt, "dataEndpoint"),
                                  trace=_trace_requested()))
 

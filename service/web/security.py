@@ -5,10 +5,11 @@ Rules, in order:
 2. Authentication (CDS Hooks 2.0 §Trusting CDS Clients; service.auth):
    - with trusted clients configured, every POST (hook calls, feedback, both `$apply`) needs a
      valid JWT whose `aud` is the exact URL called: `public_base_url` + path when configured,
-     else the request's own root URL + path.  GET requests (discovery, pages) carry no patient
-     data and need none (the spec asks for authentication where a call "poses any risk of exposing
-     sensitive data"), but a Bearer token sent with one is verified like any other, so a client's
-     set-up errors show at discovery already;
+     else the request's own root URL + path; so does the GET form of `$apply` (it names a
+     patient).  Other GET requests (discovery, pages) carry no patient data and need none (the
+     spec asks for authentication where a call "poses any risk of exposing sensitive data"), but
+     a Bearer token sent with one is verified like any other, so a client's set-up errors show at
+     discovery already;
    - open mode (no trusted clients, loopback bind only): callers from this machine only;
    - a failure is 401 with `WWW-Authenticate: Bearer` (plus `error="invalid_token"` when a token
      was sent, RFC 6750 §3.1) and an OperationOutcome that says only that; the reason goes to the
@@ -74,7 +75,8 @@ def authenticate(request: Request) -> None:
                                           missing=True))
         return
     authorization = request.headers.get("Authorization")
-    if request.method in _PUBLIC_METHODS and not (authorization or "").strip().lower().startswith("bearer "):
+    public = request.method in _PUBLIC_METHODS and not request.path.endswith("/$apply")
+    if public and not (authorization or "").strip().lower().startswith("bearer "):
         return
     try:
         g.cds_client = verifier.verify(authorization, audience(request, runtime.config.public_base_url))

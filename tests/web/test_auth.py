@@ -350,3 +350,10 @@ def test_a_call_shaped_as_the_sandbox_sends_it_is_served(make_app, listeners):
     response = client.post(SERVICE, json=body, headers=bearer(sandbox_token(SERVICE)))
     assert response.status_code == 200, response.get_json()
     assert fhir.requests and all(path.startswith("/fhir/") for path, _ in fhir.requests)
+
+
+def test_the_get_form_of_apply_needs_a_token_too(client):
+    path = "/PlanDefinition/proto/$apply"
+    refused(client.get(path + "?subject=Patient/p1"), challenge_error=False)
+    response = client.get(path + "?subject=Patient/p1", headers=bearer(token(aud="http://localhost" + path)))
+    assert response.status_code == 200, response.get_json()

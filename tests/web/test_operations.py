@@ -182,3 +182,54 @@ def test_use_server_data_needs_an_endpoint_address(client):
     body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "useServerData", "valueBoolean": True})
     response = client.post("/PlanDefinition/proto/$apply", json=body)
     assert response.status_code == 400 and "dataEndpoint" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def _outcome(plan: dict) -> dict | None:
+    return next((r for r in plan["contained"] if r["resourceType"] == "OperationOutcome"), None)
+
+
+def test_apply_with_only_a_subject_warns_that_no_data_was_given(client):
+    """The usual clinical-reasoning call names only the subject: the empty plan says why it is empty."""
+    plan = client.post("/PlanDefinition/proto/$apply", json=parameters({"name": "subject", "valueString": SUBJECT}))
+    assert plan.status_code == 200
+    plan = plan.get_json()
+    outcome = _outcome(plan)
+    assert outcome is not None and plan["supportingInfo"] == [{"reference": "#outcome"}]
+    (issue,) = outcome["issue"]
+    assert issue["severity"] == "warning" and issue["code"] == "incomplete"
+    assert f"no patient data was given for {SUBJECT}" in issue["diagnostics"]
+    from fhir.resources.R4B.careplan import CarePlan
+
+    CarePlan.model_validate(plan)
+
+
+def test_apply_with_data_has_no_warning(client):
+    body = parameters({"name": "subject", "valueString": SUBJECT}, *prefetch_parts())
+    plan = client.post("/PlanDefinition/proto/$apply", json=body).get_json()
+    assert _outcome(plan) is None and "supportingInfo" not in plan
+    bundle = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "data", "resource": data_bundle()})
+    assert _outcome(client.post("/PlanDefinition/proto/$apply", json=bundle).get_json()) is None
+
+
+def test_get_form_is_the_post_form_with_primitive_parameters(client):
+    """FHIR R4 §3.1.0.1.5: an operation without side effects with primitive parameters may be a GET."""
+    got = client.get(f"/PlanDefinition/proto/$apply?subject={SUBJECT}&hook=patient-view")
+    assert got.status_code == 200, got.get_json()
+    assert got.mimetype == "application/fhir+json"
+    posted = client.post("/PlanDefinition/proto/$apply", json=parameters(
+        {"name": "subject", "valueString": SUBJECT}, {"name": "hook", "valueCode": "patient-view"})).get_json()
+    assert got.get_json() == posted
+    assert _outcome(got.get_json())["issue"][0]["code"] == "incomplete"
+    typed = client.get(f"/PlanDefinition/$apply?subject={SUBJECT}&url=http://example.org/fhir/PlanDefinition/proto")
+    assert typed.status_code == 200 and typed.get_json()["instantiatesCanonical"] == posted["instantiatesCanonical"]
+
+
+@pytest.mark.parametrize("query, needle", [
+    ("", "parameter 'subject' is required"),
+    ("?subject=Observation/x", "parameter 'subject' must be a reference like 'Patient/id'"),
+    ("?subject=Patient/p1&data=x", "parameter 'data' cannot be given in a GET"),
+])
+def test_get_form_refuses_what_it_cannot_carry(client, query, needle):
+    response = client.get("/PlanDefinition/proto/$apply" + query)
+    assert response.status_code == 400
+    assert needle in json.dumps(response.get_json())
