@@ -20,6 +20,13 @@ Rules:
   is computed once per call: its result is kept, for the call only, in the memo the caller puts in
   the context under `MEMO`, and reused while its operands are the very same objects (fhirpathpy's
   operators are pure functions of their operands, and its values are never changed once made).
+- `and`, `or` and `implies` skip their right operand when the left one decides (FHIRPath N1 §6.5
+  Boolean logic: `false and X` = false, `true or X` = true, `false implies X` = true, X empty
+  included).  The answer is fhirpathpy's for every right operand that evaluates; the one difference
+  from its tree walker, which always evaluates both, is when the skipped operand would raise (a
+  variable that failed, a collection where one value is expected): fhirpathpy raises, the fast path
+  answers the verdict (as the engine's `and`-chain conditions already stop at their first operand
+  that is not true).
 - The function table is bound at compile time: the generic functions must be registered with
   the gateway before content is compiled (the engine package does so on import).
 Only the gateway (`engine/fhirpath.py`) uses this module.
@@ -247,6 +254,16 @@ class _Compiler:
         nullable = "nullable" in invocation
         if op in _PURE_OPERATORS and all(_stable(c) for c in children):
             return _memoized(op, left, right, fn, nullable)
+        decided = _DECIDED_BY_LEFT.get(op)
+        if decided is not None and not nullable:
+            settles, verdict = decided
+
+            def short_circuit(ctx: Ctx, data: Any) -> list[Any]:
+                a = left(ctx, data)
+                if a is settles:
+                    return [verdict]
+                return _arraify(fn(ctx, a, right(ctx, data)))
+            return short_circuit
 
         def binary(ctx: Ctx, data: Any) -> list[Any]:
             a = left(ctx, data)
@@ -255,6 +272,15 @@ class _Compiler:
                 return []
             return _arraify(fn(ctx, a, b))
         return binary
+
+
+# Boolean operators the left operand can decide (FHIRPath N1 §6.5 Boolean logic: `false and X` is
+# false, `true or X` is true, `false implies X` is true whatever X is, empty included): the left
+# value that settles it, and the verdict.  fhirpathpy's and_op, or_op and implies_op answer the same
+# for every right operand; the right operand is then not evaluated, so an error it would raise
+# (a variable that failed, a collection where a single value is expected) is not raised.
+_DECIDED_BY_LEFT: Mapping[str, tuple[bool, bool]] = {"and": (False, False), "or": (True, True),
+                                                      "implies": (False, True)}
 
 
 def _stable(node: Mapping[str, Any]) -> bool:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     delete,
+    event,
     func,
     insert,
     select,
@@ -97,11 +98,28 @@ token_ids = Table(
 PURGE_EVERY_SECONDS = 60.0
 
 
+def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite file databases: write-ahead log, synced at checkpoints rather than on every commit
+    (https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html#pragma_synchronous: with WAL,
+    NORMAL keeps the database consistent and every committed card survives a crash of the process;
+    only a power loss can drop the last commits).  Readers do not block the writer, so workers sharing
+    the file wait less; a writer waits up to 5 s for another's lock instead of failing at once."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+    finally:
+        cursor.close()
+
+
 class FeedbackStore:
     def __init__(self, url: str):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, future=True)
+        if url.startswith("sqlite:") and ":memory:" not in url and url != "sqlite://":
+            event.listen(self.engine, "connect", _sqlite_write_ahead_log)
         self._create_tables()
         self._purged_at = 0.0
         self._purge_lock = threading.Lock()

@@ -78,7 +78,8 @@ def post_service(service_id: str):
     if not trace:  # the trace goes to the log when the caller did not ask for it
         if answer.issues:
             log.info("hookInstance=%s issues=%s", instance, shown(answer.issues, 2000))
-        log.debug("hookInstance=%s trace=%s", instance, shown(answer.trace, 20000))
+        if log.isEnabledFor(logging.DEBUG):  # the trace's text is built only for a log that keeps it
+            log.debug("hookInstance=%s trace=%s", instance, shown(answer.trace, 20000))
     log.info("hookInstance=%s service=%s cards=%d ms=%.1f", instance, svc.id, len(answer.cards),
              (time.perf_counter() - started) * 1000)
     return jsonify(answer.body)

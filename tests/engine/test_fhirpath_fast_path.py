@@ -6,6 +6,10 @@
   is answered (variables, conditions, dynamic values, prefetch templates) is made twice, on the
   fast path and on fhirpathpy's tree walker, and the two give the same collection: same items, same
   Python types, same FHIR type paths of the nodes, or the same error.
+- The one allowed difference: `and`, `or` and `implies` skip their right operand when the left one
+  decides (FHIRPath N1 §6.5), so where that operand would raise, fhirpathpy's tree walker raises and
+  the fast path answers the verdict (`test_the_left_operand_decides_and_the_right_one_is_not_evaluated`).
+  The differential compares every evaluation as it is; no scenario meets that case.
 """
 
 from __future__ import annotations
@@ -144,3 +148,29 @@ def test_the_differential_reaches_most_of_the_content(differential, content):
           f"{len(reached)} of the content's {len(texts)} reached")
     assert sum(compared.values()) > 10_000
     assert len(reached) / len(texts) > 0.95, f"{len(reached)} of {len(texts)}"
+
+
+@pytest.mark.parametrize("text, verdict", [
+    ("false and ('a' | 'b')", [False]),
+    ("true or ('a' | 'b')", [True]),
+    ("false implies ('a' | 'b')", [True]),
+])
+def test_the_left_operand_decides_and_the_right_one_is_not_evaluated(text, verdict):
+    """The allowed difference from fhirpathpy: its tree walker evaluates the right operand, a
+    collection of two where one Boolean is expected, and raises; the fast path answers the verdict."""
+    expression = Expression(text)
+    assert expression.slow_reason is None
+    evaluation = Evaluation(datetime(2026, 3, 1, tzinfo=UTC), DataIndex())
+    node, _ = expression._root
+    with pytest.raises(ExpressionError):
+        expression._run(evaluation, (node, None), {}, {}, None)
+    assert to_python(expression.evaluate(evaluation, {}, {})) == verdict
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("true and ('a' | 'b').exists()", [True]), ("true and {}", []), ("false or {}", []),
+    ("{} and false", [False]), ("{} or true", [True]), ("true implies false", [False]),
+])
+def test_the_right_operand_is_evaluated_when_the_left_one_does_not_decide(text, expected):
+    evaluation = Evaluation(datetime(2026, 3, 1, tzinfo=UTC), DataIndex())
+    assert to_python(Expression(text).evaluate(evaluation, {}, {})) == expected
