@@ -35,7 +35,7 @@ EXPECTED = {
 def _validate(folder: Path, capsys) -> tuple[int, list[str]]:
     code = cli.main(["validate", str(folder)])
     captured = capsys.readouterr()
-    return code, [line for line in (captured.err + captured.out).splitlines() if line]
+    return code, [line for line in (captured.out + captured.err).splitlines() if line]  # warnings, then errors
 
 
 @pytest.mark.parametrize("check", sorted(EXPECTED))
