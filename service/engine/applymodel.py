@@ -8,8 +8,9 @@ Rules:
   description, priority, selection and grouping behaviour, the proposed resource, sub-actions),
   with the trace of every action considered and the issues met.  It is returned, never edited.
 - Asked to explain (`ApplyContext.explain`, for a trace), the trace also gives each condition's
-  `and` operands with their results and the result every variable's value; the explanation adds
-  no issue to the call and changes no verdict.
+  resources (the resources behind its variables), its `and` operands with their results and the
+  result every variable's value; the explanation adds no issue to the call and changes no verdict.
+  Without it the trace holds each condition's expression and verdict only (no extra work per call).
 - Ids derive from hookInstance, subject and action (`stable_id`), so a retried call gives the same
   ids and one hookInstance reused for two patients never does.
 """

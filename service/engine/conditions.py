@@ -52,10 +52,10 @@ def applicable(scope: Scope, action: ActionDef, explain: bool = False) -> tuple[
         if error:
             entry["error"] = error
         verdicts.append(verdict)
-        used = scope.resources_behind(cond.expression)
-        if used:
-            entry["resources"] = used
-        if explain:
+        if explain:  # the resources behind it and its operands: for a trace only (they cost a walk and evaluations)
+            used = scope.resources_behind(cond.expression)
+            if used:
+                entry["resources"] = used
             entry["operands"] = operands(scope, cond.expression)
         entries.append(entry)
     if not verdicts:

@@ -42,7 +42,8 @@ def plan_apply(content: ContentSet, request: ApplyRequest, ref: str | None, now:
                fetcher_factory: ReaderFactory | None = None, trace: bool = False) -> dict:
     plan = _artifact(request, ref, content.plan, "PlanDefinition")
     index = DataIndex(content.terminology)  # the call's data, draft orders included, indexed once
-    ctx = _context(request, now, _data_for(plan, content.terminology, request, now, fetcher_factory, index), index)
+    ctx = _context(request, now, _data_for(plan, content.terminology, request, now, fetcher_factory, index), index,
+                   explain=trace)
     warnings = []
     if plan.data_requirements and not (request.prefetch_data or request.data is not None or request.use_server_data):
         warnings.append(("incomplete", f"no patient data was given for {request.subject} (no prefetchData, no data, "
@@ -73,11 +74,14 @@ def _artifact(request: ApplyRequest, ref: str | None, lookup: Callable[[str], An
     return artifact
 
 
-def _context(request: ApplyRequest, now: datetime, data: dict[str, Any], index: DataIndex) -> ApplyContext:
+def _context(request: ApplyRequest, now: datetime, data: dict[str, Any], index: DataIndex,
+             explain: bool = False) -> ApplyContext:
+    """The $apply inputs; `explain` (a trace was asked for) adds each condition's resources, operands
+    and the variables' values to the trace, at the cost of extra evaluations."""
     return ApplyContext(now=now, subject=request.subject, data=data, hook=request.hook,
                         hook_instance=stable_id(request.subject, now.isoformat()), encounter=request.encounter,
                         practitioner=request.practitioner, draft_orders=request.draft_orders,
-                        selections=list(request.selections), index=index)
+                        selections=list(request.selections), index=index, explain=explain)
 
 
 def _sent(plan: PlanDef, request: ApplyRequest) -> dict[str, Any]:
