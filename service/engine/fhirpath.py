@@ -21,6 +21,7 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -66,8 +67,11 @@ class _RaisingListener(ErrorListener):  # type: ignore[misc]  # antlr4 ships no 
         raise SyntaxError(f"line {line}, column {column}: {msg}")
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse_strict(text: str) -> tuple[Node, tuple[str, ...]]:
-    """The AST, and the source text of each operand of the top-level `and` chain (for the trace)."""
+    """The AST, and the source text of each operand of the top-level `and` chain (for the trace).
+    Parsed once per distinct text (antlr's parser is most of a content load; content repeats many
+    expressions across rules and reloads); the AST is read, never changed, by what uses it."""
     listener = _RaisingListener()
     lexer = FHIRPathLexer(InputStream(text))
     lexer.removeErrorListeners()
