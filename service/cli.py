@@ -1,4 +1,4 @@
-"""Command line for operators and informaticians: `dah-cds serve|validate|publish|feedback-report`."""
+"""Command line for operators and informaticians: `dah-cds serve|migrate|validate|publish|feedback-report`."""
 
 from __future__ import annotations
 
@@ -78,6 +78,18 @@ def _publish(args) -> int:
     return 0
 
 
+def _migrate(args) -> int:
+    from service.feedback.migrate import SchemaError, upgrade
+
+    try:
+        revision = upgrade(args.database_url or load_config().database_url)
+    except SchemaError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 1
+    print(f"OK the feedback database is at schema revision {revision} (the newest)")
+    return 0
+
+
 def _feedback_report(args) -> int:
     from service.feedback import FeedbackStore
 
@@ -103,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(fn=_serve)
+    p = sub.add_parser("migrate", help="bring the feedback database (CDS_DATABASE_URL) to the newest schema revision")
+    p.add_argument("--database-url", help="database URL (default CDS_DATABASE_URL)")
+    p.set_defaults(fn=_migrate)
     p = sub.add_parser("publish", help="PUT the content (and load sample patients) to a FHIR server")
     p.add_argument("--fhir-base-url", help="FHIR base URL (default CDS_CONTENT_FHIR_BASE_URL)")
     p.add_argument("--token", help="bearer token (default CDS_CONTENT_FHIR_TOKEN)")
