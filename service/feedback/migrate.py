@@ -11,7 +11,9 @@ Rules:
   the only ones that can share the file); an in-memory SQLite database belongs to one process: no lock;
 - a database already at the newest revision is recognised with one read of `alembic_version`, before
   any lock: a running deployment's new workers do not queue behind each other;
-- the migrations run in one transaction where the database allows it (PostgreSQL: all or nothing);
+- within a process one migration runs at a time (Alembic keeps a command's state in its module);
+- the migrations run in one transaction (PostgreSQL's DDL is transactional; on SQLite the migration
+  holds `BEGIN IMMEDIATE`): all or nothing;
 - a database at a revision this code does not know (made by a newer release) is refused (SchemaError),
   never written to.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +36,10 @@ from sqlalchemy import Connection, Engine, create_engine, text
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_lock key: any fixed bigint that no other user of the database chooses; "dahcdsmg" in ASCII.
 ADVISORY_LOCK_KEY = 0x6461_6863_6473_6D67
+
+
+# Alembic runs a command through module-level state (alembic.context): one command at a time per process.
+_PROCESS_LOCK = threading.RLock()
 
 
 class SchemaError(RuntimeError):
@@ -74,9 +81,11 @@ def upgrade(database: str | Engine) -> str:
         at = current(engine)
         if at == head():
             return at
-        with _migration_lock(engine) as conn:
+        with _PROCESS_LOCK, _migration_lock(engine) as conn:
             at = MigrationContext.configure(conn).get_current_revision()
-            if at is not None and at != head():
+            if at == head():  # migrated by whoever held the lock before
+                return at
+            if at is not None:
                 _known(at)
             command.upgrade(alembic_config(conn), "head")
             conn.commit()
