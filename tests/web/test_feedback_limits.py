@@ -14,12 +14,12 @@ FEEDBACK = SERVICE + "/feedback"
 
 
 @pytest.fixture
-def make_app(tmp_path, content):
+def make_app(database_url, content):
+    """Apps on one feedback database, SQLite then PostgreSQL (tests/conftest.py)."""
     from service.app import create_app
 
     def make(**config):
-        return create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", **config}, clock=lambda: T0,
-                          content=content)
+        return create_app({"database_url": database_url, **config}, clock=lambda: T0, content=content)
 
     return make
 
@@ -84,8 +84,14 @@ def test_a_post_is_one_transaction_even_when_the_database_fails_midway(app, card
     the two rows before it are rolled back with it."""
     store = app.extensions["cds"].store
     with store.engine.begin() as conn:
-        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON feedback WHEN NEW.outcome_timestamp = "
-                          "'2026-03-01T12:09:00Z' BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON feedback WHEN NEW.outcome_timestamp = "
+                              "'2026-03-01T12:09:00Z' BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+        else:
+            conn.execute(text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                              "IF NEW.outcome_timestamp = '2026-03-01T12:09:00Z' THEN RAISE EXCEPTION 'disk full'; "
+                              "END IF; RETURN NEW; END $$"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON feedback FOR EACH ROW EXECUTE FUNCTION refuse()"))
     post = {"feedback": [accepted(cards[0], minute=7), overridden(cards[1], minute=8), overridden(cards[0], minute=9)]}
     response = app.test_client().post(FEEDBACK, json=post)
     assert response.status_code == 500 and response.get_json()["resourceType"] == "OperationOutcome"
