@@ -42,6 +42,7 @@ RULES = {
     "fhirpathpy": lambda p: p == "service/engine/fhirpath.py",
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
+    "alembic": lambda p: p.startswith("service/feedback/"),
     "jwt": lambda p: p.startswith("service/auth/"),
     "cryptography": lambda p: p.startswith("service/auth/"),
 }
