@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy import create_engine, insert, inspect, select, text
 
 from service.cli import main
 from service.feedback import FeedbackStore
-from service.feedback.migrate import SchemaError, alembic_config, current, head, upgrade
+from service.feedback.migrate import ADVISORY_LOCK_KEY, SchemaError, alembic_config, current, head, upgrade
 from service.feedback.schema import issued_cards, issued_suggestions, metadata
 from tests.conftest import T0
 
@@ -70,6 +71,37 @@ def test_processes_started_together_migrate_once(tmp_path):
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
     engine.dispose()
     assert schema_diff(database_url) == []
+
+
+def test_on_postgresql_starting_processes_wait_for_the_migration_lock(postgres):
+    """While the migration lock is held (as by an instance migrating on another machine), three
+    `dah-cds migrate` processes on a new database wait for it, on PostgreSQL's advisory lock; once it is
+    released all three finish, and the schema was made once."""
+    url = postgres.create_database()
+    engine = create_engine(url)
+    command_line = [str(Path(sys.executable).parent / "dah-cds"), "migrate", "--database-url", url]
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        holder.commit()
+        processes = [subprocess.Popen(command_line, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                     for _ in range(3)]
+        deadline = time.monotonic() + 120
+        with engine.connect() as probe:
+            while probe.execute(waiting).scalar_one() < 3:
+                assert time.monotonic() < deadline, "the processes never waited for the lock"
+                assert all(p.poll() is None for p in processes), [p.communicate()[0] for p in processes]
+                time.sleep(0.2)
+                probe.rollback()
+        assert current(engine) is None  # nothing migrated while the lock was held
+        holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        holder.commit()
+    outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
+    engine.dispose()
 
 
 def test_stores_opened_by_threads_at_once_migrate_once(database_url):
