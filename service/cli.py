@@ -31,12 +31,13 @@ def _validate(args) -> int:
 
 def _serve(args) -> int:
     from service.errors import ConfigurationError
+    from service.feedback.migrate import SchemaError
     from service.serving import serve
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
     try:
         serve(load_config(overrides))  # gunicorn gthread workers (service.serving); returns when stopped
-    except ConfigurationError as exc:
+    except (ConfigurationError, SchemaError) as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2
     return 0

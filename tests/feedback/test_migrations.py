@@ -151,3 +151,15 @@ def test_migrate_command_reports_the_revision(tmp_path, capsys):
     assert main(["migrate", "--database-url", url]) == 0
     assert f"schema revision {head()}" in capsys.readouterr().out
     assert schema_diff(url) == []
+
+
+def test_serve_refuses_a_database_from_a_newer_release_before_any_worker_starts(tmp_path, capsys, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'from-the-future'"))
+    engine.dispose()
+    monkeypatch.setenv("CDS_DATABASE_URL", url)
+    assert main(["serve", "--port", "1"]) == 2
+    assert "'from-the-future'" in capsys.readouterr().err

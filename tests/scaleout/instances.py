@@ -65,7 +65,7 @@ class Instance:
         """Lines of the log that show a failed start."""
         return [line for line in self.log_text().splitlines()
                 if "Traceback" in line or "Worker failed to boot" in line or "Exception in worker" in line
-                or "Shutting down: Master" in line or " ERROR " in line]
+                or "Shutting down: Master" in line or " ERROR " in line or "[ERROR]" in line]
 
 
 class Instances:

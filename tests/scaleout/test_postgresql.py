@@ -57,13 +57,9 @@ def cluster(postgres, tmp_path_factory):
     clients = write_clients(folder / "clients.json", {"iss": ISS, "jwks": jwks(KEY), "fhirServers": []})
     open_pair = Instances(folder, url)
     trusted_pair = Instances(folder, url, workers=1, CDS_TRUSTED_CLIENTS=clients, CDS_PUBLIC_BASE_URL=PUBLIC)
-    both = [threading.Thread(target=pair.__enter__) for pair in (open_pair, trusted_pair)]
     try:
-        for t in both:
-            t.start()
-        for t in both:
-            t.join()
-        assert len(open_pair.instances + trusted_pair.instances) == 4
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(Instances.start, (open_pair, trusted_pair)))  # a failed start raises here
         yield url, open_pair, trusted_pair
     finally:
         open_pair.stop()
