@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install serve test bench validate clean
+.PHONY: install serve test bench bench-http validate clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install
 
 bench: install
 	$(BIN)/python bench/apply_bench.py
+
+# The service against a bare Flask floor over HTTP (bench/http_bench.py; needs wrk: apt-get install wrk).
+# Writes bench/results/http.md; BENCH_ARGS=--quick for a one-second smoke run.
+bench-http: install
+	$(BIN)/python bench/http_bench.py $(BENCH_ARGS)
 
 validate: install
 	$(BIN)/dah-cds validate

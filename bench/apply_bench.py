@@ -8,6 +8,15 @@ Reports medians over many runs and the ratio to a plain `json.loads` of the same
 measured in the same run (machines here are noisy; ratios travel, absolute numbers less).
 
     .venv/bin/python bench/apply_bench.py [--runs 300] [--hook patient-view]
+
+With `--case plandefinitions/tests/<RULE-ID>/<case>.json` the patient is that scenario case's
+request instead, applied at the case's `now` (as the scenario tests do), by the case's service only.
+
+    .venv/bin/python bench/apply_bench.py --case plandefinitions/tests/DAH-05/p01-gpa-hypoxemic.json
+
+With `--against-tree-walker` the content is loaded a second time with every expression refused by
+the FHIRPath fast path (so fhirpathpy's tree walker evaluates it, as before the fast path existed),
+and every call of all services is also timed on that copy, interleaved in the same run.
 """
 
 from __future__ import annotations
@@ -105,45 +114,78 @@ def request(n_obs: int = 500, n_cond: int = 50, n_med: int = 50, seed: int = 7) 
                          "allergies": bundle([]), "encounter": None}}
 
 
+def load_on_tree_walker():
+    """The bundled content once more, every expression refused by the FHIRPath fast path."""
+    from service.engine import fhirpath_compiled
+
+    def refuse(node, table):
+        raise fhirpath_compiled.NotCompiled("benchmark: on the tree walker")
+
+    compile_node = fhirpath_compiled.compile_node
+    fhirpath_compiled.compile_node = refuse
+    try:
+        return load_folder(ROOT / "plandefinitions")
+    finally:
+        fhirpath_compiled.compile_node = compile_node
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--hook", default="patient-view")
+    parser.add_argument("--case", type=Path, help="a scenario case file: its request, `now` and service")
+    parser.add_argument("--against-tree-walker", action="store_true",
+                        help="also time the calls with the content on fhirpathpy's tree walker, in the same run")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     args = parser.parse_args()
 
     content = load_folder(ROOT / "plandefinitions")
+    walker = load_on_tree_walker() if args.against_tree_walker else None
     if args.gc_freeze:
         gc.collect()
         gc.freeze()  # as the service does after loading content (see service.app)
-    services = [s for s in content.services.values() if s.hook == args.hook]
-    text = json.dumps(request())
+    now, subject = T0, "Patient/bench"
+    if args.case is not None:
+        case = json.loads(args.case.read_text(encoding="utf-8"))
+        now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+        services = [content.services[case["service"]]]
+        args.hook = services[0].hook
+        text = json.dumps(case["request"])
+        subject = f"Patient/{case['request']['context']['patientId']}"
+    else:
+        services = [s for s in content.services.values() if s.hook == args.hook]
+        text = json.dumps(request())
     body = json.loads(text)
 
-    tokens = data_layer.Tokens(body["context"], body["context"].get("userId"), T0)
+    tokens = data_layer.Tokens(body["context"], body["context"].get("userId"), now)
 
     def _context(svc, data) -> ApplyContext:
-        drafts = body["context"]["draftOrders"] if svc.hook != "patient-view" else None
-        selections = body["context"]["selections"] if svc.hook == "order-select" else []
-        return ApplyContext(now=T0, subject="Patient/bench", data=data, hook=svc.hook,
-                            hook_instance=body["hookInstance"], draft_orders=drafts, selections=selections)
+        drafts = body["context"].get("draftOrders") if svc.hook != "patient-view" else None
+        selections = body["context"].get("selections", []) if svc.hook == "order-select" else []
+        return ApplyContext(now=now, subject=subject, data=data, hook=svc.hook, hook_instance=body["hookInstance"],
+                            draft_orders=drafts, selections=selections)
 
-    def engine_once() -> int:
+    def engine_once(on=content) -> int:
         cards = 0
         for svc in services:
-            data = data_layer.resolve(svc.plan, content.terminology, tokens, body["prefetch"], None)
+            plan = on.services[svc.id].plan
+            data = data_layer.resolve(plan, on.terminology, tokens, body["prefetch"], None)
             ctx = _context(svc, data)
-            cards += len(apply_plan(content, svc.plan, ctx).actions)
+            cards += len(apply_plan(on, plan, ctx).actions)
         return cards
 
     cards = engine_once()  # warm caches (UCUM registry, compiled expressions)
     for _ in range(5):
         engine_once()
+    if walker is not None:
+        assert engine_once(walker) == cards
+        for _ in range(5):
+            engine_once(walker)
     def service_once(svc) -> None:
         data = data_layer.resolve(svc.plan, content.terminology, tokens, body["prefetch"], None)
         apply_plan(content, svc.plan, _context(svc, data))
 
-    loads, engine = [], []
+    loads, engine, walked = [], [], []
     per_service: dict[str, list[float]] = {s.id: [] for s in services}
     for _ in range(args.runs):  # interleaved, so all see the same machine load
         t = time.perf_counter()
@@ -152,6 +194,10 @@ def main() -> int:
         t = time.perf_counter()
         engine_once()
         engine.append(time.perf_counter() - t)
+        if walker is not None:
+            t = time.perf_counter()
+            engine_once(walker)
+            walked.append(time.perf_counter() - t)
         for svc in services:
             t = time.perf_counter()
             service_once(svc)
@@ -169,6 +215,11 @@ def main() -> int:
         "per_service_ratio_to_json_loads": {k: round(statistics.median(v) * 1000 / loads_ms, 2)
                                             for k, v in sorted(per_service.items())},
     }
+    if walked:
+        walked_ms = statistics.median(walked) * 1000
+        result["tree_walker_engine_apply_median_ms"] = round(walked_ms, 3)
+        result["ratio_tree_walker_to_json_loads"] = round(walked_ms / loads_ms, 2)
+        result["speedup_fast_path"] = round(walked_ms / engine_ms, 2)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -11,8 +11,9 @@ from flask import Flask
 
 from service.auth import authentication
 from service.config import load_config
-from service.content import load_folder
 from service.content.fhir_source import FhirContentSource
+from service.content.status import ContentStatus, content_version
+from service.content.watch import FolderWatch
 from service.engine import ContentSet
 from service.feedback import FeedbackStore
 from service.fhir.budget import Budget
@@ -42,11 +43,16 @@ def _content_source(cfg) -> FhirContentSource:
 
 
 def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | None = None,
-               content: ContentSet | None = None) -> Flask:
+               content: ContentSet | None = None, reload_content: bool = False,
+               content_snapshot: str | None = None) -> Flask:
     """Build the service.  Bad content raises ContentErrors (file and path): the service
     refuses to start rather than serve part of the guidance.  With `content_fhir_base_url` the
-    content comes from that FHIR server instead (service.content.fhir_source: bad resources there are
-    skipped and reported, and it is refreshed every `content_refresh_seconds`).  A bad
+    content comes from that FHIR server instead (service.content.fhir_source: bad resources there
+    keep their last good version or are skipped, and are reported; it is refreshed every
+    `content_refresh_seconds`).  `reload_content` (`dah-cds serve`): folder content is watched
+    and reloaded in place, only when it builds (service.content.watch), and both sources reload
+    on service.content.watch.reload_all(); `content_snapshot` keeps the last good folder content
+    for a process that starts while the folder is broken.  A bad
     trusted-clients file, or no trusted clients on a non-loopback host, raises ConfigurationError
     (service.auth)."""
     cfg = load_config(config)
@@ -59,24 +65,36 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     store = FeedbackStore(cfg.database_url)
     clock = clock or utc_now
     authenticator = authentication(cfg, store.first_use_of_token, clock)  # refuses unsafe set-ups first
-    source = None
+    source = watch = None
     if content is None and cfg.content_fhir_base_url:
         source = _content_source(cfg)
         content = source.initial()
+        status = source.status
+    elif content is None:
+        watch = FolderWatch(cfg.content_dir, cfg.content_watch_seconds, content_snapshot)
+        content = watch.initial()
+        status = watch.status
+    else:
+        status = ContentStatus("fixed", "given to create_app")
+        status.served(content, content_version(list(content.resources.items())))
     runtime = Runtime(
         config=cfg,
-        content=content if content is not None else load_folder(cfg.content_dir),
+        content=content,
         store=store,
         fetcher_factory=_fetcher_factory(cfg),
         clock=clock,
         authenticator=authenticator,
+        content_status=status,
     )
     for issue in runtime.content.issues:
         logging.getLogger("service.content").warning("%s", issue)
     register(app, runtime)
     if source is not None:
         app.extensions["cds_content_source"] = source
-        source.start(runtime)
+        source.start(runtime, on_signal=reload_content)
+    if watch is not None and reload_content:
+        app.extensions["cds_content_watch"] = watch
+        watch.start(runtime)
     # Loaded content lives as long as the process: keep it out of the collector's way.
     gc.collect()
     gc.freeze()

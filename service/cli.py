@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 
 from service.config import load_config
 
@@ -91,17 +92,44 @@ def _migrate(args) -> int:
     return 0
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
 def _feedback_report(args) -> int:
     from service.feedback import FeedbackStore
+    from service.feedback.report import rule_report, suggestion_report, to_csv
 
-    rows = FeedbackStore(load_config().database_url).rates()
+    if args.since and args.until and args.since > args.until:
+        print("ERROR --since is after --until", file=sys.stderr)
+        return 2
+    store = FeedbackStore(args.database_url or load_config().database_url)
+    if args.by == "suggestion":
+        rows = suggestion_report(store, args.since, args.until)
+    else:
+        rows = rule_report(store, args.since, args.until, split=() if args.by == "rule" else (args.by,))
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'rule':<24}{'issued':>8}{'accepted':>10}{'overridden':>12}{'accept%':>9}{'override%':>10}")
-    for r in rows:
-        print(f"{str(r['rule']):<24}{r['issued']:>8}{r['accepted']:>10}{r['overridden']:>12}"
-              f"{100 * r['acceptance_rate']:>8.1f}%{100 * r['override_rate']:>9.1f}%")
+    elif args.csv:
+        sys.stdout.write(to_csv(rows))
+    elif args.by == "suggestion":
+        print(f"{'rule':<24}{'offered':>8}{'accepted':>10}{'accept%':>9}  suggestion")
+        for r in rows:
+            print(f"{r['rule']:<24}{r['offered']:>8}{r['accepted']:>10}{100 * r['acceptance_rate']:>8.1f}%  "
+                  f"{r['suggestion']}")
+    else:
+        split = {"service": "service", "week": "week"}.get(args.by)
+        head = f"{split:<28}" if split else ""
+        print(f"{'rule':<24}{head}{'issued':>8}{'accepted':>10}{'overridden':>12}{'accept%':>9}{'override%':>10}"
+              "  override reasons")
+        for r in rows:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in r["override_reasons"].items())
+            cell = f"{str(r[split]):<28}" if split else ""
+            print(f"{str(r['rule']):<24}{cell}{r['issued']:>8}{r['accepted']:>10}{r['overridden']:>12}"
+                  f"{100 * r['acceptance_rate']:>8.1f}%{100 * r['override_rate']:>9.1f}%  {reasons}")
     return 0
 
 
@@ -131,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--id-prefix", default="", help="put this in front of every kept id")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     p.set_defaults(fn=_publish)
-    p = sub.add_parser("feedback-report", help="acceptance and override rates per rule")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("feedback-report", help="acceptance and override rates and override reasons per rule")
+    p.add_argument("--since", type=_date, help="cards issued on or after this UTC day (YYYY-MM-DD)")
+    p.add_argument("--until", type=_date, help="cards issued on or before this UTC day (YYYY-MM-DD)")
+    p.add_argument("--by", choices=("rule", "service", "week", "suggestion"), default="rule",
+                   help="rows per rule (default), per rule and service, per rule and ISO week, or per suggestion")
+    p.add_argument("--database-url", help="the feedback store (default CDS_DATABASE_URL)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
     p.set_defaults(fn=_feedback_report)
     args = parser.parse_args(argv)
     return args.fn(args)

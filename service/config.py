@@ -19,6 +19,10 @@ class Config:
     content_fhir_token: str = ""
     content_fhir_status: str = "active"  # PlanDefinition.status values served ("active,draft": unsigned content)
     content_refresh_seconds: float = 300.0
+    # Folder content checked for changes this often by `dah-cds serve` (service.content.watch); 0 = on SIGHUP only.
+    content_watch_seconds: float = 2.0
+    # The workbench page GET /preview (service.web.preview); None = on only when bound to a loopback host.
+    preview: bool | None = None
     database_url: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "feedback.sqlite3")
     fhir_timeout_seconds: float = 10.0  # each read; bounded by what is left of the call's deadline
     fhir_max_pages: int = 20

@@ -107,16 +107,6 @@ class FhirAccessError(DataUnavailable):
     def detail(self) -> str:
         return self.reason
 
-    @property
-    def http_status(self) -> int | None:
-        """Old name of `server_status`, still used by service/publish.py and its tests; to be removed
-        once they use server_status."""
-        return self.server_status
-
-    @http_status.setter
-    def http_status(self, value: int | None) -> None:
-        self.server_status = value
-
     def about(self, subject: str, expression: str | None = None) -> FhirAccessError:
         """The same failure said of `subject` (e.g. "prefetch key 'observations'")."""
         return type(self)(f"{subject}: {self.message}", reason=f"{subject}: {self.reason}",
@@ -143,6 +133,13 @@ class FhirNotFoundError(FhirAccessError):
 
 class FhirServerError(FhirAccessError):
     default_reason = "the FHIR server's answer could not be used"
+
+
+class FhirRequestRefused(FhirServerError):
+    """The FHIR server refused the request itself as one it will not carry out (an answer in the 4xx class
+    other than the token or a missing resource), e.g. client-assigned ids it does not allow."""
+
+    default_reason = "the FHIR server refused the request"
 
 
 class FhirTooLarge(FhirServerError):

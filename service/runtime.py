@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from service.auth import TokenVerifier
 from service.config import Config
+from service.content.status import ContentStatus
 from service.engine import ContentSet
 from service.feedback import FeedbackStore
 from service.fhir.reader import ReaderFactory
@@ -30,3 +31,5 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     # Verifies the calling CDS client's JWT; None = open (no trusted clients, loopback only).
     authenticator: TokenVerifier | None = None
+    # What is served and the last refused reload (GET /status/content).
+    content_status: ContentStatus | None = None

@@ -21,6 +21,17 @@ serves with the `gthread` worker and bounds the time a client may make a thread 
 - the worker timeout is max(30 s, the call deadline + 10 s), so every call answers (412 at the
   latest, service.fhir.budget) before gunicorn would ever stop a worker.
 
+Content reload never takes the service down.  gunicorn's own SIGHUP starts new workers and
+stops the old ones; a new worker that cannot build broken content fails to boot, and the master
+then exits.  Here SIGHUP to the master is passed on to the running workers instead, and each
+reloads its content in place (service.content.watch for a folder, which also watches the folder
+by itself; service.content.fhir_source for a FHIR server): content that builds is swapped in,
+content that does not is refused while the last good content keeps serving, and the refusal is
+logged and shown at GET /status/content.  A worker that gunicorn starts later (after a crash)
+while the folder is broken serves the last good content, kept in a snapshot file the workers
+write in a private directory of this master.  Python code and gunicorn settings are not
+reloaded by SIGHUP: restart the service (or use gunicorn's USR2 upgrade) for a new release.
+
 Kept at the top of service/: the process server `dah-cds serve` starts around the app; it
 imports no Flask and is no part of the web layer (the only gunicorn code).
 """
@@ -28,14 +39,21 @@ imports no Flask and is no part of the web layer (the only gunicorn code).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -108,6 +126,16 @@ class ReadTimeoutThreadWorker(ThreadWorker):
         super().load_wsgi()
         self.wsgi = _closing_after_408(self.wsgi)
 
+    def init_signals(self) -> None:
+        super().init_signals()
+        signal.signal(signal.SIGHUP, self._reload_content)
+        signal.siginterrupt(signal.SIGHUP, False)  # requests in progress are not disturbed
+
+    def _reload_content(self, sig, frame) -> None:
+        from service.content.watch import reload_all
+
+        reload_all()  # sets an event: the content thread does the work
+
     def handle(self, conn):
         patient = self._patient(conn)
         patient.next_request()
@@ -162,10 +190,29 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
     }
 
 
+class ContentReloadArbiter(Arbiter):
+    """gunicorn's master, whose SIGHUP reloads the workers' content in place instead of replacing
+    the workers (see the module docstring)."""
+
+    def handle_hup(self) -> None:
+        self.log.info("Hang up: content reload passed on to %d worker(s)", len(self.WORKERS))
+        for pid in list(self.WORKERS):
+            self.kill_worker(pid, signal.SIGHUP)
+
+
 class _Application(BaseApplication):
+    snapshot_dir: Path | None = None  # set by `serve`; inherited by the workers
+
     def __init__(self, cfg: Config):
         self.cds_config = cfg
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            ContentReloadArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
 
     def load_config(self) -> None:
         for name, value in gunicorn_settings(self.cds_config).items():
@@ -174,7 +221,9 @@ class _Application(BaseApplication):
     def load(self):
         from service.app import create_app
 
-        return create_app({"host": self.cds_config.host, "port": self.cds_config.port})
+        snapshot = str(self.snapshot_dir / "last-good-content.json") if self.snapshot_dir else None
+        return create_app({"host": self.cds_config.host, "port": self.cds_config.port}, reload_content=True,
+                          content_snapshot=snapshot)
 
 
 def check(cfg: Config) -> None:
@@ -197,4 +246,10 @@ def serve(cfg: Config) -> None:
     check(cfg)
     upgrade(cfg.database_url)  # once here, before the workers start (each checks again: service.feedback.migrate)
     ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
-    _Application(cfg).run()
+    _Application.snapshot_dir = Path(tempfile.mkdtemp(prefix="dah-cds-content-"))
+    master = os.getpid()
+    try:
+        _Application(cfg).run()
+    finally:
+        if os.getpid() == master:  # a worker leaving (SystemExit through this frame) keeps it
+            shutil.rmtree(_Application.snapshot_dir, ignore_errors=True)

@@ -1,5 +1,7 @@
-"""Shared fixtures: the Flask app on the bundled content with a fixed clock, paths, and the feedback
-database on SQLite and on a local PostgreSQL (tests/pgserver.py)."""
+"""Shared fixtures and paths: the Flask app on the clinical content of plandefinitions/ (`app`, `client`:
+for the scenario and content tests) and on the synthetic content of tests/fixtures/content/
+(`make_protocol_app`: for the protocol, conformance and web tests), each with a fixed clock; the feedback
+database on SQLite and on a local PostgreSQL (`database_url`, tests/pgserver.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CONTENT = ROOT / "plandefinitions"
-SYNTHETIC = ROOT / "tests" / "fixtures" / "content"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -49,9 +50,21 @@ def content():
 @pytest.fixture(scope="session")
 def synthetic_content():
     """The small synthetic content of tests/fixtures/content/ (no clinical meaning), for protocol tests."""
-    from service.content import load_folder as load_content
+    from tests.protocol_content import load_content
 
-    return load_content(SYNTHETIC)
+    return load_content()
+
+
+@pytest.fixture
+def make_protocol_app(tmp_path, synthetic_content):
+    """`make_protocol_app(**config)`: the app on the synthetic content (tests/protocol_content.py), with a
+    fresh feedback database of this test and the clock at T0."""
+    from tests.protocol_content import create_protocol_app
+
+    def make(**config):
+        return create_protocol_app(tmp_path / "feedback.sqlite3", T0, synthetic_content, **config)
+
+    return make
 
 
 @pytest.fixture(scope="session")

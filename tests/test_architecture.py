@@ -1,8 +1,9 @@
 """Layering rules of ARCHITECTURE.md, checked on the source: the layers of service/ and cards/ import
 only the layers below them, callers use the engine's public face, no import loops; Flask only in
 the web layer, requests only in the FHIR client (urllib3 only in its transport), gunicorn only in
-service.serving, fhirpathpy only in the FHIRPath gateway, JWT handling only in service/auth, no
-clock in the engine, no clinical code in Python."""
+service.serving, fhirpathpy only in the FHIRPath gateway (and the compiler behind it), JWT handling
+only in service/auth, orjson only where JSON crosses the boundary (service.jsonlimits, service.web.jsonout),
+no clock in the engine, no clinical code in Python."""
 
 from __future__ import annotations
 
@@ -39,12 +40,14 @@ RULES = {
     "requests": lambda p: p.startswith("service/fhir/"),
     "urllib3": lambda p: p == "service/fhir/transport.py",
     "gunicorn": lambda p: p == "service/serving.py",
-    "fhirpathpy": lambda p: p == "service/engine/fhirpath.py",
+    # the gateway and its compiler, which only the gateway imports (test_fhirpath_compiler_behind_gateway)
+    "fhirpathpy": lambda p: p in ("service/engine/fhirpath.py", "service/engine/fhirpath_compiled.py"),
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
     "alembic": lambda p: p.startswith("service/feedback/"),
     "jwt": lambda p: p.startswith("service/auth/"),
     "cryptography": lambda p: p.startswith("service/auth/"),
+    "orjson": lambda p: p in ("service/jsonlimits.py", "service/web/jsonout.py"),
 }
 
 
@@ -52,6 +55,14 @@ RULES = {
 def test_library_is_imported_only_where_the_design_allows(library):
     offenders = [rel(p) for p in SOURCES if library in imports(p) and not RULES[library](rel(p))]
     assert offenders == []
+
+
+def test_fhirpath_compiler_behind_gateway():
+    """The FHIRPath compiler is part of the gateway: nothing but the gateway imports it."""
+    def uses_compiler(path: Path) -> bool:
+        text = path.read_text()
+        return "fhirpath_compiled" in text and path.name != "fhirpath_compiled.py"
+    assert [rel(p) for p in SOURCES if uses_compiler(p)] == ["service/engine/fhirpath.py"]
 
 
 def test_engine_reads_no_clock_and_no_environment():

@@ -225,10 +225,35 @@ def test_refresh_swaps_new_content_and_keeps_it_when_the_server_fails():
         assert source.refresh(runtime) is False
         assert runtime.content is second
         assert source.last_error == error.message
+    assert source.status.to_json()["lastError"]["errors"][0]["message"] == "refused"
     server.error = None
-    server.put(hook_plan("b", expression="1 +"))
+    assert source.refresh(runtime) is True and runtime.content is second
+    assert source.status.to_json()["lastError"] is None, "a refresh that works clears the failure"
+
+
+def test_a_broken_edit_of_a_plan_keeps_its_last_good_version_serving_and_is_reported():
+    """One broken PlanDefinition must not take its services out of discovery (EHRs would get 404
+    and a safety rule would stop unseen): its last good version serves, the error is reported."""
+    server = FakeServer([hook_plan("a")])
+    server.put(hook_plan("b"))  # versionId 1
+    source = source_for(server)
+    runtime = runtime_with(source.initial())
+    good_b = runtime.content.plan("b")
+
+    server.put(hook_plan("b", expression="1 +"))  # versionId 2, broken
     assert source.refresh(runtime) is True
-    assert sorted(runtime.content.services) == ["a-patient-view"]
+    assert sorted(runtime.content.services) == ["a-patient-view", "b-patient-view"]
+    served_b = runtime.content.plan("b")
+    assert served_b is not good_b and served_b.url == good_b.url
+    assert served_b.raw["action"] == good_b.raw["action"], "the version before the edit"
+    errors = source.status.to_json()["resourceErrors"]
+    assert [e["resource"] for e in errors] == ["PlanDefinition/b"]
+    assert "syntax error" in errors[0]["message"] and "serving its last good version 1" in errors[0]["message"]
+
+    server.put(hook_plan("b", expression="false"))  # fixed: the new version serves, the error is gone
+    assert source.refresh(runtime) is True
+    assert source.status.to_json()["resourceErrors"] == []
+    assert runtime.content.plan("b") is not served_b
 
 
 def test_a_server_that_is_down_at_start_gives_empty_content_with_the_reason():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.jsonlimits import MAX_DEPTH, JsonRejected, check, parse
+from service.jsonlimits import MAX_DEPTH, JsonRejected, check, parse, parse_strict
 
 
 def test_ordinary_json_is_parsed():
@@ -52,3 +52,37 @@ def test_a_path_shown_in_a_message_is_one_bounded_line():
     with pytest.raises(JsonRejected) as info:
         check({"k\n" + "x" * 500: "\ud800"})
     assert "\n" not in info.value.message and len(info.value.message) < 200
+
+
+# ---- the fast path (orjson + structure by bytes) and the reference path agree -------------------
+
+@pytest.mark.parametrize("raw", [
+    b'{"text": "[[[[{{{{ ,,,, \\" ]]]] \\\\", "n": [1, -2.5e-3, 0, 12345678901234567]}',
+    b'{"k\\\\": "\\\\\\"[", "a": ["]", "}", "{\\"x\\": [1,2]}"], "b": {"c": [[], {}, [{}]]}}',
+    b'{"big": 123456789012345678901234567890, "neg": -9223372036854775809, "s": "12345678901234567890123"}',
+    b'[' + b'{"a": 1, "b": 2, "c": 3},' * 9 + b'{}]',
+    b'"just a string"',
+    b'42',
+])
+def test_both_paths_read_the_same_value(raw):
+    assert parse(raw, max_items=10) == parse_strict(raw, max_items=10)
+    assert type(parse(raw)) is type(parse_strict(raw))
+
+
+def test_integers_past_64_bits_stay_exact():
+    assert parse(b'{"n": 123456789012345678901234567890}')["n"] == 123456789012345678901234567890
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a": "' + b"[" * 100 + b'", "b": [' + b"[" * 62 + b"]" * 62 + b"]}",  # brackets in strings do not count
+    b'{"entry": [' + b",".join([b'{"a": 1, "b": 2, "c": 3}'] * 10) + b"]}",  # object members are no items
+])
+def test_brackets_in_strings_and_object_commas_are_not_structure(raw):
+    assert parse(raw, max_items=10) == parse_strict(raw, max_items=10)
+
+
+def test_depth_counts_mixed_containers_and_strings_between():
+    deep = b'{"a": ' * (MAX_DEPTH - 1) + b'["x", "]"]' + b"}" * (MAX_DEPTH - 1)
+    assert parse(deep) is not None
+    with pytest.raises(JsonRejected, match="nested more than 64 levels deep"):
+        parse(b'{"a": ' * MAX_DEPTH + b'["x", "]"]' + b"}" * MAX_DEPTH)

@@ -19,7 +19,7 @@ from service.content.publish import (
     stored_ids,
     to_transaction,
 )
-from service.errors import ContentErrors, FhirServerError
+from service.errors import ContentErrors, FhirRequestRefused, FhirServerError
 from tests.conftest import CONTENT
 
 CASE = CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json"
@@ -42,9 +42,7 @@ class FakeClient:
     def transaction(self, bundle, timeout=None):
         self.sent.append(bundle)
         if self.refuse_put and any(e["request"]["method"] == "PUT" for e in bundle["entry"]):
-            error = FhirServerError("FHIR server answered 400 to POST: client ids are not allowed")
-            error.http_status = 400
-            raise error
+            raise FhirRequestRefused("FHIR server answered 400 to POST: client ids are not allowed", server_status=400)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [
             {"response": {"status": "201 Created", "location":
                           f"{self.base_url}{e['request']['url'].split('/')[0]}/{i + 100}/_history/1"}}

@@ -13,13 +13,17 @@ PlanDefinition, `valueSet` -> ValueSet, relatedArtifact -> Library or ValueSet).
 
 The resources are built with the same strict `build_content` as the folder, each named
 "<Type>/<id>" where a folder would name the file.  A bad resource does not take the rest
-down: when the build raises ContentErrors, the resources named are dropped together with the
-PlanDefinitions that use them (directly or through other resources), each listed as an error
-issue in `ContentSet.issues` and logged, and the build is retried, so the good
+down: when the build raises ContentErrors, each resource named is replaced by its last good
+version (the one the previous successful build used, so a broken edit of a PlanDefinition keeps
+its services in discovery, serving what they served before); a resource with no good version
+before is dropped together with the PlanDefinitions that use it (directly or through other
+resources).  Either way it is listed as an error issue in `ContentSet.issues` (and in the
+status, `GET /status/content`) and logged, and the build is retried, so the good
 PlanDefinitions still serve.
 
-Refresh: `start(runtime)` runs a daemon thread that reloads every `refresh_seconds` and swaps
-`runtime.content` in one assignment.  A refresh that fails (server down, refused token, a
+Refresh: `start(runtime)` runs a daemon thread that reloads every `refresh_seconds`, and at
+once on `reload_now()` (SIGHUP under `dah-cds serve`), and swaps `runtime.content` in one
+assignment.  A refresh that fails (server down, refused token, a
 build that cannot be repaired) keeps the previous content.  Until a first load succeeds the
 service serves no services and retries every `min(refresh_seconds, 10)` seconds.  Nothing is
 rebuilt when no resource changed (same ids, versionIds and lastUpdated).
@@ -33,6 +37,8 @@ import threading
 from collections.abc import Callable
 from urllib.parse import quote
 
+from service.content.status import ContentStatus, content_version
+from service.content.watch import register
 from service.engine import ContentIssue, ContentSet, Source, build_content
 from service.errors import ContentErrors, FhirAccessError
 from service.fhir.client import FhirClient
@@ -108,7 +114,11 @@ class FhirContentSource:
         self._fingerprint: tuple | None = None
         self._content: ContentSet | None = None
         self._logged_issues: list[str] = []
+        self._good: dict[str, dict] = {}  # "Type/id" -> the version the last successful build used
+        self._included: dict[str, dict] = {}
+        self._wake = threading.Event()
         self.last_error: str | None = None
+        self.status = ContentStatus("fhir-server", client.base_url)
 
     @property
     def base_url(self) -> str:
@@ -187,13 +197,17 @@ class FhirContentSource:
         if self._content is not None and fingerprint == self._fingerprint:
             return self._content
         content = self.build(resources, deps)
+        self._good = dict(self._included)
         self._fingerprint, self._content = fingerprint, content
+        self.status.served(content, content_version(list(self._included.items())))
         return content
 
     def build(self, resources: dict[str, dict], deps: dict[str, set[str]]) -> ContentSet:
-        """build_content, dropping what it names (and the PlanDefinitions using it) until it builds."""
+        """build_content, putting back the last good version of what it names, else dropping it (and
+        the PlanDefinitions using it), until it builds."""
         included = dict(sorted(resources.items()))
         issues: list[ContentIssue] = []
+        restored: set[str] = set()
         while True:
             try:
                 content = self._build(list(included.items()))
@@ -201,19 +215,28 @@ class FhirContentSource:
                 bad = {e.file for e in exc.errors if e.file in included}
                 if not bad:
                     raise ContentSourceError("content from the server does not build: " + str(exc)) from None
+                restore = {name for name in bad if name not in restored
+                           and self._good.get(name) not in (None, included[name])}
                 for err in exc.errors:
                     if err.file in bad:
-                        issues.append(ContentIssue(Source(err.file, err.path), err.message + " (skipped)", "error"))
-                users = {name for name in included if name.startswith("PlanDefinition/") and name not in bad
-                         and _closure(name, deps) & bad}
+                        note = (f" (serving its last good version{_version_of(self._good[err.file])})"
+                                if err.file in restore else " (skipped)")
+                        issues.append(ContentIssue(Source(err.file, err.path), err.message + note, "error"))
+                drop = bad - restore
+                users = {name for name in included if name.startswith("PlanDefinition/") and name not in drop
+                         and _closure(name, deps) & drop}
                 for name in sorted(users):
-                    culprits = ", ".join(sorted(_closure(name, deps) & bad))
+                    culprits = ", ".join(sorted(_closure(name, deps) & drop))
                     issues.append(ContentIssue(Source(name, "PlanDefinition"),
                                                f"not served: it uses {culprits}, which has errors", "error"))
-                for name in bad | users:
+                for name in restore:
+                    included[name] = self._good[name]
+                restored |= restore
+                for name in drop | users:
                     del included[name]
                 continue
             content.issues[:0] = issues
+            self._included = included
             return content
 
     # ---- refresh ----------------------------------------------------------------------------
@@ -225,6 +248,7 @@ class FhirContentSource:
         except (FhirAccessError, ContentSourceError) as exc:
             self.last_error = getattr(exc, "message", None) or str(exc)
             log.error("%s from %s: %s", failure, self.base_url, self.last_error)
+            self.status.failed(self.last_error, f"the last good content ({self.status.version or 'none'})")
             return None
         self.last_error = None
         return content
@@ -246,6 +270,7 @@ class FhirContentSource:
             content = self._try_load("content refresh failed, previous content kept")
             if content is None:
                 return False
+            self.status.checked(clear=True)
             if content is not runtime.content:
                 runtime.content = content  # one assignment: a request sees the old set or the new one
                 self._log_issues(content)
@@ -261,16 +286,28 @@ class FhirContentSource:
                     (log.error if issue.severity == "error" else log.warning)("%s", issue)
             self._logged_issues = lines
 
-    def start(self, runtime) -> None:
-        """Refresh in a daemon thread (not when refresh_seconds <= 0)."""
-        if self.refresh_seconds <= 0 or self._thread is not None:
+    def reload_now(self) -> None:
+        """Refresh at once (the background thread wakes up)."""
+        self._wake.set()
+
+    def start(self, runtime, on_signal: bool = False) -> None:
+        """Refresh in a daemon thread: every refresh_seconds (never when <= 0), and on reload_now()
+        when `on_signal` (registered for service.content.watch.reload_all)."""
+        if on_signal:
+            register(self)
+        if (self.refresh_seconds <= 0 and not on_signal) or self._thread is not None:
             return
 
         def run():
             while True:
-                wait = self.refresh_seconds if self._content is not None \
-                    else min(self.refresh_seconds, FIRST_LOAD_RETRY_SECONDS)
-                if self._stop.wait(wait):
+                if self.refresh_seconds <= 0:
+                    wait = None
+                else:
+                    wait = self.refresh_seconds if self._content is not None \
+                        else min(self.refresh_seconds, FIRST_LOAD_RETRY_SECONDS)
+                self._wake.wait(wait)
+                self._wake.clear()
+                if self._stop.is_set():
                     return
                 try:
                     self.refresh(runtime)
@@ -282,9 +319,15 @@ class FhirContentSource:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def _version_of(raw: dict) -> str:
+    version = (raw.get("meta") or {}).get("versionId")
+    return f" {version}" if version else ""
 
 
 def _name(raw: dict) -> str:

@@ -42,6 +42,11 @@ def read_folder(directory: str | Path) -> tuple[list[tuple[str, dict]], list[Con
 def load_folder(directory: str | Path) -> ContentSet:
     """Read and build the folder's content; raise ContentErrors listing all problems."""
     raws, errors = read_folder(directory)
+    return build_read(raws, errors)
+
+
+def build_read(raws: list[tuple[str, dict]], errors: list[ContentError]) -> ContentSet:
+    """Build what read_folder read; raise ContentErrors with its unreadable files and the build's errors."""
     try:
         content = build_content(raws)
     except ContentErrors as exc:

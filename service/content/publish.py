@@ -34,7 +34,7 @@ from typing import Any
 
 from service.content.folder import PACKAGE_FILES, load_folder
 from service.engine import SUPPORTED_TYPES
-from service.errors import FhirAccessError, FhirAuthError, FhirServerError
+from service.errors import FhirAccessError, FhirRequestRefused, FhirServerError
 from service.fhir.client import FhirClient
 
 log = logging.getLogger("service.publish")
@@ -301,9 +301,8 @@ def load_document(client: FhirClient, document: Any, source: str, id_mode: str =
         bundle = to_transaction(items, mode, id_prefix)
         try:
             response = client.transaction(bundle, timeout=timeout)
-        except FhirAccessError as exc:
-            status = getattr(exc, "http_status", None)
-            if i + 1 < len(modes) and status is not None and 400 <= status < 500 and not isinstance(exc, FhirAuthError):
+        except FhirRequestRefused as exc:
+            if i + 1 < len(modes):
                 note = f"the server refused client-assigned ids ({exc.message})"
                 log.warning("%s: %s; loading with server-assigned ids", source, note)
                 continue

@@ -9,7 +9,8 @@ Every value is percent-encoded when it is filled in (RFC 3986 §2.1, every chara
 unreserved ones), so a value such as `x&_count=1000&_include=*`, `x#` or `../Patient` is one
 value of one parameter (or one path segment), never more parameters, a cut query or another path.
 A template with a token that has no value renders to None: that key has no data.
-The draft orders are indexed once per call, when the first FHIRPath token needs them.
+The draft orders are indexed once per call: FHIRPath tokens read them through the call's data index
+(`index`), the one the engine's `$apply` is then given (`ApplyContext.index`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ KEY_REF = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)")
 class Tokens:
     """The token values of one call: its context as the caller sent it, its user, its time."""
 
-    def __init__(self, context: Mapping[str, Any], user: str | None = None, now: datetime | None = None):
+    def __init__(self, context: Mapping[str, Any], user: str | None = None, now: datetime | None = None,
+                 index: DataIndex | None = None):
+        """`index`: the call's data index, to be passed on to `$apply` (made with the content's
+        terminology); without one, tokens index the draft orders for themselves."""
         self.context = context
         self.user = user
         self.now = now
+        self.index = index if index is not None else DataIndex()
         self._evaluation: Evaluation | None = None
 
     def render(self, tmpl: str, resolved: Mapping[str, Any] | None = None) -> str | None:
@@ -71,11 +76,8 @@ class Tokens:
             log.warning("prefetch token {{%s}} is not a usable FHIRPath expression", token)
             return []
         if self._evaluation is None:
-            # Note: apply_plan indexes the draft orders again with the rest of the call's data
-            # (service.engine.apply); one shared index needs the engine to take a prebuilt index.
-            index = DataIndex()
-            index.add(self.context.get("draftOrders"))
-            self._evaluation = Evaluation(self.now, index, None, stub_references=True)
+            self.index.add(self.context.get("draftOrders"))
+            self._evaluation = Evaluation(self.now, self.index, None, stub_references=True)
         try:
             values = expr.evaluate(self._evaluation, {"context": dict(self.context)},
                                    {k: ([] if v is None else v) for k, v in resolved.items()})

@@ -5,15 +5,8 @@ then `apply_plan` / `apply_activity` with an `ApplyContext`.  Reading content fr
 a FHIR server is `service.content`."""
 
 from service.engine import functions  # noqa: F401  (registers the generic functions with the FHIRPath gateway)
-from service.engine.apply import (
-    AppliedAction,
-    ApplyContext,
-    ApplyResult,
-    NotEvaluated,
-    apply_activity,
-    apply_plan,
-    stable_id,
-)
+from service.engine.apply import apply_activity, apply_plan
+from service.engine.applymodel import AppliedAction, ApplyContext, ApplyResult, NotEvaluated, stable_id
 from service.engine.build import build_content
 from service.engine.compile import SUPPORTED_TYPES
 from service.engine.fhirpath import Evaluation, Expression, to_python

@@ -117,7 +117,8 @@ def _compile(file: str, raw: Resource, url: str, out: Compiled, problems: Proble
             url, raw, Source(file, "Library"),
             variables(raw, "Library", file, problems),
             data_requirements(raw.get("dataRequirement"), "Library.dataRequirement", file, problems),
-            [a["resource"] for a in raw.get("relatedArtifact", []) if a.get("type") == "depends-on" and a.get("resource")],
+            [a["resource"] for a in raw.get("relatedArtifact", [])
+             if a.get("type") == "depends-on" and a.get("resource")],
         )
     elif rtype == "ActivityDefinition":
         out.activities[url] = ActivityDef(url, raw, Source(file, rtype), _dynamic_values(raw, rtype, file, problems))
@@ -125,10 +126,12 @@ def _compile(file: str, raw: Resource, url: str, out: Compiled, problems: Proble
         for i, inner in enumerate(raw.get("contained", [])):
             if inner.get("resourceType") == "ActivityDefinition" and inner.get("id"):
                 curl = f"{url}#{inner['id']}"
-                out.activities[curl] = ActivityDef(curl, inner, Source(file, f"PlanDefinition.contained[{i}]"),
-                                                   _dynamic_values(inner, f"PlanDefinition.contained[{i}]", file, problems))
-        plan = PlanDef(url, raw, Source(file, rtype),
-                       [_action(a, f"PlanDefinition.action[{i}]", file, problems) for i, a in enumerate(raw.get("action", []))])
+                where = f"PlanDefinition.contained[{i}]"
+                out.activities[curl] = ActivityDef(curl, inner, Source(file, where),
+                                                   _dynamic_values(inner, where, file, problems))
+        actions = [_action(a, f"PlanDefinition.action[{i}]", file, problems)
+                   for i, a in enumerate(raw.get("action", []))]
+        plan = PlanDef(url, raw, Source(file, rtype), actions)
         plan.variables = {v.name: v for v in variables(raw, rtype, file, problems)}
         out.plans[url] = plan
 
@@ -209,13 +212,15 @@ def _check_codes(raw: Element, path: str, file: str, problems: Problems) -> None
     if raw.get("priority") is not None and raw["priority"] not in PRIORITIES:
         problems.error(Source(file, f"{path}.priority"), f"priority must be one of {PRIORITIES}")
     if raw.get("selectionBehavior") is not None and raw["selectionBehavior"] not in SELECTION_BEHAVIORS:
-        problems.error(Source(file, f"{path}.selectionBehavior"), f"selectionBehavior must be one of {SELECTION_BEHAVIORS}")
+        problems.error(Source(file, f"{path}.selectionBehavior"),
+                       f"selectionBehavior must be one of {SELECTION_BEHAVIORS}")
     type_code = ((raw.get("type") or {}).get("coding") or [{}])[0].get("code")
     if type_code is not None and type_code not in ACTION_TYPES:
         problems.error(Source(file, f"{path}.type"), f"action type must be one of {ACTION_TYPES}")
     has_target = any(e.get("url") == EXT_TARGET for e in raw.get("extension", []))
     if type_code in ("update", "remove") and not has_target and not raw.get("definitionCanonical"):
-        problems.error(Source(file, f"{path}.type"), f"a {type_code} action needs a cds-target extension naming the resource it acts on")
+        problems.error(Source(file, f"{path}.type"),
+                       f"a {type_code} action needs a cds-target extension naming the resource it acts on")
 
 
 def _conditions(raw: Element, path: str, file: str, problems: Problems) -> list[Condition]:

@@ -91,7 +91,8 @@ def dose(dosage: Element, unit: str, identity: Identity | None, wanted: frozense
     return None, f"dose unit {raw!r} does not convert to {unit}"
 
 
-def _ingredient(identity: Identity | None, wanted: frozenset[str] | None, given: str) -> tuple[Ingredient | None, str | None]:
+def _ingredient(identity: Identity | None, wanted: frozenset[str] | None,
+                given: str) -> tuple[Ingredient | None, str | None]:
     """The one ingredient whose strength applies, or the reason there is none (None: not known)."""
     product = identity.product if identity is not None else None
     if product is None or not product.ingredients:

@@ -11,6 +11,9 @@ Rules (FHIRPath N1, http://hl7.org/fhirpath/N1/):
   passes to `Expression.evaluate`/`holds`; it travels in fhirpathpy's evaluation context (the
   `ctx` dict fhirpathpy hands to every invocation, never copied) and every generic function
   receives it as its first argument.  No module or context-variable state is per call.
+- Expressions run on the fast path (`fhirpath_compiled`: the parse tree translated once into
+  Python closures, fhirpathpy's semantics and functions); one that uses a construct it does not
+  translate runs on fhirpathpy's tree walker, and says why in `Expression.slow_reason`.
 - Variables may be supplied lazily (computed on first use), and a condition that is an
   `and` chain stops at the first operand that is not true (FHIRPath §6.5 allows not
   evaluating the second operand): rules that do not apply cost little.
@@ -39,6 +42,7 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from service.engine import fhirpath_compiled
 from service.errors import ExpressionError, UnsupportedLanguage
 
 if TYPE_CHECKING:
@@ -85,12 +89,13 @@ class Evaluation:
     """Per-call state the generic functions need: the evaluation time, the data index and the
     terminology.  Made once per call by the caller and passed to every evaluation."""
 
-    __slots__ = ("now", "fp_now", "fp_today", "index", "terminology", "allowed_cache", "stub_references")
+    __slots__ = ("now", "fp_now", "fp_today", "index", "terminology", "allowed_cache", "stub_references", "memo")
 
     def __init__(self, now: datetime, index: DataIndex, terminology: Terminology | None = None,
                  stub_references: bool = False) -> None:
         self.now = now
-        self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))  # ms precision: hour/minute arithmetic needs it
+        # ms precision: hour/minute arithmetic needs it
+        self.fp_now = FP_DateTime(now.isoformat(timespec="milliseconds"))
         self.fp_today = FP_DateTime(now.date().isoformat())
         self.index = index
         self.terminology = terminology
@@ -98,6 +103,7 @@ class Evaluation:
         # resolve() of a reference not in the data: nothing (engine), or a {resourceType, id} stub
         # (prefetch templates only need the id: CDS Hooks 3.0 ballot §Prefetch tokens).
         self.stub_references = stub_references
+        self.memo: dict[object, Any] = {}  # fast path: operators on literals and %variables, this call
 
 
 # A generic function: `fn(evaluation, inputs, *args)`, the arguments as fhirpathpy passes them.
@@ -212,7 +218,7 @@ def _function_names(node: Node) -> set[str]:
 class Expression:
     """A compiled FHIRPath expression."""
 
-    __slots__ = ("text", "variables", "_ast", "_root", "_conjuncts")
+    __slots__ = ("text", "variables", "slow_reason", "_ast", "_root", "_conjuncts")
 
     def __init__(self, text: str, language: str = "text/fhirpath") -> None:
         if language not in FHIRPATH_LANGUAGES:
@@ -230,20 +236,32 @@ class Expression:
         if unknown:
             raise ExpressionError(text, f"unknown function(s): {', '.join(unknown)}")
         self.variables = frozenset(a or b for a, b in _VARIABLE.findall(text))
-        self._root = self._ast["children"][0]
-        self._conjuncts = _conjuncts(self._root)
+        self.slow_reason: str | None = None  # why the expression is not on the fast path
+        self._root = self._step(self._ast["children"][0])
+        self._conjuncts = [self._step(node) for node in _conjuncts(self._root[0])]
 
-    def _run(self, evaluation: Evaluation, node: Node, resource: Any, variables: Mapping[str, Any],
-             lazy: LazyVariables | None) -> list[Any]:
+    def _step(self, node: Node) -> tuple[Node, fhirpath_compiled.Fn | None]:
+        """The node and its compiled closure (None: fhirpathpy's tree walker evaluates it)."""
+        try:
+            return node, fhirpath_compiled.compile_node(node, _invocations())
+        except fhirpath_compiled.NotCompiled as exc:
+            self.slow_reason = self.slow_reason or str(exc)
+        except Exception as exc:  # noqa: BLE001  (nesting too deep; a literal fhirpathpy reads only when run)
+            self.slow_reason = self.slow_reason or f"{type(exc).__name__}: {exc}"
+        return node, None
+
+    def _run(self, evaluation: Evaluation, step: tuple[Node, fhirpath_compiled.Fn | None], resource: Any,
+             variables: Mapping[str, Any], lazy: LazyVariables | None) -> list[Any]:
         focus = resource if resource is not None else {}
         env = Variables({"context": focus, "ucum": "http://unitsofmeasure.org", **variables}, lazy)
         env["now"] = evaluation.fp_now
         constants.reset()
         data_root = arraify(focus)
         ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _invocations(),
-               _EVALUATION: evaluation}
+               _EVALUATION: evaluation, fhirpath_compiled.MEMO: evaluation.memo}
         try:
-            result = do_eval(ctx, data_root, node)
+            node, fast = step
+            result = fast(ctx, data_root) if fast is not None else do_eval(ctx, data_root, node)
         except ExpressionError:
             raise
         except RecursionError:
@@ -261,8 +279,8 @@ class Expression:
     def holds(self, evaluation: Evaluation, resource: Any, variables: Mapping[str, Any],
               lazy: LazyVariables | None = None) -> bool:
         """A condition's truth: a single `true`; an `and` chain stops at its first operand that is not."""
-        for node in self._conjuncts:
-            if not as_boolean(self._run(evaluation, node, resource, variables, lazy), self.text):
+        for step in self._conjuncts:
+            if not as_boolean(self._run(evaluation, step, resource, variables, lazy), self.text):
                 return False
         return True
 
@@ -287,6 +305,9 @@ class Expression:
         return f"Expression({self.text!r})"
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
 def _string_literal(node: Node) -> str | None:
     """The value of a parameter that is a plain string literal ('kg'), else None."""
     while node.get("type") in ("TermExpression", "LiteralTerm") and len(node.get("children", [])) == 1:
@@ -295,7 +316,9 @@ def _string_literal(node: Node) -> str | None:
     if node.get("type") != "StringLiteral" or not isinstance(text, str) or len(text) < 2:
         return None
     body = text[1:-1]
-    return body if "\\" not in body else re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
+    if "\\" not in body:
+        return body
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
 def typed(items: list[Any]) -> list[Any]:

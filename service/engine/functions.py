@@ -182,7 +182,8 @@ def _has(item: Any, element: str) -> bool:
     if item.get(element) not in (None, [], {}):
         return True
     n = len(element)
-    return any(k.startswith(element) and len(k) > n and k[n].isupper() and v not in (None, [], {}) for k, v in item.items())
+    return any(k.startswith(element) and len(k) > n and k[n].isupper() and v not in (None, [], {})
+               for k, v in item.items())
 
 
 def _latest(evaluation: Evaluation, inputs: Collection, element: StringArg | None = None) -> list[Any]:

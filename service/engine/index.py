@@ -81,6 +81,7 @@ class DataIndex:
 
     def __init__(self, terminology: Terminology | None = None) -> None:
         self.terminology = terminology  # ValueSets and ConceptMaps of the content (None: codes as sent)
+        self._added: set[int] = set()  # values given to add(), by id: each is indexed once
         self._identity: dict[int, Identity] = {}
         self._by_bundle: dict[int, dict[str, list[Resource]]] = {}
         self._by_code: dict[tuple[int, str], dict[str, list[int]]] = {}  # (bundle, type) -> token -> positions
@@ -110,7 +111,12 @@ class DataIndex:
         return found
 
     def add(self, value: Any) -> None:
-        """Make a request value (a Bundle or a single resource) resolvable by reference (lazily)."""
+        """Make a request value (a Bundle or a single resource) resolvable by reference (lazily).
+        A value added before (the same object) is not added again."""
+        if value is None or id(value) in self._added:
+            return
+        self._added.add(id(value))
+        self._keep.append(value)
         self._pending.append(value)
 
     def _index_pending(self) -> None:
@@ -121,7 +127,8 @@ class DataIndex:
     def _add_now(self, value: Any) -> None:
         if isinstance(value, dict) and value.get("resourceType") == "Bundle":
             self.bundle_resources(value)
-        elif isinstance(value, dict) and isinstance(value.get("resourceType"), str) and isinstance(value.get("id"), str):
+        elif (isinstance(value, dict) and isinstance(value.get("resourceType"), str)
+              and isinstance(value.get("id"), str)):
             self._by_reference.setdefault(f"{value['resourceType']}/{value['id']}", value)
 
     def resolve(self, reference: str) -> Resource | None:

@@ -107,7 +107,8 @@ def _library_scope(urls: list[str], libraries: Aliased[LibraryDef], src: Source,
             scope[var.name] = var
         for dr in lib.data_requirements:
             if dr.key in requirements and requirements[dr.key].raw != dr.raw:
-                problems.error(dr.source, f"prefetch key {dr.key!r} is defined differently at {requirements[dr.key].source}")
+                problems.error(dr.source,
+                               f"prefetch key {dr.key!r} is defined differently at {requirements[dr.key].source}")
             requirements[dr.key] = dr
     return scope
 
@@ -116,8 +117,8 @@ def link_activity(act: ActivityDef, libraries: Aliased[LibraryDef], problems: Pr
     """An activity's Libraries become its scope (for $apply of the activity on its own).
     Raises Unsupported when it depends on CQL."""
     if act.raw.get("library"):
-        act.variables = _library_scope(act.raw["library"], libraries, Source(act.source.file, "ActivityDefinition.library"),
-                                       problems, act.data_requirements)
+        where = Source(act.source.file, "ActivityDefinition.library")
+        act.variables = _library_scope(act.raw["library"], libraries, where, problems, act.data_requirements)
 
 
 def link_plan(plan: PlanDef, libraries: Aliased[LibraryDef], activities: Aliased[ActivityDef], plans: Aliased[PlanDef],

@@ -27,7 +27,7 @@ from service.engine.model import ActionDef, ActivityDef, PlanDef, Source, Variab
 from service.engine.problems import Problems
 from service.engine.terminology import Terminology, TerminologyError
 
-# Variables the engine binds for every evaluation (see service.engine.apply).
+# Variables the engine binds for every evaluation (see service.engine.apply and .scope).
 ENGINE_VARIABLES = frozenset({"now", "hook", "selections", "draftOrders", "subject", "userId", "encounterId"})
 ITEM = "item"  # bound by cds-for-each inside the action's subtree
 UNIT_FUNCTIONS = ("inUnit", "dose", "dailyDose")  # their first argument is a UCUM unit

@@ -127,7 +127,9 @@ def _names(concept: Any) -> list[str]:
 
 def _ingredients(med: Resource | None) -> list[Element]:
     items = med.get("ingredient") if isinstance(med, dict) else None
-    return [i for i in items if isinstance(i, dict) and i.get("isActive") is not False] if isinstance(items, list) else []
+    if not isinstance(items, list):
+        return []
+    return [i for i in items if isinstance(i, dict) and i.get("isActive") is not False]
 
 
 def _from_medication(med: Resource | None, tokens_of: TokensOf, catalog: Catalog | None) -> Product | None:

@@ -1,6 +1,6 @@
 """The problems found while building a content set: fatal errors (each named by file and path,
-reported together) and non-fatal issues (kept on the ContentSet).  Compiling, linking and
-linting all report here."""
+reported together) and non-fatal issues (kept on the ContentSet, among them every expression
+that is not on the FHIRPath fast path).  Compiling, linking and linting all report here."""
 
 from __future__ import annotations
 
@@ -39,9 +39,13 @@ class Problems:
             self.error(source, "expression is missing (Expression.expression is required here)")
             return None
         try:
-            return Expression(node["expression"], node.get("language", "text/fhirpath"))
+            expression = Expression(node["expression"], node.get("language", "text/fhirpath"))
         except UnsupportedLanguage as exc:
             raise Unsupported(source, exc.message) from None
         except ExpressionError as exc:
             self.error(source, exc.message)
             return None
+        if expression.slow_reason is not None:
+            self.issue(source, f"not on the FHIRPath fast path ({expression.slow_reason}): "
+                               "evaluated by fhirpathpy's slower tree walker")
+        return expression

@@ -43,6 +43,15 @@ issued_suggestions = Table(
     Column("suggestion_uuid", String(64), primary_key=True),
 )
 
+# The label each suggestion was shown with, for the per-suggestion report (its uuid is per call).
+suggestion_labels = Table(
+    "suggestion_label",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("suggestion_uuid", String(64), primary_key=True),
+    Column("label", String(300)),
+)
+
 # CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".
 # The key is sha256(iss NUL jti): fixed size, whatever the client sends.
 token_ids = Table(

@@ -26,9 +26,17 @@ from sqlalchemy import create_engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.feedback.migrate import upgrade
-from service.feedback.schema import feedback, issued_cards, issued_suggestions, metadata, token_ids
+from service.feedback.schema import (
+    feedback,
+    issued_cards,
+    issued_suggestions,
+    metadata,
+    suggestion_labels,
+    token_ids,
+)
 
-__all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_suggestions", "metadata", "token_ids"]
+__all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_suggestions", "metadata", "suggestion_labels",
+           "token_ids"]
 
 PURGE_EVERY_SECONDS = 60.0
 
@@ -66,8 +74,9 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             conn.execute(delete(token_ids).where(token_ids.c.expires_at < now))
 
-    def record_cards(self, service_id: str, hook_instance: str, cards: list[dict]) -> None:
-        now = datetime.now(UTC)
+    def record_cards(self, service_id: str, hook_instance: str, cards: list[dict],
+                     issued_at: datetime | None = None) -> None:
+        now = issued_at or datetime.now(UTC)
         rows = [
             {
                 "uuid": c["uuid"],
@@ -82,6 +91,8 @@ class FeedbackStore:
         if not rows:
             return
         suggestions = {(c["uuid"], s["uuid"]) for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
+        labels = {(c["uuid"], s["uuid"]): str(s.get("label") or "")[:300]
+                  for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
         for attempt in (1, 2):  # a concurrent identical call may insert the same cards first
             try:
                 with self.engine.begin() as conn:
@@ -95,6 +106,9 @@ class FeedbackStore:
                         links = [{"card_uuid": c, "suggestion_uuid": s} for c, s in sorted(suggestions) if c in new]
                         if links:
                             conn.execute(insert(issued_suggestions), links)
+                            conn.execute(insert(suggestion_labels), [
+                                {"card_uuid": c, "suggestion_uuid": s, "label": labels[c, s]}
+                                for c, s in sorted(suggestions) if c in new])
                 return
             except IntegrityError:
                 if attempt == 2:

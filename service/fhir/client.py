@@ -1,15 +1,16 @@
 """FHIR REST client for the EHR's `fhirServer` (CDS Hooks 2.0 §FHIR Resource Access).
 
 The only module that talks HTTP.  Rules:
-- reads and searches (GET) for hook calls; `put` (PUT [base]/Type/id), `transaction` (POST
-  [base]) and `delete` for publishing content and loading sample data;
+- reads and searches (GET) for hook calls; `put` (PUT [base]/Type/id) and `transaction` (POST
+  [base]) for publishing content and loading sample data;
 - `Accept: application/fhir+json`, `Authorization: Bearer <token>` when a token is given; the
   token appears in no exception text and in no log line;
-- retries (idempotent GET/PUT/DELETE only; a transaction POST is never repeated) on connection
+- retries (idempotent GET/PUT only; a transaction POST is never repeated) on connection
   errors and 502/503/504, with a short backoff; timeouts are not retried (the EHR is waiting
   for the cards);
 - errors are service.errors types: 401/403 FhirAuthError, 404/410 FhirNotFoundError, other
-  4xx/5xx and non-JSON bodies FhirServerError, timeout FhirTimeout, no connection FhirUnavailable;
+  4xx FhirRequestRefused (a FhirServerError), 5xx and non-JSON bodies FhirServerError,
+  timeout FhirTimeout, no connection FhirUnavailable;
   an error from an HTTP answer carries that answer's status as `server_status`;
 - a 200 body is returned as is, even an OperationOutcome (the caller decides);
 - `fetch` reads a `Type/id` URL and searches any other; `rest_of` completes a searchset page the
@@ -55,6 +56,7 @@ from service import jsonlimits
 from service.errors import (
     FhirAuthError,
     FhirNotFoundError,
+    FhirRequestRefused,
     FhirServerError,
     FhirTimeout,
     FhirTooLarge,
@@ -115,10 +117,6 @@ class FhirClient:
 
     # ---- public -----------------------------------------------------------------------------
 
-    def read(self, resource_type: str, id: str) -> dict:
-        """GET [base]/[type]/[id] (the id is percent-encoded, so it cannot change the path)."""
-        return self.get(f"{quote(resource_type, safe='')}/{quote(id, safe='')}")
-
     def get(self, url: str) -> dict:
         """GET a read or search, relative to the base URL (or absolute on the base's origin)."""
         with self._session_scope() as session:
@@ -151,15 +149,6 @@ class FhirClient:
             raise FhirServerError(f"FHIR server answered {kind}, not a Bundle, to POST {self.base_url}",
                                   reason="the FHIR server did not answer the transaction with a Bundle")
         return response
-
-    def delete(self, resource_type: str, id: str) -> None:
-        """DELETE [base]/[type]/[id] (a resource already gone is not an error)."""
-        url = self._resolve(f"{quote(resource_type, safe='')}/{quote(id, safe='')}")
-        with self._session_scope() as session:
-            try:
-                self._send(session, "DELETE", url, None)
-            except FhirNotFoundError:
-                pass
 
     def fetch(self, url: str) -> dict:
         """A read (`Type/id`) with GET; any other URL as a search, with all its pages (search_all)."""
@@ -386,6 +375,9 @@ class FhirClient:
         if status in (404, 410):
             raise FhirNotFoundError(f"FHIR server answered {status} to {method} {shown_url}",
                                     reason=f"the FHIR server answered HTTP {status}", server_status=status)
+        if 400 <= status < 500:
+            raise FhirRequestRefused(f"FHIR server answered {status} to {method} {shown_url}{self._diagnostics(raw)}",
+                                     reason=f"the FHIR server answered HTTP {status}", server_status=status)
         if not 200 <= status < 300:
             raise FhirServerError(f"FHIR server answered {status} to {method} {shown_url}{self._diagnostics(raw)}",
                                   reason=f"the FHIR server answered HTTP {status}", server_status=status)

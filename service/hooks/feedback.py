@@ -1,13 +1,13 @@
 """CDS Hooks 2.0 §Feedback: one feedback post, checked and stored all or nothing.  No Flask.
 
 Rules, in order, each failure answered before anything is stored:
-1. at most `max_items` feedback items in one post (413);
-2. the body follows `schemas/feedback.schema.json` (400; service.hooks.validation), which also
+1. at most `max_items` feedback items in one post (TooLarge);
+2. the body follows `schemas/feedback.schema.json` (InvalidRequest; service.hooks.validation), which also
    bounds the length of card and suggestion ids and of override-reason texts;
-3. every item's `card` is a card this service issued through the same service id (422 naming
-   `feedback[i].card`);
+3. every item's `card` is a card this service issued through the same service id (Unprocessable
+   naming `feedback[i].card`);
 4. every `acceptedSuggestions[j].id` is the uuid of a suggestion of that card (§Feedback:
-   "The suggestions that were accepted", 422 naming `feedback[i].acceptedSuggestions[j].id`);
+   "The suggestions that were accepted", Unprocessable naming `feedback[i].acceptedSuggestions[j].id`);
 5. the items are stored in one transaction; an item already stored (a retry) is counted as a
    duplicate, not stored twice.  Only the fields §Feedback defines are stored (`card`, `outcome`,
    `outcomeTimestamp`, the ids of `acceptedSuggestions`, `overrideReason.reason` and

@@ -19,6 +19,7 @@ from service import data as data_layer
 from service.engine import (
     ApplyContext,
     ContentSet,
+    DataIndex,
     PlanDef,
     Terminology,
     apply_activity,
@@ -35,7 +36,8 @@ from service.operations.request import ApplyRequest
 def plan_apply(content: ContentSet, request: ApplyRequest, ref: str | None, now: datetime,
                fetcher_factory: ReaderFactory | None = None, trace: bool = False) -> dict:
     plan = _artifact(request, ref, content.plan, "PlanDefinition")
-    ctx = _context(request, now, _data_for(plan, content.terminology, request, now, fetcher_factory))
+    index = DataIndex(content.terminology)  # the call's data, draft orders included, indexed once
+    ctx = _context(request, now, _data_for(plan, content.terminology, request, now, fetcher_factory, index), index)
     return care_plan(apply_plan(content, plan, ctx), trace)
 
 
@@ -43,7 +45,8 @@ def activity_apply(content: ContentSet, request: ApplyRequest, ref: str | None, 
                    fetcher_factory: ReaderFactory | None = None) -> dict:
     activity = _artifact(request, ref, content.activity, "ActivityDefinition")
     scope = PlanDef(activity.url, {}, activity.source, [], activity.variables, activity.data_requirements)
-    ctx = _context(request, now, _data_for(scope, content.terminology, request, now, fetcher_factory))
+    index = DataIndex(content.terminology)
+    ctx = _context(request, now, _data_for(scope, content.terminology, request, now, fetcher_factory, index), index)
     resource, issues = apply_activity(content, activity, ctx)
     if resource is None:
         raise Unprocessable(f"ActivityDefinition {activity.url} could not be applied: "
@@ -60,11 +63,11 @@ def _artifact(request: ApplyRequest, ref: str | None, lookup: Callable[[str], An
     return artifact
 
 
-def _context(request: ApplyRequest, now: datetime, data: dict[str, Any]) -> ApplyContext:
+def _context(request: ApplyRequest, now: datetime, data: dict[str, Any], index: DataIndex) -> ApplyContext:
     return ApplyContext(now=now, subject=request.subject, data=data, hook=request.hook,
                         hook_instance=stable_id(request.subject, now.isoformat()), encounter=request.encounter,
                         practitioner=request.practitioner, draft_orders=request.draft_orders,
-                        selections=list(request.selections))
+                        selections=list(request.selections), index=index)
 
 
 def _sent(plan: PlanDef, request: ApplyRequest) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def _sent(plan: PlanDef, request: ApplyRequest) -> dict[str, Any]:
 
 
 def _data_for(plan: PlanDef, terminology: Terminology, request: ApplyRequest, now: datetime,
-              fetcher_factory: ReaderFactory | None) -> dict[str, Any]:
+              fetcher_factory: ReaderFactory | None, index: DataIndex) -> dict[str, Any]:
     data = _sent(plan, request)
     missing = [key for key in plan.data_requirements if key not in data]
     if not missing:
@@ -97,6 +100,7 @@ def _data_for(plan: PlanDef, terminology: Terminology, request: ApplyRequest, no
         raise InvalidRequest("useServerData needs a dataEndpoint Endpoint with an address", expression="dataEndpoint")
     context = {"patientId": request.patient_id, "encounterId": request.encounter_id,
                "userId": request.practitioner, "draftOrders": request.draft_orders}
-    tokens = data_layer.Tokens({k: v for k, v in context.items() if v is not None}, request.practitioner, now)
+    tokens = data_layer.Tokens({k: v for k, v in context.items() if v is not None}, request.practitioner, now,
+                                 index)
     fhir = fetcher_factory(request.data_endpoint, None) if fetcher_factory is not None else None
     return data | data_layer.resolve(plan, terminology, tokens, data, fhir)

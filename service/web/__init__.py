@@ -10,10 +10,12 @@ from service.runtime import Runtime
 def register(app: Flask, runtime: Runtime) -> None:
     from flask_cors import CORS
 
-    from service.web import errors, guidance, headers, routes
+    from service.web import errors, guidance, headers, preview, routes, status
+    from service.web.jsonout import OrjsonProvider
     from service.web.policy import web_policy
 
     policy = web_policy(runtime)  # refuses an unsafe CORS setting before anything is served
+    app.json = OrjsonProvider(app)  # responses written by orjson
     app.extensions["cds"] = runtime
     app.extensions["cds_policy"] = policy
     # Bodies past the limit are refused (413) before they are read (werkzeug: Content-Length, or
@@ -21,6 +23,8 @@ def register(app: Flask, runtime: Runtime) -> None:
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_request_bytes
     app.register_blueprint(routes.blueprint)
     app.register_blueprint(guidance.blueprint)
+    app.register_blueprint(status.blueprint)
+    preview.register(app, runtime.config)  # the workbench, on loopback only (service.web.preview)
     errors.register(app)
     headers.register(app)
     # Browser-based EHRs and sandboxes call from other origins (CDS Hooks 2.0 §CORS); which ones:

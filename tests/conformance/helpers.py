@@ -1,10 +1,9 @@
-"""Shared pieces of the conformance tests: the base request, OperationOutcome checks, a JSON
-walker for the spec's "no null or empty elements" rule, and the prefetch-template parser
-that checks §Prefetch query restrictions."""
+"""Shared pieces of the conformance tests: the base request (on the synthetic content,
+tests/protocol_content.py), OperationOutcome checks, a JSON walker for the spec's "no null or
+empty elements" rule, and the prefetch-template parser that checks §Prefetch query restrictions."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -15,9 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
-from tests.conftest import CONTENT
+from tests.protocol_content import patient_view_request
 
-BASE_CASE = CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json"
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
 SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
 # Hook library (cds-hooks.hl7.org/hooks/STU1): context fields a service MAY use as prefetch tokens.
@@ -30,13 +28,9 @@ USER_TOKENS = {"userPractitionerId", "userPractitionerRoleId", "userPatientId", 
 TOKEN = re.compile(r"\{\{(.*?)\}\}")
 
 
-def base_case() -> dict:
-    return json.loads(BASE_CASE.read_text(encoding="utf-8"))
-
-
 def base_request() -> dict:
-    """The `request` of plandefinitions/tests/DAH-05/p01-gpa-hypoxemic.json (dah-patient-view)."""
-    return copy.deepcopy(base_case()["request"])
+    """A proto-patient-view call with every key prefetched (tests/fixtures/requests/patient-view-high.json)."""
+    return patient_view_request()
 
 
 def draft_orders() -> dict:

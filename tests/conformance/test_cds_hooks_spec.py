@@ -3,9 +3,11 @@
 One test per MUST/SHALL/SHOULD of https://cds-hooks.hl7.org/2.0/ that binds a service, named
 `test_<spec section>__<rule>`, its docstring quoting the requirement and the Inferno requirement
 id (`<Req Set>#<ID>` of ../shared/external/cds-hooks-requirements/davinci_crd_test_kit_requirements.csv).
-Everything goes through the Flask test client.  Card-level rules are checked on the responses to
-every scenario case in plandefinitions/tests/ (the real content), plus a small synthetic plan for
-what the bundled content does not produce (links, usageRequirements, one id for two hooks).
+Everything goes through the Flask test client, on the synthetic content of tests/fixtures/content/
+(tests/protocol_content.py; never the clinical guidance).  Card-level rules are checked on the
+responses to the synthetic requests on every service of their hook: between them they hold
+critical, warning and info cards, create, update and delete actions, override reasons,
+recommended suggestions, documentation links, and one service id for two hooks.
 REQUIREMENTS.md beside this file maps every requirement row to its test or says why none.
 """
 
@@ -37,10 +39,10 @@ from tests.conformance.helpers import (
     tokens,
 )
 from tests.conftest import T0, shared_path
-from tests.engine.helpers import BASE, write
+from tests.protocol_content import BOTH, ORDER_SELECT, ORDER_SIGN, PATIENT_VIEW, order_request, topics
 
 HERE = Path(__file__).resolve().parent
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 EHR_ORIGIN = "https://ehr.example.org"
 
 
@@ -54,49 +56,37 @@ def services(client) -> list[dict]:
     return response.get_json()["services"]
 
 
-@pytest.fixture(scope="module")
-def scenario_calls(scenario_runs):
-    """(case id, request, status, body) for every case in plandefinitions/tests/, each at its own `now`
-    (the session's one run of every case, tests/scenarios/cases.py)."""
-    calls = [(run.id, run.case["request"], run.status, run.body) for run in scenario_runs.values()]
-    assert len(calls) > 50, "the scenario cases are the evidence for the card rules"
-    return calls
+def _no_data() -> dict:
+    body = base_request()
+    body["prefetch"] = {key: None for key in body["prefetch"]}
+    return body
 
 
-@pytest.fixture(scope="module")
-def responses(scenario_calls):
-    return [(cid, request, body) for cid, request, status, body in scenario_calls if status == 200]
+# Every synthetic request on every service of its hook: (name, service path, request).
+CALLS = [
+    ("patient-view-high", SERVICE, base_request),
+    ("patient-view-no-data", SERVICE, _no_data),
+    ("patient-view-high", BOTH, base_request),
+    ("order-select-dose", ORDER_SELECT, lambda: order_request("order-select")),
+    ("order-sign-dose", ORDER_SIGN, lambda: order_request("order-sign")),
+    ("order-sign-dose", BOTH, lambda: order_request("order-sign")),
+]
 
 
-@pytest.fixture(scope="module")
-def synthetic_client(tmp_path_factory):
-    """A one-plan content set with what the bundled guidance does not use: `usage`, a
-    documentation link, and one service id (`greeter`) for two hooks."""
-    from service.app import create_app
-    from service.content import load_folder
+@pytest.fixture
+def calls(client):
+    """(call name, request, status, body) for every entry of CALLS."""
+    out = []
+    for name, service, make in CALLS:
+        request = make()
+        response = _post(client, request, service)
+        out.append((f"{name} on {service}", request, response.status_code, response.get_json()))
+    return out
 
-    activity = {"resourceType": "ActivityDefinition", "id": "greet", "url": f"{BASE}/ActivityDefinition/greet",
-                "status": "active", "kind": "ServiceRequest", "code": {"text": "Greeting"}}
-    plan = {
-        "resourceType": "PlanDefinition", "id": "greeter", "url": f"{BASE}/PlanDefinition/greeter",
-        "status": "active", "title": "Greeter", "description": "Says hello on every chart and every order",
-        "usage": "Needs nothing; for conformance tests only.",
-        "extension": [{"url": "http://example.org/fhir/StructureDefinition/cds-service-id", "valueString": "greeter"}],
-        "action": [{
-            "id": "hello", "title": "Hello", "description": "Say **hello**.", "priority": "routine",
-            "trigger": [{"type": "named-event", "name": "patient-view"}, {"type": "named-event", "name": "order-sign"}],
-            "code": [{"coding": [{"system": "http://example.org/rules", "code": "HELLO"}]}],
-            "documentation": [
-                {"type": "citation", "display": "Greeting guideline", "url": "https://example.org/guideline"},
-                {"type": "documentation", "display": "More about greetings", "url": "https://example.org/more"},
-            ],
-            "action": [{"id": "order", "title": "Order a greeting", "definitionCanonical": activity["url"]}],
-        }],
-    }
-    folder = write(tmp_path_factory.mktemp("synthetic-content"), activity, plan)
-    db = tmp_path_factory.mktemp("synthetic-db") / "feedback.sqlite3"
-    app = create_app({"database_url": f"sqlite:///{db}"}, clock=lambda: T0, content=load_folder(folder))
-    return app.test_client()
+
+@pytest.fixture
+def responses(calls):
+    return [(cid, request, body) for cid, request, status, body in calls if status == 200]
 
 
 def _post(client, body, service=SERVICE, **kwargs):
@@ -129,8 +119,9 @@ def test_use_of_json__requests_and_responses_are_json(client):
 def test_use_of_json__no_null_or_empty_elements(client, responses):
     """cds-hooks_2.0#3 (SHALL NOT): "JSON elements SHALL NOT be null … [or] empty, unless otherwise
     specified (e.g. to indicate no guidance with an empty array of cards in the CDS Hooks
-    response)."  Checked on discovery, every scenario response (suggested FHIR resources
-    included) and the error OperationOutcomes."""
+    response)."  Checked on discovery, every response to CALLS (suggested FHIR resources
+    included, and a call with no guidance) and the error OperationOutcomes."""
+    assert len(responses) == len(CALLS)
     assert empties(client.get("/cds-services").get_json()) == []
     for case_id, _, body in responses:
         found = empties(body["cards"]) if body["cards"] else []
@@ -212,11 +203,18 @@ def test_discovery__prefetch_is_an_object_of_key_to_template_strings(services):
             assert isinstance(template, str) and template.strip(), (service["id"], key)
 
 
-def test_discovery__usage_requirements_is_a_string(synthetic_client):
+def test_discovery__usage_requirements_is_a_string(services):
     """cds-hooks_2.0#12 (MAY): `usageRequirements` OPTIONAL *string* "Human-friendly description
-    of any preconditions for the use of this CDS Service" (from PlanDefinition.usage)."""
-    (service,) = synthetic_client.get("/cds-services").get_json()["services"][:1]
-    assert service["usageRequirements"] == "Needs nothing; for conformance tests only."
+    of any preconditions for the use of this CDS Service" (from PlanDefinition.usage; only
+    proto-both sets one, and a plan without `usage` announces none)."""
+    usage = {(s["id"], s["hook"]): s.get("usageRequirements") for s in services}
+    assert usage == {
+        ("proto-both", "patient-view"): "Needs nothing; for protocol tests only.",
+        ("proto-both", "order-sign"): "Needs nothing; for protocol tests only.",
+        ("proto-patient-view", "patient-view"): None,
+        ("proto-order-select", "order-select"): None,
+        ("proto-order-sign", "order-sign"): None,
+    }
 
 
 # ---- §Calling a CDS Service -----------------------------------------------------------------------
@@ -238,7 +236,8 @@ def test_calling_a_cds_service__endpoint_is_base_url_cds_services_id(client, ser
 
 def test_providing_fhir_resources__responds_quickly(client):
     """cds-hooks_2.0#27 (SHOULD): "CDS Services SHOULD respond quickly (on the order of 500 ms.)"
-    Median of seven full dah-patient-view calls with prefetch, in process."""
+    Median of seven full proto-patient-view calls with prefetch, in process (the service's own
+    time; the guidance's evaluation time is the scenarios')."""
     body = base_request()
     assert _post(client, body).status_code == 200  # warm-up
     times = []
@@ -330,28 +329,29 @@ def test_prefetch_query_restrictions__templates_use_the_recommended_subset(servi
     """cds-hooks_2.0#58 (SHOULD): "this specification RECOMMENDS that prefetch queries only use a
     subset of the full functionality available in the FHIR specification": instance reads,
     type-level searches, references such as patient={{context.patientId}}, token equality (and
-    `:in`), date prefixes eq/lt/gt/ge/le, `_count`, `_sort`.  Known deviation, listed in
-    REQUIREMENTS.md: `_include` (encounter location, medication of a MedicationRequest); the
-    spec's own §Prefetch tokens identifying the user example uses `_include` too."""
-    deviations = {}
-    for service in services:
-        for key, template in service["prefetch"].items():
-            findings = query_restriction_findings(template)
-            other = [f for f in findings if not f.startswith("_include=")]
-            assert other == [], (service["id"], key, other)
-            if findings:
-                deviations[key] = findings
-    assert set(deviations) <= {"encounter", "medications"}, deviations
+    `:in`), date prefixes eq/lt/gt/ge/le, `_count`, `_sort`.  Every template discovery
+    announces is checked (a read, and searches by patient with a list of tokens); the checker
+    itself names what is outside the subset.  The clinical content's own templates, with their
+    known `_include` deviation, are checked in tests/content/test_prefetch_queries.py."""
+    announced = [(s["id"], key, t) for s in services for key, t in s["prefetch"].items()]
+    assert {t.split("?")[0] for _, _, t in announced} == {
+        "Patient/{{context.patientId}}", "Encounter/{{context.encounterId}}", "Condition", "Observation"}
+    for service_id, key, template in announced:
+        assert query_restriction_findings(template) == [], (service_id, key)
+    assert query_restriction_findings("Encounter?_id={{context.encounterId}}&_include=Encounter:location") == [
+        "_include=Encounter:location"]
+    assert query_restriction_findings("Observation?patient={{context.patientId}}&code:text=level&_summary=count") == [
+        "code:text=level", "_summary=count"]
 
 
 # ---- §CDS Service Response ------------------------------------------------------------------------
 
 
-def test_cds_service_response__200_with_a_cards_array(scenario_calls):
+def test_cds_service_response__200_with_a_cards_array(calls):
     """cds-hooks_2.0#74 (SHALL): "For successful responses, CDS Services SHALL respond with a 200
     HTTP response with an object containing a cards array"; cds-hooks_2.0#75: "[MAY] optionally
     [respond with] a systemActions array" - this service sends none."""
-    for case_id, _, status, body in scenario_calls:
+    for case_id, _, status, body in calls:
         assert status == 200, (case_id, body)
         assert isinstance(body["cards"], list), case_id
         assert "systemActions" not in body, case_id
@@ -366,6 +366,7 @@ def test_cds_service_response__no_guidance_is_200_with_empty_cards(client):
     response = _post(client, body)
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
+    assert topics(_post(client, base_request()).get_json()) != []  # with its data, the same call has cards
 
 
 def test_card_attributes__uuid_is_a_unique_string(responses):
@@ -460,16 +461,17 @@ def test_card_attributes__override_reasons_are_codings_with_display(responses):
             assert isinstance(reason[field], str) and reason[field].strip(), (case_id, reason)
 
 
-def test_card_attributes__links_are_an_array_of_links(synthetic_client):
+def test_card_attributes__links_are_an_array_of_links(client):
     """cds-hooks_2.0#103 (SHALL): "the link field [SHALL be sent as a] array of link [objects]"
     (a documentation RelatedArtifact with a url becomes one; then every card that names its rule
     links to the rule's page, the same page for every patient: not a context-specific drill-down)."""
-    body = minimal_request("patient-view")
-    card = synthetic_client.post("/cds-services/greeter", json=body).get_json()["cards"][0]
+    (card,) = _post(client, base_request(), BOTH).get_json()["cards"]
     assert card["links"] == [
         {"label": "More about greetings", "url": "https://example.org/more", "type": "absolute"},
-        {"label": "Why this recommendation", "url": "http://localhost/guidance/HELLO", "type": "absolute"},
+        {"label": "Why this recommendation", "url": "http://localhost/guidance/PROTO-HELLO", "type": "absolute"},
     ]
+    # the citation is the source, not a link
+    assert card["source"]["url"] == "https://example.org/guideline"
 
 
 def test_source__label_url_and_topic(responses):
@@ -589,15 +591,14 @@ def test_action__delete_uses_resource_id(responses):
         assert isinstance(action["resourceId"], str) and action["resourceId"] in drafts, (case_id, action)
 
 
-def test_link__label_url_type_and_no_app_context_on_absolute_links(synthetic_client, responses):
+def test_link__label_url_type_and_no_app_context_on_absolute_links(responses):
     """cds-hooks_2.0#138 (SHALL): label required string; cds-hooks_2.0#139 (SHALL): url required
     URL; cds-hooks_2.0#141/#142 (SHALL): type required, `absolute` or `smart`; cds-hooks_2.0#144
     (SHALL) appContext a string, #146 (SHOULD) "only … if the link type is smart", #147 (SHALL
     NOT) "not valid for absolute links"."""
-    body = minimal_request("patient-view")
-    links = synthetic_client.post("/cds-services/greeter", json=body).get_json()["cards"][0]["links"]
-    links += [link for _, _, card in cards_of(responses) for link in card.get("links", [])]
-    assert len(links) > 2
+    links = [link for _, _, card in cards_of(responses) for link in card.get("links", [])]
+    assert {link["url"] for link in links} >= {"https://example.org/more", "https://example.org/protocol-test-levels",
+                                               "http://localhost/guidance/PROTO-HIGH"}
     for link in links:
         assert isinstance(link["label"], str) and link["label"]
         assert re.fullmatch(r"https?://[^\s/?#]+[^\s]*", link["url"])
@@ -646,20 +647,10 @@ def test_cross_origin_resource_sharing__preflight_refuses_other_headers(client):
     assert "x-evil" not in response.headers.get("Access-Control-Allow-Headers", "").lower()
 
 
-def test_cross_origin_resource_sharing__configured_origins_only(tmp_path, content):
+def test_cross_origin_resource_sharing__configured_origins_only(make_protocol_app):
     """cds-hooks_2.0#208: with `cors_origins` (CDS_CORS_ORIGINS) set to a comma-separated list of
     EHR origins, each listed origin is allowed and any other gets no Access-Control-Allow-Origin."""
-    from service.app import create_app
-
-    app = create_app(
-        {
-            "database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}",
-            "cors_origins": f"{EHR_ORIGIN}, https://other-ehr.example.org",
-        },
-        clock=lambda: T0,
-        content=content,
-    )
-    client = app.test_client()
+    client = make_protocol_app(cors_origins=f"{EHR_ORIGIN}, https://other-ehr.example.org").test_client()
     for origin, allowed in (
         (EHR_ORIGIN, True),
         ("https://other-ehr.example.org", True),
@@ -677,20 +668,26 @@ def test_cross_origin_resource_sharing__configured_origins_only(tmp_path, conten
 # ---- §Update stale guidance, §Extensions ----------------------------------------------------------
 
 
-def test_update_stale_guidance__one_service_id_for_several_hooks(synthetic_client):
+def test_update_stale_guidance__one_service_id_for_several_hooks(client, services):
     """cds-hooks_2.0#211 (SHALL): "CDS Services indicate [intent to update an existing card] by
     providing multiple CDS Services with the same id in discovery."  A plan that names its
     service id (cds-service-id) is discovered once per hook under that id and answers each hook
     there, with the same card uuid for the same hookInstance."""
-    services = synthetic_client.get("/cds-services").get_json()["services"]
-    assert sorted((s["id"], s["hook"]) for s in services) == [("greeter", "order-sign"), ("greeter", "patient-view")]
+    assert sorted(s["hook"] for s in services if s["id"] == "proto-both") == ["order-sign", "patient-view"]
+    keys = [s["prefetch"] for s in services if s["id"] == "proto-both"][0]
     cards = {}
     for hook in ("patient-view", "order-sign"):
-        response = synthetic_client.post("/cds-services/greeter", json=minimal_request(hook))
-        assert response.status_code == 200, response.get_json()
-        cards[hook] = response.get_json()["cards"]
-    assert [c["summary"] for c in cards["patient-view"]] == [c["summary"] for c in cards["order-sign"]] == ["Hello"]
-    outcome(synthetic_client.post("/cds-services/greeter", json=minimal_request("order-select")), 400)
+        body = minimal_request(hook, keys)
+        for _ in range(2):
+            response = _post(client, body, BOTH)
+            assert response.status_code == 200, response.get_json()
+            cards.setdefault(hook, []).append(response.get_json()["cards"])
+    summaries = {hook: [c["summary"] for c in answers[0]] for hook, answers in cards.items()}
+    assert summaries == {"patient-view": ["Hello"], "order-sign": ["Hello"]}
+    for hook in cards:
+        assert [c["uuid"] for c in cards[hook][0]] == [c["uuid"] for c in cards[hook][1]]
+    issues = outcome(_post(client, minimal_request("order-select", keys), BOTH), 400)
+    assert "order-select" in issue_text(issues)
 
 
 def _cds_extensions(value, where=""):

@@ -13,7 +13,6 @@ never appear in a log line or a response body.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
@@ -23,10 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conformance.helpers import FhirStub, Seen, outcome, outcome_body, searchset
-from tests.conftest import ROOT, T0
+from tests.protocol_content import PATIENT_VIEW, patient_view_request
 
-SERVICE = "/cds-services/proto-patient-view"
-BASE_CASE = ROOT / "tests" / "fixtures" / "requests" / "patient-view-high.json"
+SERVICE = PATIENT_VIEW
 RULE = "PROTO-HIGH"  # fires on the level observations of `observations`
 TOKEN = f"tok-{uuid.uuid4().hex}-secret"
 AUTH = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read",
@@ -77,19 +75,8 @@ def no_token_in_logs(caplog):
 
 
 @pytest.fixture
-def make_app(tmp_path, synthetic_content):
-    from service.app import create_app
-
-    def make(**config):
-        cfg = {"database_url": f"sqlite:///{tmp_path / 'feedback.sqlite3'}", **config}
-        return create_app(cfg, clock=lambda: T0, content=synthetic_content)
-
-    return make
-
-
-@pytest.fixture
-def client(make_app):
-    return make_app(fhir_retries=0).test_client()
+def client(make_protocol_app):
+    return make_protocol_app(fhir_retries=0).test_client()
 
 
 @pytest.fixture
@@ -101,12 +88,12 @@ def templates(client) -> dict[str, str]:
 @pytest.fixture
 def case_data(templates) -> CaseData:
     request = base_request()
-    assert templates.keys() == request["prefetch"].keys()
+    assert templates.keys() == request["prefetch"].keys() | {"encounter"}  # no encounterId: nothing to send
     return CaseData(templates, base_request()["prefetch"], request["context"]["patientId"])
 
 
 def base_request() -> dict:
-    return json.loads(BASE_CASE.read_text(encoding="utf-8"))
+    return patient_view_request()
 
 
 def call(client, body: dict):
@@ -288,13 +275,13 @@ def test_fhir_resource_access__next_link_to_another_origin_is_not_followed(clien
     assert "not followed" in no_token_in_logs.text
 
 
-def test_fhir_resource_access__pages_past_the_limit_are_said_on_a_warning_card(make_app, stubs, case_data):
+def test_fhir_resource_access__pages_past_the_limit_are_said_on_a_warning_card(make_protocol_app, stubs, case_data):
     """Data cut short must not look complete: with CDS_FHIR_MAX_PAGES=2 and a 3-page search, the
     call answers with what it read plus one warning card naming the data that was cut short."""
     holder = {}
     stub = stubs(lambda seen: holder["answer"](seen))
     holder["answer"] = paged_observations(case_data, stub.base)
-    client = make_app(fhir_retries=0, fhir_max_pages=2).test_client()
+    client = make_protocol_app(fhir_retries=0, fhir_max_pages=2).test_client()
     response = call(client, with_server(stub.base, drop=["observations"]))
     assert response.status_code == 200, response.get_json()
     notices = [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete"]
@@ -311,11 +298,11 @@ def test_fhir_resource_access__complete_data_has_no_incomplete_notice(client, ba
 # ---- the server cannot supply the data -> 412 ------------------------------------------------------
 
 
-def test_prefetch_template__server_down_is_412(make_app):
+def test_prefetch_template__server_down_is_412(make_protocol_app):
     """cds-hooks_2.0#54 (SHALL): unable to obtain required data because it cannot access the FHIR
     server -> 412 Precondition Failed (connection refused, after the configured retries); the
     OperationOutcome names the prefetch key the EHR could send instead."""
-    client = make_app(fhir_retries=1).test_client()
+    client = make_protocol_app(fhir_retries=1).test_client()
     started = time.perf_counter()
     issues = outcome(call(client, with_server(f"http://127.0.0.1:{closed_port()}/fhir", drop=["observations"])), 412)
     assert issues[0]["code"] == "transient"
@@ -351,11 +338,11 @@ def test_prefetch_template__server_error_echoing_the_token_is_412_without_it(cli
     assert "boom for Bearer ***" in no_token_in_logs.text
 
 
-def test_prefetch_template__slow_server_is_412_within_the_timeout(make_app, stubs, case_data):
+def test_prefetch_template__slow_server_is_412_within_the_timeout(make_protocol_app, stubs, case_data):
     """cds-hooks_2.0#54 and #27 (respond quickly): a FHIR server slower than
     `fhir_timeout_seconds` (0.3 s here) is a 412 `timeout`, answered long before the server
     would have answered."""
-    client = make_app(fhir_timeout_seconds=0.3, fhir_retries=0).test_client()
+    client = make_protocol_app(fhir_timeout_seconds=0.3, fhir_retries=0).test_client()
     stub = stubs(lambda seen: (*case_data(seen)[:2], 2.0))
     started = time.perf_counter()
     issues = outcome(call(client, with_server(stub.base, drop=["observations"])), 412)

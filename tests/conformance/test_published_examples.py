@@ -447,12 +447,8 @@ def services_by_hook(client) -> dict[str, list[dict]]:
 
 
 @pytest.fixture
-def no_retry_client(tmp_path, content):
-    from service.app import create_app
-
-    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0}, clock=lambda: T0,
-                     content=content)
-    return app.test_client()
+def no_retry_client(make_protocol_app):
+    return make_protocol_app(fhir_retries=0).test_client()
 
 
 @pytest.mark.parametrize("name", REQUESTS)

@@ -47,3 +47,28 @@ def test_filtered_queries_cover_every_code_read(content):
     for rtype, codes in filtered.items():
         missing = sorted(read.get(rtype, set()) - codes)
         assert not missing, f"{rtype} prefetch query omits codes the content reads: {missing}"
+
+
+def test_the_prefetch_templates_keep_to_the_spec(content):
+    """CDS Hooks 2.0 §Prefetch tokens (cds-hooks_2.0#55-#57, #59; hook library 1.0.1: no
+    `draftOrders` or `selections` token) and §Prefetch query restrictions (#58, SHOULD) for the
+    templates this content announces in discovery - the same checks tests/conformance runs on the
+    synthetic content.  Known deviation (REQUIREMENTS.md #58): the `encounter` and `medications`
+    templates `_include` the encounter's location and a MedicationRequest's medication."""
+    from service.hooks.discovery import discovery
+    from tests.conformance.helpers import TOKEN, TOKEN_FIELDS, query_restriction_findings, tokens
+
+    services = discovery(content)["services"]
+    assert {s["hook"] for s in services} == set(TOKEN_FIELDS)
+    deviations = {}
+    for service in services:
+        for key, template in service["prefetch"].items():
+            assert tokens(template) and not re.search(r"[{}]", TOKEN.sub("", template)), (service["id"], key)
+            for token in tokens(template):
+                field = token.removeprefix("context.")
+                assert token.startswith("context.") and field in TOKEN_FIELDS[service["hook"]], (service["id"], token)
+            findings = query_restriction_findings(template)
+            assert [f for f in findings if not f.startswith("_include=")] == [], (service["id"], key, findings)
+            if findings:
+                deviations[key] = findings
+    assert set(deviations) == {"encounter", "medications"}, deviations

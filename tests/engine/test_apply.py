@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.content import load_folder
-from service.engine import ApplyContext, apply_plan
+from service.engine import ApplyContext, DataIndex, apply_plan
 from tests.engine.helpers import BASE, action_type, cond, dv, library, plan, project_ext, var, write
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -505,3 +505,12 @@ def test_expression_that_yields_nothing_still_fails_closed(tmp_path):
         draft=draft,
     )
     assert result.actions[0].children == []
+
+
+def test_a_prebuilt_data_index_is_used_when_made_with_the_contents_terminology(tmp_path):
+    content = load_folder(write(tmp_path, plan([{"id": "a", "title": "Card", "condition": [cond("true")]}])))
+    index = DataIndex(content.terminology)
+    result = apply_plan(content, content.plan("t"), ApplyContext(now=NOW, subject="Patient/p", index=index))
+    assert result.context.index is index and [a.title for a in result.actions] == ["Card"]
+    with pytest.raises(ValueError, match="terminology"):
+        apply_plan(content, content.plan("t"), ApplyContext(now=NOW, subject="Patient/p", index=DataIndex()))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from service.content import load_folder
+from service.engine import DataIndex
 from service.hooks.call import call_service
 from service.hooks.request import parse_hook_request
 from tests.conftest import T0
-from tests.engine.helpers import BASE, cond, plan, write
+from tests.engine.helpers import BASE, cond, library, plan, var, write
 
 AD = {"resourceType": "ActivityDefinition", "id": "o", "url": f"{BASE}/ActivityDefinition/o", "status": "active",
       "kind": "ServiceRequest", "code": {"text": "x"}}
@@ -33,3 +34,47 @@ def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):
     answer = call_service(content, service, parse_hook_request(body, service), T0)
     assert [c["summary"] for c in answer.cards] == ["Fine"]
     assert any("isRecommended" in i["message"] for i in answer.issues)
+
+
+def test_the_draft_orders_are_indexed_once_per_call(tmp_path, monkeypatch):
+    """A prefetch token reads the draft orders (CDS Hooks 3.0 ballot §Prefetch tokens) and so does a
+    condition: both read them through the call's one data index."""
+    lib = library("l", [var("drafted", "%draftOrders.resources('MedicationRequest')")], [{
+        "id": "meds", "type": "Medication",
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/cqf-fhirQueryPattern", "valueString":
+                       "Medication?_id={{context.draftOrders.entry.resource.ofType(MedicationRequest)"
+                       ".medicationReference.resolve().id}}"}]}])
+    card = {"id": "c", "title": "Drafted", "trigger": [{"type": "named-event", "name": "order-sign"}],
+            "condition": [cond("%drafted.exists()")]}
+    content = load_folder(write(tmp_path, lib, plan([card], library=[lib["url"]])))
+    drafts = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
+                      "subject": {"reference": "Patient/p"}, "medicationReference": {"reference": "Medication/m1"}}},
+        {"resource": {"resourceType": "Medication", "id": "m1", "code": {"text": "a medicine"}}}]}
+    body = {"hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "fhirServer": "https://ehr.example.org/fhir",
+            "context": {"userId": "Practitioner/1", "patientId": "p", "draftOrders": drafts}, "prefetch": {}}
+    fetched: list[str] = []
+
+    class Reader:
+        def fetch(self, url: str) -> dict:
+            fetched.append(url)
+            return {"resourceType": "Bundle", "type": "searchset", "entry": []}
+
+        def rest_of(self, bundle: dict) -> dict:
+            return bundle
+
+    indexes: set[int] = set()  # every data index (by id) the draft orders Bundle was read through
+    bundle_resources = DataIndex.bundle_resources
+
+    def spied(index: DataIndex, bundle: dict) -> dict:
+        if bundle is drafts:
+            indexes.add(id(index))
+        return bundle_resources(index, bundle)
+
+    monkeypatch.setattr(DataIndex, "bundle_resources", spied)
+    service = content.services["t-order-sign"]
+    answer = call_service(content, service, parse_hook_request(body, service), T0, lambda base, token: Reader())
+    assert fetched == ["Medication?_id=m1"]
+    assert [c["summary"] for c in answer.cards] == ["Drafted"]
+    assert len(indexes) == 1

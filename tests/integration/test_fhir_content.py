@@ -56,7 +56,7 @@ def test_publish_reports_counts(published, capsys, fhir_base_url):
     assert types["ConceptMap"] >= 2  # the medication maps travel with the content
     for kind, count in types.items():
         assert f"{count} {kind}" in out
-    stored = FhirClient(fhir_base_url).read("PlanDefinition", "dah")
+    stored = FhirClient(fhir_base_url).get("PlanDefinition/dah")
     assert stored["url"] == json.loads((CONTENT / "PlanDefinition-dah.json").read_text())["url"]
 
 
@@ -112,8 +112,21 @@ def test_a_broken_plan_on_the_server_is_reported_and_skipped(published, tmp_path
         source = served_app.extensions["cds_content_source"]
         assert source.refresh(served_app.extensions["cds"]) is True
         assert f"{pid}-patient-view" in discovery_by_id(served_app)
+        assert served_app.test_client().get("/status/content").get_json()["resourceErrors"] == []
+
+        # Broken again: this time its last good version keeps serving, and the status says so.
+        fhir.put(broken_plan(pid, "%nothing and"))
+        assert source.refresh(served_app.extensions["cds"]) is True
+        assert f"{pid}-patient-view" in discovery_by_id(served_app), "a broken edit never leaves discovery"
+        status = served_app.test_client().get("/status/content").get_json()
+        assert status["mode"] == "fhir-server" and status["lastError"] is None
+        [error] = [e for e in status["resourceErrors"] if e["resource"] == f"PlanDefinition/{pid}"]
+        assert "serving its last good version" in error["message"]
+        assert served_app.extensions["cds"].content.plan(pid).raw["action"][0]["condition"][0]["expression"][
+            "expression"] == "false"
     finally:
-        fhir.delete("PlanDefinition", pid)
+        fhir.transaction({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "DELETE", "url": f"PlanDefinition/{pid}"}}]})
 
 
 def test_refresh_failure_keeps_the_content(served):

@@ -15,6 +15,7 @@ import pytest
 from service.errors import ConfigurationError
 from tests.conformance.helpers import base_request
 from tests.conftest import T0, shared_path
+from tests.protocol_content import PATIENT_VIEW, PATIENT_VIEW_RULES, topics
 from tests.trust_helpers import (
     Listener,
     claims,
@@ -28,7 +29,7 @@ from tests.trust_helpers import (
 )
 
 ISS = "https://ehr.example.org"
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 AUD = "http://localhost" + SERVICE  # the Flask test client's root URL + path
 NOW = T0.timestamp()
 ES = es384_key()
@@ -61,14 +62,14 @@ def listeners():
 
 
 @pytest.fixture
-def make_app(tmp_path, content):
+def make_app(tmp_path, synthetic_content):
     from service.app import create_app
 
     def make(*clients, db="feedback.sqlite3", **config):
         clients = clients or ({"iss": ISS, "jwks": jwks(ES, RS), "fhirServers": ["https://ehr.example.org/fhir"]},)
         path = write_clients(tmp_path / "trusted-clients.json", *clients)
         cfg = {"database_url": f"sqlite:///{tmp_path / db}", "trusted_clients": path, "fhir_retries": 0, **config}
-        app = create_app(cfg, clock=lambda: T0, content=content)
+        app = create_app(cfg, clock=lambda: T0, content=synthetic_content)
         app.config.update(TESTING=True)
         return app.test_client()
 
@@ -108,7 +109,7 @@ def refused(response, challenge_error: bool = True):
 def test_a_valid_token_gets_cards(client, key):
     response = client.post(SERVICE, json=base_request(), headers=bearer(token(key)))
     assert response.status_code == 200, response.get_json()
-    assert "DAH-05" in [c["source"]["topic"]["code"] for c in response.get_json()["cards"]]
+    assert topics(response.get_json()) == PATIENT_VIEW_RULES
 
 
 def test_iat_half_a_second_ahead_is_accepted_as_the_sandbox_sends_it(client):
@@ -261,8 +262,8 @@ def _parameters() -> dict:
 
 
 @pytest.mark.parametrize("path, body", [
-    ("/cds-services/dah-patient-view/feedback", {"feedback": []}),
-    ("/PlanDefinition/dah/$apply", _parameters()),
+    (PATIENT_VIEW + "/feedback", {"feedback": []}),
+    ("/PlanDefinition/proto/$apply", _parameters()),
     ("/PlanDefinition/$apply", _parameters()),
     ("/ActivityDefinition/$apply", _parameters()),
 ], ids=["feedback", "PlanDefinition-$apply", "PlanDefinition-type-$apply", "ActivityDefinition-$apply"])
@@ -291,14 +292,14 @@ def test_behind_a_proxy_aud_is_the_public_url(make_app):
 # ---- start-up rules ----------------------------------------------------------------------------
 
 
-def test_open_mode_only_on_loopback_and_said_loudly(tmp_path, content, caplog):
+def test_open_mode_only_on_loopback_and_said_loudly(tmp_path, synthetic_content, caplog):
     from service.app import create_app
 
     db = f"sqlite:///{tmp_path / 'f.sqlite3'}"
     with pytest.raises(ConfigurationError, match="CDS_TRUSTED_CLIENTS"):
-        create_app({"database_url": db, "host": "0.0.0.0"}, content=content)
+        create_app({"database_url": db, "host": "0.0.0.0"}, content=synthetic_content)
     caplog.set_level(logging.WARNING, logger="service.auth")
-    app = create_app({"database_url": db, "host": "::1"}, clock=lambda: T0, content=content)
+    app = create_app({"database_url": db, "host": "::1"}, clock=lambda: T0, content=synthetic_content)
     assert any("OPEN MODE" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     open_client = app.test_client()
     assert open_client.post(SERVICE, json=base_request()).status_code == 200
@@ -310,13 +311,13 @@ def test_with_trusted_clients_any_host_may_serve(make_app):
     assert make_app(host="0.0.0.0").get("/cds-services").status_code == 200
 
 
-def test_a_bad_trusted_clients_file_stops_the_start_naming_file_and_path(tmp_path, content):
+def test_a_bad_trusted_clients_file_stops_the_start_naming_file_and_path(tmp_path, synthetic_content):
     from service.app import create_app
 
     path = write_clients(tmp_path / "clients.json",
                          {"iss": ISS, "jku": "http://ehr.example.org/jwks", "fhirServers": []})
     with pytest.raises(ConfigurationError) as info:
-        create_app({"database_url": "sqlite:///:memory:", "trusted_clients": path}, content=content)
+        create_app({"database_url": "sqlite:///:memory:", "trusted_clients": path}, content=synthetic_content)
     assert f"{path}: $.clients[0].jku: jku must use https" in str(info.value)
 
 

@@ -6,7 +6,7 @@ while honest calls made at the same time, on other threads against an honest FHI
 getting their cards promptly.
 
 The servers are real sockets on 127.0.0.1 (tests/fault_servers.py, and the conformance FhirStub
-answering the base case's data); nothing is mocked.
+answering the data of tests/fixtures/requests/patient-view-high.json); nothing is mocked.
 """
 
 from __future__ import annotations
@@ -17,23 +17,24 @@ import time
 import pytest
 
 from tests import fault_servers as faults
-from tests.conformance.helpers import FhirStub, base_case, base_request
+from tests.conformance.helpers import FhirStub, base_request
 from tests.conformance.test_prefetch import CaseData
 from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 DEADLINE = 1.5
 MARGIN = 0.8  # past the deadline: thread wake-up and the shutdown of a socket, on a shared machine
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, content):
+def app(tmp_path_factory, synthetic_content):
     from service.app import create_app
 
     db = tmp_path_factory.mktemp("faults") / "f.sqlite3"
     return create_app({"database_url": f"sqlite:///{db}", "call_deadline_seconds": DEADLINE,
                        "fhir_timeout_seconds": 5.0, "fhir_max_response_bytes": 2_000_000},
-                      clock=lambda: T0, content=content)
+                      clock=lambda: T0, content=synthetic_content)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def honest_server(app):
     client = app.test_client()
     services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
     request = base_request()
-    stub = FhirStub(CaseData(services["dah-patient-view"]["prefetch"], base_case()["request"]["prefetch"],
+    stub = FhirStub(CaseData(services["proto-patient-view"]["prefetch"], request["prefetch"],
                              request["context"]["patientId"]))
     yield stub
     stub.close()
@@ -139,10 +140,8 @@ def test_the_slow_server_takes_the_whole_deadline_not_one_read(app):
     assert len(server.requests) == 3
 
 
-def test_default_limits_refuse_an_answer_past_20_mb(tmp_path, content):
-    from service.app import create_app
-
-    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: T0, content=content)
+def test_default_limits_refuse_an_answer_past_20_mb(make_protocol_app):
+    app = make_protocol_app()
     server = faults.FaultServer(faults.huge(25, declare_length=False))
     try:
         started = time.monotonic()

@@ -8,18 +8,21 @@ from sqlalchemy import text
 
 from tests.conformance.helpers import base_request, outcome
 from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 FEEDBACK = SERVICE + "/feedback"
 
 
 @pytest.fixture
-def make_app(database_url, content):
-    """Apps on one feedback database, SQLite then PostgreSQL (tests/conftest.py)."""
+def make_app(database_url, synthetic_content):
+    """The app on the synthetic content with one feedback database, SQLite then PostgreSQL (tests/conftest.py)."""
     from service.app import create_app
 
     def make(**config):
-        return create_app({"database_url": database_url, **config}, clock=lambda: T0, content=content)
+        app = create_app({"database_url": database_url, **config}, clock=lambda: T0, content=synthetic_content)
+        app.config.update(TESTING=True)
+        return app
 
     return make
 

@@ -3,7 +3,9 @@ ActivityDefinition/$apply): valid bodies with one part replaced by anything JSON
 arbitrary JSON documents, JSON text past the parser's limits (nesting, integer size, lone
 surrogates, NaN), and arbitrary bytes.  Whatever arrives, the answer is a 2xx or 4xx with a
 JSON body (an OperationOutcome for errors), never a 5xx and never a traceback.  The campaign
-counts the bodies it sends: at least 2,000 in all.
+counts the bodies it sends: at least 2,000 in all.  The service runs the synthetic content
+(tests/fixtures/content/: a for-each over the drafts with an update and a replacement, value
+comparisons, ValueSet membership), so the valid bodies reach the engine and the card renderer.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CONTENT, T0
+from tests.protocol_content import ORDER_SELECT, PATIENT_VIEW, order_request, patient_view_request
 
-HOOK_CASE = json.loads((CONTENT / "tests" / "SAFE-PCP" / "p14-rtx-selected-sulfa-allergy.json").read_text())
-PV_CASE = json.loads((CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json").read_text())
-ENDPOINTS = ["/cds-services/safety-order-select", "/cds-services/dah-patient-view",
-             "/cds-services/dah-patient-view/feedback", "/PlanDefinition/dah/$apply", "/PlanDefinition/$apply",
-             "/ActivityDefinition/ad-plex/$apply", "/ActivityDefinition/$apply"]
+HOOK_CASE = {"service": ORDER_SELECT, "request": order_request("order-select")}
+PV_CASE = {"service": PATIENT_VIEW, "request": patient_view_request()}
+ENDPOINTS = [ORDER_SELECT, PATIENT_VIEW, PATIENT_VIEW + "/feedback", "/PlanDefinition/proto/$apply",
+             "/PlanDefinition/$apply", "/ActivityDefinition/proto-recheck/$apply", "/ActivityDefinition/$apply"]
 SENT: Counter = Counter()
 CAMPAIGN = {"hook", "feedback", "apply", "documents", "past-limits", "bytes"}
 RAN: set[str] = set()
@@ -53,7 +54,8 @@ HOOK_PATHS = [
     ("prefetch",),
     ("prefetch", "patient"),
     ("prefetch", "observations"),
-    ("prefetch", "medications", "entry"),
+    ("prefetch", "encounter"),
+    ("prefetch", "observations", "entry", 4, "resource", "valueQuantity"),
     ("prefetch", "conditions", "entry", 0),
     ("prefetch", "conditions", "link"),
     ("fhirServer",),
@@ -89,12 +91,8 @@ APPLY_PATHS = [
 
 
 @pytest.fixture
-def client(tmp_path, content):
-    from service.app import create_app
-
-    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0,
-                      "call_deadline_seconds": 1.0, "fhir_timeout_seconds": 0.5}, clock=lambda: T0, content=content)
-    return app.test_client()
+def client(make_protocol_app):
+    return make_protocol_app(fhir_retries=0, call_deadline_seconds=1.0, fhir_timeout_seconds=0.5).test_client()
 
 
 def mutate(body, path: tuple, value):
@@ -166,13 +164,13 @@ def campaign(examples: int) -> settings:
 @campaign(500)
 @given(case=st.sampled_from([HOOK_CASE, PV_CASE]), path=st.sampled_from(HOOK_PATHS), value=json_values)
 def test_hook_calls_with_one_part_replaced(client, case, path, value):
-    check(client, "/cds-services/" + case["service"], encode(mutate(case["request"], path, value)), "hook")
+    check(client, case["service"], encode(mutate(case["request"], path, value)), "hook")
     RAN.add("hook")
 
 
 @pytest.fixture
 def issued(client) -> dict:
-    cards = client.post("/cds-services/dah-patient-view", json=PV_CASE["request"]).get_json()["cards"]
+    cards = client.post(PATIENT_VIEW, json=PV_CASE["request"]).get_json()["cards"]
     card = next(c for c in cards if c.get("suggestions"))
     return {"feedback": [
         {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-03-01T12:05:00Z",
@@ -184,7 +182,7 @@ def issued(client) -> dict:
 @campaign(400)
 @given(path=st.sampled_from(FEEDBACK_PATHS), value=json_values)
 def test_feedback_with_one_part_replaced(client, issued, path, value):
-    check(client, "/cds-services/dah-patient-view/feedback", encode(mutate(issued, path, value)), "feedback")
+    check(client, PATIENT_VIEW + "/feedback", encode(mutate(issued, path, value)), "feedback")
     RAN.add("feedback")
 
 

@@ -1,95 +1,39 @@
-"""Rule pages: GET /guidance/{rule-id} shows the rule's name, the source's own words, the evidence
-and the choices made, all from the content and all escaped; GET /guidance lists every rule; every
-card links to the page of its rule, and that page exists."""
+"""Rule pages on the synthetic content (tests/fixtures/content/): GET /guidance/{rule-id} shows the
+rule's name, the source's own words, the evidence and the choices made, all from the content and all
+escaped; GET /guidance lists every rule, grouped by plan; every card links to the page of its rule,
+and that page exists.  The clinical content's pages: tests/content/test_rule_pages.py."""
 
 from __future__ import annotations
 
-import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
+from tests.conftest import T0
+from tests.html_page import LINK_LABEL, Page, page
+from tests.protocol_content import BOTH, ORDER_SIGN, PATIENT_VIEW, order_request, patient_view_request
 
-from tests.conftest import CONTENT, T0
-
-GOLDENS = sorted((CONTENT / "tests").glob("*/*.response.json"))
-LINK_LABEL = "Why this recommendation"
-CASE = json.loads((CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json").read_text())
-
-
-def content_rules() -> dict[str, list[dict]]:
-    """rule id -> the card actions (raw JSON) that carry it, read straight from the content files."""
-    rules: dict[str, list[dict]] = {}
-
-    def walk(actions):
-        for action in actions:
-            titled = action.get("title") or any(
-                dv.get("path") == "action.title" for dv in action.get("dynamicValue", [])
-            )
-            if titled and action.get("code"):
-                rules.setdefault(action["code"][0]["coding"][0]["code"], []).append(action)
-            walk(action.get("action", []))
-
-    for path in sorted(CONTENT.glob("PlanDefinition-*.json")):
-        walk(json.loads(path.read_text()).get("action", []))
-    return rules
-
-
-RULES = content_rules()
-
-
-class Page(HTMLParser):
-    """What a reader sees: the text (not attributes, not the style sheet), the hrefs, the tags."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.text, self.hrefs, self.tags, self._skip, self._h1, self.h1 = [], [], [], 0, False, ""
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.hrefs += [v for k, v in attrs if k == "href"]
-        self._skip += tag == "style"
-        self._h1 = tag == "h1"
-
-    def handle_endtag(self, tag):
-        self._skip -= tag == "style"
-        self._h1 = False if tag == "h1" else self._h1
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.text.append(data)
-        if self._h1:
-            self.h1 += data
-
-    @property
-    def visible(self) -> str:
-        return " ".join(self.text)
-
-
-def page(client, path: str) -> Page:
-    response = client.get(path)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-    return Page(response.get_data(as_text=True))
+RULES = {  # rule id -> its name (coding.display) in tests/fixtures/content/
+    "PROTO-VERY-HIGH": "Very high level", "PROTO-HIGH": "High level", "PROTO-PROBLEMS": "Problems present",
+    "PROTO-ORDER": "Ordering", "PROTO-DOSE": "Dose above 10", "PROTO-HELLO": "Hello",
+}
 
 
 def test_rule_page_shows_the_name_the_source_quotes_and_the_citation(client):
-    actions = RULES["DAH-05"]
-    docs = actions[0]["documentation"]
-    quotes = [d["display"] for d in docs if d["type"] == "justification" and d["label"] == "Source"]
-    choices = [d["display"] for d in docs if d["type"] == "justification" and d["label"] == "Choice made here"]
-    citation = next(d for d in docs if d["type"] == "citation")
+    shown = page(client, "/guidance/PROTO-HIGH")
+    assert shown.h1 == "High level"
+    assert "The level is high" in shown.visible  # the card's title
+    assert "Recheck any level above 10 on the same day." in shown.visible  # the source's words
+    assert 'Protocol test handbook, section "Levels"' in shown.visible  # where they are from
+    assert "Protocol test source" in shown.visible and "https://example.org/protocol-test-source" in shown.hrefs
+    assert "Two rechecks are offered; the first is recommended." in shown.visible  # the choice made
+    assert "Synthetic plan for protocol tests" in shown.visible  # the plan's title
+    assert "PROTO-HIGH" not in shown.visible and "do not contain this recommendation" not in shown.visible
 
-    shown = page(client, "/guidance/DAH-05")
 
-    assert shown.h1 == actions[0]["code"][0]["coding"][0]["display"] == "Plasma exchange for DAH with hypoxemia"
-    assert quotes and all(q in shown.visible for q in quotes)
-    assert "Typically 7 exchanges over 14 days" in shown.visible  # verbatim from the DAH source
-    assert citation["display"] in shown.visible and citation["url"] in shown.hrefs
-    assert choices and all(c in shown.visible for c in choices)
-    assert actions[0]["title"] in shown.visible
+def test_a_rule_without_a_quoted_source_says_so(client):
+    shown = page(client, "/guidance/PROTO-PROBLEMS")
+    assert shown.h1 == "Problems present"
+    assert "do not contain this recommendation" in shown.visible
 
 
 def test_a_citation_authored_without_url_takes_the_url_it_has_elsewhere_in_the_content(tmp_path):
@@ -111,30 +55,33 @@ def test_a_citation_authored_without_url_takes_the_url_it_has_elsewhere_in_the_c
     assert [(r.label, r.url) for r in rules["R3"].evidence] == [("H", None)]
 
 
-def test_a_rule_in_two_plans_gathers_both(client):
-    citations = {d["display"] for a in RULES["HGB-TRANSFUSE"] for d in a["documentation"] if d["type"] == "citation"}
-    titles = [a["title"] for a in RULES["HGB-TRANSFUSE"]]
-    shown = page(client, "/guidance/HGB-TRANSFUSE")
-    assert len(citations) >= 2 and all(c in shown.visible for c in citations)
-    assert len(titles) == 3 and all(t in shown.visible for t in titles)  # one DAH and two IPH cards
-    assert "Idiopathic pulmonary hemosiderosis" in shown.visible  # the iph plan's title
+def test_a_rule_in_two_plans_gathers_both(tmp_path):
+    from service.app import create_app
+    from service.content import load_folder
+    from tests.engine.helpers import plan, write
 
+    def card(pid, title, citation):
+        action = {"id": pid, "title": title, "trigger": [{"type": "named-event", "name": "patient-view"}],
+                  "code": [{"coding": [{"system": "http://example.org/fhir/CodeSystem/rule", "code": "R1",
+                                        "display": "Rule one"}]}],
+                  "documentation": [{"type": "citation", "display": citation, "url": f"https://example.org/{pid}"}]}
+        pd = plan([action], pid=pid)
+        pd["title"] = f"Plan {pid}"
+        return pd
 
-@pytest.mark.parametrize("rule_id", sorted(RULES))
-def test_every_rule_page_names_the_rule_and_keeps_internal_ids_out_of_the_text(client, rule_id):
-    shown = page(client, f"/guidance/{rule_id}")
-    display = RULES[rule_id][0]["code"][0]["coding"][0]["display"]
-    assert shown.h1 == display
-    text = shown.visible
-    assert not re.search(r"\bJ-\d+\b|\bseed 00\d", text, re.IGNORECASE)
-    named = [rid for rid in RULES if re.search(rf"(?<![\w-]){re.escape(rid)}(?![\w-])", text)]
-    assert named == []
-    has_quote = any(d.get("label") == "Source" for a in RULES[rule_id] for d in a.get("documentation", []))
-    assert has_quote or "do not contain this recommendation" in text
+    content = load_folder(write(tmp_path / "content", card("a", "Card of plan a", "Guide A"),
+                                card("b", "Card of plan b", "Guide B")))
+    client = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: T0,
+                        content=content).test_client()
+    shown = page(client, "/guidance/R1")
+    assert shown.h1 == "Rule one"
+    for text in ("Card of plan a", "Card of plan b", "Guide A", "Guide B", "Plan a", "Plan b"):
+        assert text in shown.visible, text
+    assert {"https://example.org/a", "https://example.org/b"} <= set(shown.hrefs)
 
 
 def test_pages_are_self_contained(client):
-    for path in ("/guidance", "/guidance/SAFE-PCP"):
+    for path in ("/guidance", "/guidance/PROTO-HIGH"):
         response = client.get(path)
         shown = Page(response.get_data(as_text=True))
         assert not {"script", "link", "img", "iframe"} & set(shown.tags)
@@ -153,36 +100,35 @@ def test_index_lists_every_rule_in_the_content(client):
     shown = page(client, "/guidance")
     linked = {h.rsplit("/guidance/", 1)[1] for h in shown.hrefs if "/guidance/" in h}
     assert linked == set(RULES)
-    assert "Safety with immunosuppression for DAH, SLE-DAH and IPH" in shown.visible  # grouped by plan
+    for text in ("Synthetic plan for protocol tests", "Greeter", *RULES.values()):  # grouped by plan, by name
+        assert text in shown.visible, text
     assert not [rid for rid in RULES if re.search(rf"(?<![\w-]){re.escape(rid)}(?![\w-])", shown.visible)]
 
 
-def test_every_scenario_card_links_to_its_rule_page_and_the_page_exists(client):
+def test_every_card_links_to_its_rule_page_and_the_page_exists(client):
     linked: dict[str, str] = {}
-    for golden in GOLDENS:
-        for card in json.loads(golden.read_text())["cards"]:
+    for service, body in ((PATIENT_VIEW, patient_view_request()), (ORDER_SIGN, order_request("order-sign")),
+                          (BOTH, patient_view_request())):
+        for card in client.post(service, json=body).get_json()["cards"]:
             topic = card["source"]["topic"]
             links = [link for link in card.get("links", []) if link["label"] == LINK_LABEL]
             assert links == [{"label": LINK_LABEL, "type": "absolute",
-                              "url": f"http://localhost/guidance/{topic['code']}"}], golden.name
+                              "url": f"http://localhost/guidance/{topic['code']}"}], card["summary"]
             assert card["links"][-1] == links[0], "the rule page link comes after the content's own links"
             linked[links[0]["url"]] = topic["display"]
-    assert len(linked) >= 40
+    assert len(linked) == 6
     for url, display in linked.items():
         assert page(client, url.removeprefix("http://localhost")).h1 == display
 
 
-def test_public_base_url_sets_the_card_links_and_the_page_links(tmp_path, content):
-    from service.app import create_app
-
-    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "public_base_url": "https://cds.example.org/dah/"},
-                     clock=lambda: T0, content=content)
-    client = app.test_client()
-    cards = client.post("/cds-services/dah-patient-view", json=CASE["request"]).get_json()["cards"]
-    urls = {link["url"] for card in cards for link in card["links"] if link["label"] == LINK_LABEL}
-    assert "https://cds.example.org/dah/guidance/DAH-05" in urls
-    assert "https://cds.example.org/dah/guidance" in page(client, "/guidance/DAH-05").hrefs
-    assert "https://cds.example.org/dah/guidance/DAH-05" in page(client, "/guidance").hrefs
+def test_public_base_url_sets_the_card_links_and_the_page_links(make_protocol_app):
+    client = make_protocol_app(public_base_url="https://cds.example.org/dah/").test_client()
+    cards = client.post(PATIENT_VIEW, json=patient_view_request()).get_json()["cards"]
+    urls = [link["url"] for card in cards for link in card["links"] if link["label"] == LINK_LABEL]
+    assert urls == [f"https://cds.example.org/dah/guidance/{rule}"
+                    for rule in ("PROTO-VERY-HIGH", "PROTO-HIGH", "PROTO-PROBLEMS")]
+    assert "https://cds.example.org/dah/guidance" in page(client, "/guidance/PROTO-HIGH").hrefs
+    assert "https://cds.example.org/dah/guidance/PROTO-HIGH" in page(client, "/guidance").hrefs
 
 
 # ---- escaping, on synthetic content whose text tries to inject markup ---------------------------
@@ -217,7 +163,7 @@ def test_content_text_is_escaped_and_only_web_urls_become_links(tmp_path):
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: T0,
                      content=hostile_content(tmp_path))
     client = app.test_client()
-    card = client.post("/cds-services/hostile-patient-view", json=dict(CASE["request"], prefetch={})).get_json()[
+    card = client.post("/cds-services/hostile-patient-view", json=dict(patient_view_request(), prefetch={})).get_json()[
         "cards"
     ][0]
     url = card["links"][-1]["url"]

@@ -12,24 +12,23 @@ import pytest
 from service.errors import ConfigurationError
 from tests.conformance.helpers import base_request
 from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW
 from tests.trust_helpers import claims, es384_key, jwks, sign, write_clients
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 ISS = "https://ehr.example.org"
 KEY = es384_key()
 EHR_ORIGIN = "https://ehr.example.org"
 
 
 @pytest.fixture
-def make_client(tmp_path, content):
-    from service.app import create_app
-
+def make_client(tmp_path, make_protocol_app):
     def make(trusted: bool = False, **config):
-        cfg = {"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0, **config}
+        cfg = {"fhir_retries": 0, **config}
         if trusted:
             cfg["trusted_clients"] = write_clients(tmp_path / "clients.json", {"iss": ISS, "jwks": jwks(KEY),
                                                                                "fhirServers": []})
-        return create_app(cfg, clock=lambda: T0, content=content).test_client()
+        return make_protocol_app(**cfg).test_client()
 
     return make
 
@@ -53,7 +52,7 @@ def test_every_response_carries_the_security_headers(make_client):
         "412": client.post(SERVICE, json=dict(base_request(), prefetch={})),
         "413": client.post(SERVICE, data=b"x" * 5_000_001, content_type="application/json"),
         "415": client.post(SERVICE, data="x", content_type="text/plain"),
-        "$apply": client.post("/PlanDefinition/dah/$apply", json={"resourceType": "Parameters"}),
+        "$apply": client.post("/PlanDefinition/proto/$apply", json={"resourceType": "Parameters"}),
     }
     for name, response in json_answers.items():
         assert response.mimetype == "application/json" or response.mimetype.endswith("+json"), name
@@ -142,7 +141,7 @@ def test_the_trace_is_shown_only_where_allowed(make_client, trusted, allowed, sh
     auth = (lambda path: bearer(path)) if trusted else (lambda path: {})
     assert traced(client.post(SERVICE + "?_trace=true", json=base_request(), headers=auth(SERVICE))) is shown
     assert traced(client.post(SERVICE, json=base_request(), headers={"X-CDS-Trace": "true", **auth(SERVICE)})) is shown
-    path = "/PlanDefinition/dah/$apply"
+    path = "/PlanDefinition/proto/$apply"
     assert traced(client.post(path + "?_trace=true", json=apply_body(), headers=auth(path))) is shown
 
 

@@ -10,22 +10,18 @@ import logging
 import pytest
 
 from tests.conformance.helpers import base_request, outcome
-from tests.conftest import T0
+from tests.protocol_content import ORDER_SELECT, PATIENT_VIEW
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 FEEDBACK = SERVICE + "/feedback"
-APPLY = "/PlanDefinition/dah/$apply"
+APPLY = "/PlanDefinition/proto/$apply"
 ENDPOINTS = [SERVICE, FEEDBACK, APPLY, "/ActivityDefinition/$apply"]
 
 
 @pytest.fixture
-def make_client(tmp_path, content):
-    from service.app import create_app
-
+def make_client(make_protocol_app):
     def make(**config):
-        app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", **config}, clock=lambda: T0,
-                         content=content)
-        return app.test_client()
+        return make_protocol_app(**config).test_client()
 
     return make
 
@@ -55,9 +51,9 @@ def test_a_body_over_the_limit_is_413_before_it_is_parsed(client, path):
 
 
 def test_the_body_limit_is_configurable(make_client):
-    client = make_client(max_request_bytes=5_000)
+    client = make_client(max_request_bytes=2_000)
     body = base_request()
-    assert len(json.dumps(body)) > 5_000
+    assert len(json.dumps(body)) > 2_000
     outcome(client.post(SERVICE, json=body), 413)
     assert make_client().post(SERVICE, json=body).status_code == 200
 
@@ -176,7 +172,7 @@ def test_thousands_of_faults_give_a_bounded_list_of_issues(client):
     body = base_request()
     body["hook"] = "order-select"
     response = client.post(
-        "/cds-services/safety-order-select",
+        ORDER_SELECT,
         json=dict(
             body,
             context=dict(

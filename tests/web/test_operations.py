@@ -1,4 +1,5 @@
-"""PlanDefinition/$apply and ActivityDefinition/$apply over HTTP."""
+"""PlanDefinition/$apply and ActivityDefinition/$apply over HTTP, on the synthetic content
+(tests/fixtures/content/: plan `proto`, activity `proto-recheck`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import json
 
 import pytest
 
-from tests.conftest import CONTENT
+from tests.protocol_content import PATIENT_VIEW_RULES, patient_view_request
 
-CASE = json.loads((CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json").read_text())
-PREFETCH = CASE["request"]["prefetch"]
-SUBJECT = "Patient/" + CASE["request"]["context"]["patientId"]
+REQUEST = patient_view_request()
+PREFETCH = REQUEST["prefetch"]
+SUBJECT = "Patient/" + REQUEST["context"]["patientId"]
+RECHECK = "http://example.org/fhir/ActivityDefinition/proto-recheck"
+# No `hook` parameter: every action of the plan is applied, the order hooks' PROTO-ORDER too (PROTO-DOSE
+# has no draft order to run on).
+ALL_RULES = [*PATIENT_VIEW_RULES, "PROTO-ORDER"]
 
 
 def parameters(*params) -> dict:
@@ -38,17 +43,21 @@ def rule_ids(care_plan: dict) -> list[str]:
 def test_plan_apply_with_prefetch_data_returns_a_careplan(client):
     body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "hook", "valueCode": "patient-view"},
                       *prefetch_parts())
-    response = client.post("/PlanDefinition/dah/$apply", json=body)
+    response = client.post("/PlanDefinition/proto/$apply", json=body)
     assert response.status_code == 200, response.get_json()
     plan = response.get_json()
     assert plan["resourceType"] == "CarePlan" and plan["subject"] == {"reference": SUBJECT}
-    assert "DAH-05" in rule_ids(plan)
+    assert rule_ids(plan) == PATIENT_VIEW_RULES
     group = plan["contained"][0]
-    card = next(a for a in group["action"] if a["code"][0]["coding"][0]["code"] == "DAH-05")
-    suggestion = card["action"][0]
-    refs = [a["resource"]["reference"][1:] for a in suggestion["action"]]
+    assert plan["activity"] == [{"reference": {"reference": "#" + group["id"]}}]
+    card = next(a for a in group["action"] if a["code"][0]["coding"][0]["code"] == "PROTO-HIGH")
+    assert (card["title"], card["priority"], card["selectionBehavior"]) == ("The level is high", "urgent", "any")
+    assert [a["title"] for a in card["action"]] == ["Order a recheck", "Order a recheck tomorrow"]
+    refs = [a["resource"]["reference"][1:] for a in card["action"]]
     contained = {r["id"]: r for r in plan["contained"][1:]}
-    assert [contained[r]["resourceType"] for r in refs] == ["ServiceRequest", "CommunicationRequest"]
+    assert [(contained[r]["resourceType"], contained[r]["instantiatesCanonical"]) for r in refs] == [
+        ("ServiceRequest", [RECHECK]), ("ServiceRequest", [RECHECK])]
+    assert all(contained[r]["subject"] == {"reference": SUBJECT} for r in refs)
     from fhir.resources.R4B.careplan import CarePlan
 
     CarePlan.model_validate(plan)
@@ -57,28 +66,30 @@ def test_plan_apply_with_prefetch_data_returns_a_careplan(client):
 def test_plan_apply_with_a_data_bundle_gives_the_same_actions(client):
     body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "data", "resource": data_bundle()})
     plan = client.post("/PlanDefinition/$apply", json=dict(body, parameter=body["parameter"] + [
-        {"name": "url", "valueUri": "http://example.org/fhir/PlanDefinition/dah"}])).get_json()
-    with_prefetch = client.post("/PlanDefinition/dah/$apply", json=parameters(
+        {"name": "url", "valueUri": "http://example.org/fhir/PlanDefinition/proto"}])).get_json()
+    with_prefetch = client.post("/PlanDefinition/proto/$apply", json=parameters(
         {"name": "subject", "valueString": SUBJECT}, *prefetch_parts())).get_json()
-    assert "DAH-05" in rule_ids(plan) and rule_ids(plan) == rule_ids(with_prefetch)
+    assert rule_ids(plan) == rule_ids(with_prefetch) == ALL_RULES
 
 
 def test_trace_is_returned_on_request(client):
     body = parameters({"name": "subject", "valueString": SUBJECT}, *prefetch_parts())
-    plan = client.post("/PlanDefinition/dah/$apply?_trace=true", json=body).get_json()
+    plan = client.post("/PlanDefinition/proto/$apply?_trace=true", json=body).get_json()
     trace = json.loads(plan["extension"][0]["valueString"])
-    entry = next(a for a in trace["actions"] if a["action"] == "dah-05")
+    entry = next(a for a in trace["actions"] if a["action"] == "high")
     assert entry["applied"] is True and entry["conditions"][0]["result"] is True
-    assert any(
-        r.startswith("Observation/") or r.startswith("Condition/") for r in entry["conditions"][0].get("resources", [])
-    )
+    assert entry["conditions"][0]["resources"] == ["Observation/o5", "Observation/o6", "Observation/o7"]
+    untraced = client.post("/PlanDefinition/proto/$apply", json=body).get_json()
+    assert "extension" not in untraced
 
 
 def test_activity_apply_returns_the_resource(client):
     body = parameters({"name": "subject", "valueString": SUBJECT})
-    resource = client.post("/ActivityDefinition/ad-plex/$apply", json=body).get_json()
+    resource = client.post("/ActivityDefinition/proto-recheck/$apply", json=body).get_json()
     assert resource["resourceType"] == "ServiceRequest" and resource["subject"] == {"reference": SUBJECT}
-    assert resource["occurrenceTiming"]["repeat"]["count"] == 7
+    assert resource["instantiatesCanonical"] == [RECHECK] and resource["intent"] == "proposal"
+    assert resource["code"]["text"] == "Recheck the level"
+    assert resource["occurrenceTiming"] == {"repeat": {"count": 2, "frequency": 1, "period": 1, "periodUnit": "d"}}
 
 
 @pytest.mark.parametrize(
@@ -120,7 +131,7 @@ def test_activity_apply_returns_the_resource(client):
     ],
 )
 def test_bad_parameters_are_400_naming_the_parameter(client, body, status, needle):
-    response = client.post("/PlanDefinition/dah/$apply", json=body)
+    response = client.post("/PlanDefinition/proto/$apply", json=body)
     assert response.status_code == status
     issue = response.get_json()["issue"][0]
     assert needle in issue["diagnostics"] + " ".join(issue.get("expression", []))
@@ -158,16 +169,16 @@ def test_use_server_data_fetches_from_the_data_endpoint(client):
         body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "useServerData", "valueBoolean": True},
                           {"name": "dataEndpoint", "resource": {"resourceType": "Endpoint", "status": "active",
                                                                 "address": stub.base}})
-        fetched = client.post("/PlanDefinition/dah/$apply", json=body).get_json()
+        fetched = client.post("/PlanDefinition/proto/$apply", json=body).get_json()
     finally:
         stub.close()
-    given = client.post("/PlanDefinition/dah/$apply", json=parameters(
+    given = client.post("/PlanDefinition/proto/$apply", json=parameters(
         {"name": "subject", "valueString": SUBJECT}, *prefetch_parts())).get_json()
-    assert "DAH-05" in rule_ids(fetched) and rule_ids(fetched) == rule_ids(given)
+    assert rule_ids(fetched) == rule_ids(given) == ALL_RULES
     assert "Patient/" + SUBJECT.split("/")[1] in stub.urls()
 
 
 def test_use_server_data_needs_an_endpoint_address(client):
     body = parameters({"name": "subject", "valueString": SUBJECT}, {"name": "useServerData", "valueBoolean": True})
-    response = client.post("/PlanDefinition/dah/$apply", json=body)
+    response = client.post("/PlanDefinition/proto/$apply", json=body)
     assert response.status_code == 400 and "dataEndpoint" in response.get_json()["issue"][0]["diagnostics"]

@@ -11,9 +11,10 @@ import pytest
 
 from tests.conformance.helpers import base_request
 from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW
 from tests.trust_helpers import Listener, bearer, es384_key, trusted_client_factory
 
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 KEY = es384_key()
 ISS = "https://ehr.example.org"
 EMPTY = {"resourceType": "Bundle", "type": "searchset", "total": 0}
@@ -28,15 +29,15 @@ def listener():
 
 
 @pytest.fixture
-def make_client(tmp_path, content):
-    return trusted_client_factory(tmp_path, content, ISS, KEY, T0)
+def make_client(tmp_path, synthetic_content):
+    return trusted_client_factory(tmp_path, synthetic_content, ISS, KEY, T0)
 
 
 def token_headers(path: str = SERVICE) -> dict:
     return bearer(KEY, ISS, path, T0)
 
 
-def fetching(base: str, patient_id: str, drop=("allergies",)) -> dict:
+def fetching(base: str, patient_id: str, drop=("observations",)) -> dict:
     body = base_request()
     body["fhirServer"] = base
     body["context"]["patientId"] = patient_id
@@ -57,9 +58,11 @@ def test_a_context_value_is_one_query_value_never_more_parameters(make_client, l
     assert response.status_code < 500, response.get_data(as_text=True)
     (path, _), = listener.requests
     query = parse_qs(urlsplit(path).query)
-    assert urlsplit(path).path == "/fhir/AllergyIntolerance"
+    assert urlsplit(path).path == "/fhir/Observation"
     assert query["patient"] == [patient_id]
-    assert set(query) == {"patient"} | ({"code"} if "code" in query else set())
+    assert set(query) == {"patient", "code"}
+    assert query["code"] == ["http://example.org/fhir/CodeSystem/proto-observation|level,"
+                             "http://example.org/fhir/CodeSystem/proto-observation|other"]
     assert "_count" not in query and "_include" not in query and "_summary" not in query
 
 
@@ -100,7 +103,7 @@ def test_credentials_in_a_url_are_never_echoed_or_logged(make_client, listener, 
     body = {"resourceType": "Parameters", "parameter": [
         {"name": "subject", "valueString": "Patient/p1"}, {"name": "useServerData", "valueBoolean": True},
         {"name": "dataEndpoint", "resource": {"resourceType": "Endpoint", "address": base}}]}
-    applied = client.post("/PlanDefinition/dah/$apply", json=body)
+    applied = client.post("/PlanDefinition/proto/$apply", json=body)
     for answer in (response, applied):
         assert answer.status_code == 400, answer.get_data(as_text=True)
         assert SECRET not in answer.get_data(as_text=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.helpers import base_request
+from tests.protocol_content import CONTENT, PATIENT_VIEW
 
 READ_TIMEOUT = 2.0
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 
 
 def free_port() -> int:
@@ -40,11 +41,11 @@ def serve(tmp_path):
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
         environ.update({"CDS_HOST": "127.0.0.1", "CDS_PORT": str(port), "CDS_LOG_LEVEL": "WARNING",
                         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / f'serve-{port}.sqlite3'}",
-                        "CDS_REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT), **env})
+                        "CDS_REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT), "CDS_CONTENT_DIR": str(CONTENT), **env})
         process = subprocess.Popen([str(Path(sys.executable).parent / "dah-cds"), "serve"], env=environ,
                                    stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"serve-{port}.log", "wb"))
         started.append(process)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 120  # generous: loading the content takes seconds of CPU on a busy machine
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/cds-services", timeout=1).read()
@@ -52,7 +53,7 @@ def serve(tmp_path):
             except OSError:
                 assert process.poll() is None, (tmp_path / f"serve-{port}.log").read_text()
                 time.sleep(0.2)
-        raise AssertionError("dah-cds serve did not answer within 15 s")
+        raise AssertionError("dah-cds serve did not answer within 120 s")
 
     yield start
     for process in started:

@@ -9,31 +9,32 @@ import pytest
 
 from tests.conformance.helpers import base_request
 from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW
 from tests.trust_helpers import Listener, bearer, es384_key, trusted_client_factory
 
 ISS = "https://ehr.example.org"
-SERVICE = "/cds-services/dah-patient-view"
+SERVICE = PATIENT_VIEW
 KEY = es384_key()
 EMPTY = {"resourceType": "Bundle", "type": "searchset", "total": 0}
 
 
 @pytest.fixture
 def allowed():
-    listener = Listener(routes={"/fhir/AllergyIntolerance": (200, EMPTY)})
+    listener = Listener(routes={"/fhir/Observation": (200, EMPTY)})
     yield listener
     listener.close()
 
 
 @pytest.fixture
 def unlisted():
-    listener = Listener(routes={"/fhir/AllergyIntolerance": (200, EMPTY)})
+    listener = Listener(routes={"/fhir/Observation": (200, EMPTY)})
     yield listener
     listener.close()
 
 
 @pytest.fixture
-def make_client(tmp_path, content):
-    return trusted_client_factory(tmp_path, content, ISS, KEY, T0)
+def make_client(tmp_path, synthetic_content):
+    return trusted_client_factory(tmp_path, synthetic_content, ISS, KEY, T0)
 
 
 def headers(path: str = SERVICE) -> dict:
@@ -46,7 +47,7 @@ def fetching_from(base: str) -> dict:
     body["fhirServer"] = base
     body["fhirAuthorization"] = {"access_token": "ehr-access-token", "token_type": "Bearer", "expires_in": 300,
                                  "scope": "patient/*.read", "subject": "dah-cds"}
-    del body["prefetch"]["allergies"]
+    del body["prefetch"]["observations"]
     return body
 
 
@@ -61,7 +62,7 @@ def test_a_listed_fhir_server_is_used(make_client, allowed):
     client = make_client([allowed.origin + "/fhir"])
     response = client.post(SERVICE, json=fetching_from(allowed.origin + "/fhir"), headers=headers())
     assert response.status_code == 200, response.get_json()
-    assert [path.split("?")[0] for path, _ in allowed.requests] == ["/fhir/AllergyIntolerance"]
+    assert [path.split("?")[0] for path, _ in allowed.requests] == ["/fhir/Observation"]
 
 
 def test_a_server_below_a_listed_base_is_used(make_client, allowed):
@@ -116,7 +117,7 @@ def test_apply_data_endpoint_must_be_listed(make_client, allowed, unlisted):
             {"name": "subject", "valueString": "Patient/p1"}, {"name": "useServerData", "valueBoolean": True},
             {"name": "dataEndpoint", "resource": {"resourceType": "Endpoint", "status": "active", "address": address,
                                                   "connectionType": {"code": "hl7-fhir-rest"}, "payloadType": [{}]}}]}
-        return client.post("/PlanDefinition/dah/$apply", json=body, headers=headers("/PlanDefinition/dah/$apply"))
+        return client.post("/PlanDefinition/proto/$apply", json=body, headers=headers("/PlanDefinition/proto/$apply"))
 
     found = issue(apply(unlisted.origin + "/fhir"), 403)
     assert found["expression"] == ["dataEndpoint"] and unlisted.connections == 0

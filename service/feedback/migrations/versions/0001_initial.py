@@ -1,7 +1,8 @@
-"""The store's first schema: issued cards and their suggestions, feedback, client token ids.
+"""The store's first schema: issued cards, their suggestions and the suggestions' labels, feedback,
+client token ids.
 
 A database created before migrations existed (the tables made at start by the service itself, with
-or without `issued_suggestion`) is adopted: only the tables it lacks are created.
+or without `issued_suggestion` and `suggestion_label`) is adopted: only the tables it lacks are created.
 
 Revision ID: 0001
 Revises:
@@ -51,6 +52,13 @@ def upgrade() -> None:
             sa.Column("card_uuid", sa.String(64), primary_key=True),
             sa.Column("suggestion_uuid", sa.String(64), primary_key=True),
         )
+    if "suggestion_label" not in present:
+        op.create_table(
+            "suggestion_label",
+            sa.Column("card_uuid", sa.String(64), primary_key=True),
+            sa.Column("suggestion_uuid", sa.String(64), primary_key=True),
+            sa.Column("label", sa.String(300)),
+        )
     if "token_id" not in present:
         op.create_table(
             "token_id",
@@ -61,5 +69,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("token_id", "issued_suggestion", "feedback", "issued_card"):
+    for table in ("token_id", "suggestion_label", "issued_suggestion", "feedback", "issued_card"):
         op.drop_table(table)

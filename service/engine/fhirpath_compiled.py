@@ -1,0 +1,411 @@
+"""FHIRPath at Python speed: fhirpathpy's parse tree translated once, at load, into Python closures.
+
+Rules:
+- Grammar and semantics stay fhirpathpy's.  The tree is fhirpathpy's own (its parser and
+  `ASTPathListener`), the functions and operators are fhirpathpy's own implementations
+  (`invocation_registry`) and the project's generic functions, called with the same arguments,
+  in the same order, with the same side effects on the evaluation context (`$this`) as
+  fhirpathpy's tree walker (`fhirpathpy.engine.do_eval`, `doInvoke`, `infix_invoke`,
+  `make_param`).  What is gone is the per-call cost of walking a generic tree: the dispatch on
+  node type, the merge of the function tables on every call, the re-reading of literals and
+  identifiers, the making of each member step's reducer (its per-item FHIR model look-ups stay).
+- A closure is `fn(ctx, data) -> list`: `ctx` is fhirpathpy's evaluation context (the dict its
+  functions read `$this`, `vars`, `model` from), `data` the input collection.
+- `compile_node` translates what it knows; for any other node (a construct the content does
+  not use, or one fhirpathpy would reject only when evaluated: wrong arity, unknown
+  function) it raises `NotCompiled` with the reason, and the gateway evaluates that expression
+  with fhirpathpy's tree walker instead.  The gateway reports which expressions are off the
+  fast path (`Expression.slow_reason`).
+- An arithmetic or comparison operator whose operands are literals or %variables (`%now - 14 days`)
+  is computed once per call: its result is kept, for the call only, in the memo the caller puts in
+  the context under `MEMO`, and reused while its operands are the very same objects (fhirpathpy's
+  operators are pure functions of their operands, and its values are never changed once made).
+- The function table is bound at compile time: the generic functions must be registered with
+  the gateway before content is compiled (the engine package does so on import).
+Only the gateway (`engine/fhirpath.py`) uses this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import fhirpathpy.engine as _engine
+from fhirpathpy.engine import util as _util
+from fhirpathpy.engine.evaluators import create_reduce_member_invocation
+from fhirpathpy.engine.evaluators import evaluators as _evaluator_table
+from fhirpathpy.engine.invocations import invocation_registry
+from fhirpathpy.engine.nodes import ResourceNode, TypeInfo
+
+Ctx = dict[str, Any]
+Fn = Callable[[Ctx, Any], list[Any]]
+Table = Mapping[str, Mapping[str, Any]]
+
+# fhirpathpy's helpers, typed for the calls made here (the library's own are unannotated).
+_arraify: Callable[[Any], list[Any]] = _util.arraify
+_is_nullable: Callable[[Any], bool] = _util.is_nullable
+_is_number: Callable[[Any], bool] = _util.is_number
+_is_capitalized: Callable[[Any], bool] = _util.is_capitalized
+_reduce_member: Callable[[Any, str], Callable[[list[Any], Any], list[Any]]] = create_reduce_member_invocation
+_create_node: Callable[..., Any] = ResourceNode.create_node
+_PARAM_CHECKS: Mapping[str, Callable[[Any], Any]] = _engine.param_check_table
+_EVALUATORS: Mapping[str, Callable[[Ctx, Any, Mapping[str, Any]], list[Any]]] = _evaluator_table
+_BUILTINS: Mapping[str, Any] = invocation_registry
+_type_info: Callable[..., Any] = TypeInfo
+
+# Expression nodes whose value is an infix call, and the operator their token names
+# (fhirpathpy evaluators: op_expression, alias_op_expression, union_expression).
+_INFIX = frozenset({"InequalityExpression", "AdditiveExpression", "MultiplicativeExpression", "EqualityExpression",
+                    "OrExpression", "ImpliesExpression", "AndExpression", "XorExpression"})
+_ALIASES = {"MembershipExpression": {"contains": "containsOp", "in": "inOp"},
+            "TypeExpression": {"is": "isOp", "as": "asOp"}}
+# Operators that are pure functions of their two operands (they read nothing else from the context).
+_PURE_OPERATORS = frozenset({"+", "-", "*", "/", "div", "mod", "&", "=", "!=", "~", "!~", "<", ">", "<=", ">="})
+# The key of the evaluation context under which the caller may put a dict that lives for one call.
+MEMO = "fhirpath_compiled.memo"
+_PASS_THROUGH = frozenset({"TermExpression", "ParenthesizedTerm", "InvocationTerm"})
+_CONSTANT_LITERALS = frozenset({"NumberLiteral", "StringLiteral", "BooleanLiteral", "QuantityLiteral",
+                                "DateTimeLiteral", "TimeLiteral"})
+
+
+class NotCompiled(Exception):
+    """A node this module does not translate; the expression runs on fhirpathpy's tree walker."""
+
+
+def compile_node(node: Mapping[str, Any], table: Table) -> Fn:
+    """The closure for one node of fhirpathpy's parse tree; `table` is the user invocation table
+    the evaluation context will carry (fhirpathpy's `userInvocationTable`)."""
+    return _Compiler(table).node(node)
+
+
+def _this_or_root(ctx: Ctx) -> Any:
+    return ctx["$this"] if "$this" in ctx else ctx["dataRoot"]
+
+
+class _Compiler:
+    def __init__(self, table: Table):
+        self.registry: dict[str, Mapping[str, Any]] = {**_BUILTINS, **table}
+
+    def node(self, node: Mapping[str, Any]) -> Fn:
+        kind = node.get("type")
+        children: list[Mapping[str, Any]] = node.get("children") or []
+        if kind in _PASS_THROUGH or kind == "LiteralTerm":
+            if not children:
+                raise NotCompiled(f"{kind} without a child")
+            return self.node(children[0])
+        if kind in _CONSTANT_LITERALS:
+            return _constant(_literal(node))
+        if kind == "NullLiteral":
+            return lambda ctx, data: []
+        if kind == "ExternalConstantTerm":
+            return _external_constant(node)
+        if kind == "InvocationExpression":
+            return _chain([self.node(c) for c in children])
+        if kind == "MemberInvocation":
+            return _member(_identifier(children[0]).replace("`", ""))
+        if kind == "FunctionInvocation":
+            return self.function(children[0])
+        if kind == "ThisInvocation":
+            return lambda ctx, data: _arraify(ctx["$this"])
+        if kind == "IndexInvocation":
+            return lambda ctx, data: _arraify(ctx["$index"])
+        if kind == "TotalInvocation":
+            return lambda ctx, data: _arraify(ctx["$total"])
+        if kind in _INFIX:
+            return self.infix(node["terminalNodeText"][0], children)
+        if kind == "UnionExpression":
+            return self.infix("|", children)
+        if kind in _ALIASES:
+            op = node["terminalNodeText"][0]
+            if op not in _ALIASES[kind]:
+                raise NotCompiled(f"{kind} {op!r}")
+            return self.infix(_ALIASES[kind][op], children)
+        if kind == "IndexerExpression":
+            return _indexer(self.node(children[0]), self.node(children[1]))
+        if kind == "PolarityExpression":
+            return _polarity(node["terminalNodeText"][0], self.node(children[0]))
+        raise NotCompiled(f"node {kind}")
+
+    # ---- parameters (fhirpathpy make_param) ------------------------------------------------
+
+    def param(self, kind: Any, node: Mapping[str, Any]) -> Callable[[Ctx, Any], Any]:
+        """`param(ctx, parent)` -> the argument fhirpathpy's make_param would pass."""
+        if kind == "Expr":
+            body = self.node(node)
+
+            def expr(ctx: Ctx, parent: Any) -> Any:
+                def func(data: Any) -> list[Any]:
+                    ctx["$this"] = this = _arraify(data)
+                    return body(ctx, this)
+                return func
+            return expr
+        if kind == "AnyAtRoot":
+            body = self.node(node)
+
+            def at_root(ctx: Ctx, parent: Any) -> Any:
+                ctx["$this"] = this = _this_or_root(ctx)
+                return body(ctx, this)
+            return at_root
+        if kind == "Identifier":
+            if node.get("type") != "TermExpression":
+                raise NotCompiled("identifier parameter that is not a term")
+            text = node["text"]
+            return lambda ctx, parent: text
+        if kind == "TypeSpecifier":
+            parts = node["text"].replace("`", "").split(".")
+            if len(parts) not in (1, 2):
+                raise NotCompiled(f"type specifier {node['text']!r}")
+            namespace, name = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+            return lambda ctx, parent: _type_info(name=name, namespace=namespace)
+        body = self.node(node)
+        if kind == "Any":
+            def any_param(ctx: Ctx, parent: Any) -> Any:
+                ctx["$this"] = parent
+                return body(ctx, parent)
+            return any_param
+        optional = isinstance(kind, list)
+        type_name = kind[0] if optional else kind
+        if type_name not in _PARAM_CHECKS:
+            raise NotCompiled(f"parameter type {type_name!r}")
+        check = _PARAM_CHECKS[type_name]
+
+        def typed_param(ctx: Ctx, parent: Any) -> Any:
+            ctx["$this"] = parent
+            res = body(ctx, parent)
+            if not res:
+                return []
+            if len(res) > 1:
+                raise Exception("Unexpected collection" + json.dumps(res)
+                                + "; expected singleton of type " + type_name)
+            return check(res[0])
+        return typed_param
+
+    # ---- calls (fhirpathpy doInvoke, infix_invoke) ----------------------------------------------
+
+    def function(self, functn: Mapping[str, Any]) -> Fn:
+        children: list[Mapping[str, Any]] = functn.get("children") or []
+        if functn.get("type") != "Functn" or not children or children[0].get("type") != "Identifier":
+            raise NotCompiled("function call without a name")
+        name = _identifier(children[0])
+        raw: list[Mapping[str, Any]] | None = None
+        if len(children) > 1 and "children" in children[1]:
+            raw = children[1]["children"]
+        invocation = self.registry.get(name)
+        if invocation is None:
+            raise NotCompiled(f"unknown function {name!r}")
+        fn: Callable[..., Any] = invocation["fn"]
+        if getattr(fn, "__name__", "") == "trace_fn":
+            raise NotCompiled("trace()")
+        nullable_input = "nullable_input" in invocation
+        if "variadic" in invocation:
+            params = [self.param(invocation["variadic"], p) for p in raw or []]
+
+            def variadic(ctx: Ctx, data: Any) -> list[Any]:
+                if nullable_input and _is_nullable(data):
+                    return []
+                this = _this_or_root(ctx)
+                args = [p(ctx, this) for p in params]
+                return _arraify(fn(ctx, _arraify(data), *args))
+            return variadic
+        if "arity" not in invocation:
+            if raw:
+                raise NotCompiled(f"{name}() takes no parameters")
+
+            def plain(ctx: Ctx, data: Any) -> list[Any]:
+                if nullable_input and _is_nullable(data):
+                    return []
+                return _arraify(fn(ctx, _arraify(data)))
+            return plain
+        count = len(raw) if isinstance(raw, list) else 0
+        if count not in invocation["arity"]:
+            raise NotCompiled(f"{name}() with {count} parameter(s)")
+        kinds = invocation["arity"][count]
+        params = [self.param(kind, p) for kind, p in zip(kinds[:count], raw or [], strict=True)]
+        nullable = "nullable" in invocation
+
+        def call(ctx: Ctx, data: Any) -> list[Any]:
+            if nullable_input and _is_nullable(data):
+                return []
+            this = _this_or_root(ctx)
+            args = [p(ctx, this) for p in params]
+            if nullable and (_is_nullable(data) or any(_is_nullable(a) for a in args)):
+                return []
+            return _arraify(fn(ctx, data, *args))
+        return call
+
+    def infix(self, op: str, children: list[Mapping[str, Any]]) -> Fn:
+        invocation = self.registry.get(op)
+        if invocation is None or "fn" not in invocation or len(children) != 2:
+            raise NotCompiled(f"operator {op!r}")
+        kinds = invocation["arity"][2]
+        if kinds is None:
+            raise NotCompiled(f"operator {op!r} without argument types")
+        fn: Callable[..., Any] = invocation["fn"]
+        left, right = (self.param(kind, c) for kind, c in zip(kinds, children, strict=True))
+        nullable = "nullable" in invocation
+        if op in _PURE_OPERATORS and all(_stable(c) for c in children):
+            return _memoized(op, left, right, fn, nullable)
+
+        def binary(ctx: Ctx, data: Any) -> list[Any]:
+            a = left(ctx, data)
+            b = right(ctx, data)
+            if nullable and (_is_nullable(a) or _is_nullable(b)):
+                return []
+            return _arraify(fn(ctx, a, b))
+        return binary
+
+
+def _stable(node: Mapping[str, Any]) -> bool:
+    """Whether a node is a literal or a %variable: the same objects each time within one call."""
+    while node.get("type") in _PASS_THROUGH or node.get("type") == "LiteralTerm":
+        children = node.get("children") or []
+        if len(children) != 1:
+            return False
+        node = children[0]
+    return node.get("type") in _CONSTANT_LITERALS or node.get("type") == "ExternalConstantTerm"
+
+
+def _same(xs: list[Any], ys: list[Any]) -> bool:
+    return len(xs) == len(ys) and all(x is y for x, y in zip(xs, ys, strict=True))
+
+
+def _memoized(op: str, left: Callable[[Ctx, Any], Any], right: Callable[[Ctx, Any], Any], fn: Callable[..., Any],
+              nullable: bool) -> Fn:
+    """A pure operator on stable operands, computed once per call for the same operand objects,
+    whichever expression asks (see the module's rules; literals are shared: `_literal`)."""
+    def binary(ctx: Ctx, data: Any) -> list[Any]:
+        a = left(ctx, data)
+        b = right(ctx, data)
+        if nullable and (_is_nullable(a) or _is_nullable(b)):
+            return []
+        memo: dict[object, tuple[Any, Any, list[Any]]] | None = ctx.get(MEMO)
+        if memo is not None and isinstance(a, list) and isinstance(b, list):
+            key = (op, *map(id, a), None, *map(id, b))
+            known = memo.get(key)
+            if known is not None and _same(known[0], a) and _same(known[1], b):
+                return list(known[2])
+            result = _arraify(fn(ctx, a, b))
+            memo[key] = (list(a), list(b), list(result))
+            return result
+        return _arraify(fn(ctx, a, b))
+    return binary
+
+
+# ---- leaves and steps --------------------------------------------------------------------
+
+
+def _identifier(node: Mapping[str, Any]) -> str:
+    """fhirpathpy evaluators.identifier: the text without surrounding double quotes."""
+    if node.get("type") != "Identifier" or not isinstance(node.get("text"), str):
+        raise NotCompiled("expected an identifier")
+    return re.sub(r"(^\"|\"$)", "", node["text"])
+
+
+# Literal values by their parse node, shared by every compiled expression (values fhirpathpy never
+# changes once made), so that equal literals are the same objects (`_memoized`).
+_LITERALS: dict[str, list[Any]] = {}
+
+
+def _literal(node: Mapping[str, Any]) -> list[Any]:
+    key = json.dumps(node, sort_keys=True)
+    if key not in _LITERALS:
+        _LITERALS[key] = _EVALUATORS[str(node["type"])]({}, [], node)
+    return _LITERALS[key]
+
+
+def _constant(values: list[Any]) -> Fn:
+    """A literal: evaluated once; a fresh list per call (callers may change the list they get,
+    never the values, which fhirpathpy only ever creates)."""
+    if len(values) == 1:
+        value = values[0]
+        return lambda ctx, data: [value]
+    return lambda ctx, data: list(values)
+
+
+def _external_constant(node: Mapping[str, Any]) -> Fn:
+    """%name (fhirpathpy evaluators.external_constant_term)."""
+    constant = (node.get("children") or [{}])[0]
+    name = _identifier((constant.get("children") or [{}])[0]).replace("`", "")
+
+    def variable(ctx: Ctx, data: Any) -> list[Any]:
+        env = ctx["vars"]
+        if name not in env:
+            raise ValueError(f"Attempting to access an undefined environment variable: {name}")
+        value = env[name]
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            return [value]
+        return value
+    return variable
+
+
+def _chain(steps: list[Fn]) -> Fn:
+    """a.b.c: each step applied to the previous one's result (evaluators.invocation_expression)."""
+    if len(steps) == 2:
+        first, second = steps
+
+        def pair(ctx: Ctx, data: Any) -> list[Any]:
+            return list(second(ctx, first(ctx, data)))
+        return pair
+
+    def chain(ctx: Ctx, data: Any) -> list[Any]:
+        for step in steps:
+            data = step(ctx, data)
+        return list(data)
+    return chain
+
+
+def _member(key: str) -> Fn:
+    """A member step (evaluators.member_invocation), with fhirpathpy's own per-item reducer made
+    once per model instead of once per call."""
+    capitalized = _is_capitalized(key)
+    made: list[tuple[Any, Callable[[list[Any], Any], list[Any]]]] = []
+
+    def member(ctx: Ctx, data: Any) -> list[Any]:
+        if not isinstance(data, list):
+            return []
+        if capitalized:
+            try:
+                return [_create_node(x, key) for x in data if x["resourceType"] == key]
+            except TypeError:
+                pass
+        model = ctx["model"]
+        if not made or made[0][0] is not model:
+            made[:] = [(model, _reduce_member(model, key))]
+        reducer = made[0][1]
+        acc: list[Any] = []
+        for item in data:
+            acc = reducer(acc, item)
+        return acc
+    return member
+
+
+def _indexer(collection: Fn, index: Fn) -> Fn:
+    """coll[i] (evaluators.indexer_expression)."""
+    def indexer(ctx: Ctx, data: Any) -> list[Any]:
+        coll = collection(ctx, data)
+        idx = index(ctx, data)
+        if isinstance(idx, list) and not idx:
+            return []
+        i = int(idx[0])
+        if coll is not None and len(coll) > i >= 0:
+            return [coll[i]]
+        return []
+    return indexer
+
+
+def _polarity(sign: str, operand: Fn) -> Fn:
+    """+x, -x (evaluators.polarity_expression)."""
+    def polarity(ctx: Ctx, data: Any) -> list[Any]:
+        rtn = operand(ctx, data)
+        if len(rtn) != 1:
+            raise Exception("Unary " + sign + " can only be applied to an individual number.")
+        if not _is_number(rtn[0]):
+            raise Exception("Unary " + sign + " can only be applied to a number.")
+        if sign == "-":
+            rtn[0] = -rtn[0]
+        return rtn
+    return polarity
