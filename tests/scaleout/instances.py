@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
-from tests.conftest import SYNTHETIC
 from tests.pgserver import free_port
+from tests.protocol_content import CONTENT as SYNTHETIC
 
 STARTUP_SECONDS = 120.0
 DAH_CDS = str(Path(sys.executable).parent / "dah-cds")

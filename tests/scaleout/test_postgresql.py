@@ -27,13 +27,14 @@ from sqlalchemy import create_engine, func, select, text
 
 from service.feedback.migrate import head
 from service.feedback.schema import feedback, issued_cards
-from tests.conftest import ROOT, T0
+from tests.conftest import T0
+from tests.protocol_content import PATIENT_VIEW, REQUESTS
 from tests.scaleout.instances import Instance, Instances
 from tests.trust_helpers import claims, es384_key, jwks, sign, write_clients
 
-SERVICE = "/cds-services/proto-patient-view"
+SERVICE = PATIENT_VIEW
 FEEDBACK = SERVICE + "/feedback"
-REQUEST = json.loads((ROOT / "tests" / "fixtures" / "requests" / "patient-view-high.json").read_text())
+REQUEST = json.loads((REQUESTS / "patient-view-high.json").read_text())
 ISS = "https://ehr.example.org"
 PUBLIC = "https://cds.example.org"  # both trusted instances sit behind one proxy name
 KEY = es384_key()
@@ -84,8 +85,7 @@ def issued_card(instance: Instance) -> dict:
     """The card with a suggestion from a call to `instance` (a new hookInstance: a new card uuid)."""
     status, body = instance.post(SERVICE, REQUEST | {"hookInstance": str(uuid.uuid4())})
     assert status == 200, body
-    card, = [c for c in body["cards"] if c.get("suggestions")]
-    return card
+    return next(c for c in body["cards"] if c.get("suggestions"))
 
 
 def test_a_card_issued_by_one_instance_takes_feedback_on_the_other(cluster):
