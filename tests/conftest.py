@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CONTENT = ROOT / "plandefinitions"
+SYNTHETIC = ROOT / "tests" / "fixtures" / "content"  # the protocol tests' content (tests/protocol_content.py)
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

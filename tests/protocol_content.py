@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONTENT = FIXTURES / "content"
 REQUESTS = FIXTURES / "requests"
 
-# Services (`<PlanDefinition.id>-<hook>`, and `proto-both`, named by cds-service-id for two hooks).
+# Services (`<PlanDefinition.id>-<hook>`, and `proto-both`, named by cqf-cdsHooksEndpoint for two hooks).
 PATIENT_VIEW = "/cds-services/proto-patient-view"
 ORDER_SELECT = "/cds-services/proto-order-select"
 ORDER_SIGN = "/cds-services/proto-order-sign"

@@ -16,6 +16,7 @@ from service.runtime import Runtime
 from tests.conftest import SYNTHETIC
 
 PLAN = "PlanDefinition-proto.json"
+HIGH = 1  # the index of the action `high` ("The level is high") in the synthetic plan
 
 
 @pytest.fixture
@@ -26,10 +27,10 @@ def folder(tmp_path) -> Path:
 
 
 def edit_plan(folder: Path, title: str | None = None, condition: str | None = None) -> None:
-    """Change the first action of the synthetic plan as an informatician's editor would."""
+    """Change the synthetic plan's action `high` as an informatician's editor would."""
     path = folder / PLAN
     plan = json.loads(path.read_text(encoding="utf-8"))
-    action = plan["action"][0]
+    action = plan["action"][HIGH]
     if title is not None:
         action["title"] = title
     if condition is not None:
@@ -38,7 +39,9 @@ def edit_plan(folder: Path, title: str | None = None, condition: str | None = No
 
 
 def first_title(runtime: Runtime) -> str:
-    return runtime.content.plan("proto").raw["action"][0]["title"]
+    action = runtime.content.plan("proto").raw["action"][HIGH]
+    assert action["id"] == "high"
+    return str(action["title"])
 
 
 def runtime_of(watch: FolderWatch) -> Runtime:
@@ -56,7 +59,7 @@ def test_an_edit_that_builds_is_swapped_in_and_a_check_without_change_reads_noth
     assert first_title(runtime) == "The level is high (edited)"
     status = watch.status.to_json()
     assert status["version"] != version and status["lastError"] is None
-    assert status["services"] == ["proto-order-select", "proto-order-sign", "proto-patient-view"]
+    assert status["services"] == ["proto-both", "proto-order-select", "proto-order-sign", "proto-patient-view"]
 
 
 def test_a_broken_edit_is_refused_the_last_good_content_serves_and_the_error_names_file_and_path(folder, caplog):
@@ -64,7 +67,7 @@ def test_a_broken_edit_is_refused_the_last_good_content_serves_and_the_error_nam
     runtime = runtime_of(watch)
     good, version = runtime.content, watch.status.version
 
-    edit_plan(folder, title="The level is high (edited)", condition="%highLevel and")
+    edit_plan(folder, title="The level is high (edited)", condition="%highLevels.exists() and")
     assert watch.check(runtime) is False
     assert runtime.content is good and first_title(runtime) == "The level is high"
     status = watch.status.to_json()
@@ -72,11 +75,11 @@ def test_a_broken_edit_is_refused_the_last_good_content_serves_and_the_error_nam
     error = status["lastError"]
     assert error["version"] != version and version in error["kept"]
     assert [(e["file"], e["path"]) for e in error["errors"]] == [
-        (PLAN, "PlanDefinition.action[0].condition[0].expression")]
+        (PLAN, "PlanDefinition.action[1].condition[0].expression")]
     assert "syntax error" in error["errors"][0]["message"]
     assert any("content reload refused: PlanDefinition-proto.json" in r.getMessage() for r in caplog.records)
 
-    edit_plan(folder, condition="%highLevel")  # fixed: served, the error is gone
+    edit_plan(folder, condition="%highLevels.exists()")  # fixed: served, the error is gone
     assert watch.check(runtime) is True
     assert first_title(runtime) == "The level is high (edited)"
     assert watch.status.to_json()["lastError"] is None
@@ -99,7 +102,7 @@ def test_a_process_starting_while_the_folder_is_broken_serves_the_snapshot_and_s
     version = runtime_of(first).content and first.status.version
     assert snapshot.is_file()
 
-    edit_plan(folder, title="The level is high (edited)", condition="%highLevel and")
+    edit_plan(folder, title="The level is high (edited)", condition="%highLevels.exists() and")
     with pytest.raises(ContentErrors):
         FolderWatch(folder, poll_seconds=0).initial()  # no snapshot: refuses to start, as at first start
     replacement = FolderWatch(folder, poll_seconds=0, snapshot=snapshot)

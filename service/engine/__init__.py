@@ -9,11 +9,10 @@ from service.engine.apply import apply_activity, apply_plan
 from service.engine.applymodel import AppliedAction, ApplyContext, ApplyResult, NotEvaluated, stable_id
 from service.engine.build import build_content
 from service.engine.compile import SUPPORTED_TYPES
+from service.engine.extensions import EXT_APP_CONTEXT, EXT_APPLY_TRACE, EXT_LINK_TYPE
 from service.engine.fhirpath import Evaluation, Expression, to_python
 from service.engine.index import DataIndex
 from service.engine.model import (
-    EXT_APP_CONTEXT,
-    EXT_LINK_TYPE,
     ActionDef,
     ContentIssue,
     ContentSet,
@@ -27,6 +26,6 @@ from service.engine.terminology import Terminology
 __all__ = [
     "ApplyContext", "ApplyResult", "AppliedAction", "NotEvaluated", "apply_activity", "apply_plan", "stable_id",
     "build_content", "SUPPORTED_TYPES", "Evaluation", "Expression", "to_python", "DataIndex",
-    "EXT_APP_CONTEXT", "EXT_LINK_TYPE", "ActionDef", "ContentIssue", "ContentSet", "DataRequirementDef", "PlanDef",
-    "ServiceDef", "Source", "Terminology",
+    "EXT_APP_CONTEXT", "EXT_APPLY_TRACE", "EXT_LINK_TYPE", "ActionDef", "ContentIssue", "ContentSet",
+    "DataRequirementDef", "PlanDef", "ServiceDef", "Source", "Terminology",
 ]

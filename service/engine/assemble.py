@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.engine.applymodel import AppliedAction
+from service.engine.extensions import EXT_OVERRIDE_REASON
 from service.engine.fhirpath import Expression, as_boolean
-from service.engine.model import EXT_OVERRIDE_REASON, ActionDef
+from service.engine.model import ActionDef
 from service.engine.scope import Scope
 from service.errors import ExpressionError
 

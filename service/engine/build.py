@@ -6,6 +6,7 @@ server): nothing here reads files or the network."""
 from __future__ import annotations
 
 from service.engine.compile import compile_resources
+from service.engine.conformance import check_service_plan
 from service.engine.fhirjson import Resource
 from service.engine.link import Aliased, Unsupported, link_activity, link_plan, services
 from service.engine.lint import lint_activity, lint_plan, lint_terminology
@@ -41,6 +42,7 @@ def build_content(raws: list[tuple[str, Resource]]) -> ContentSet:
             del plans[plan.url]
             continue
         lint_plan(plan, activities, terminology, problems)
+        check_service_plan(plan, problems)
     served = services(plans, problems)
     if problems.errors:
         raise ContentErrors(problems.errors)

@@ -1,8 +1,9 @@
 """Compile authored resources into the engine's model, one resource at a time.
 
 Rules:
-- A resource is a PlanDefinition, ActivityDefinition, Library, ValueSet or ConceptMap (other
-  types are ignored with a warning issue) and must validate against the fhir.resources R4B model.
+- A resource is a PlanDefinition, ActivityDefinition, Library, ValueSet or ConceptMap; a
+  StructureDefinition (an extension definition shipped for other tools) is skipped quietly, other
+  types are ignored with a warning issue and must validate against the fhir.resources R4B model.
 - Each is registered under its canonical URL (or, lacking one, "Type/id", with a warning); a
   second version of a URL is kept as "url|version"; the same URL twice is an error.
 - Every expression is parsed here (`Problems.expression`); a resource whose expressions use
@@ -19,9 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from service.engine.fhirjson import Element, Resource
-from service.engine.fhirpath import Expression
-from service.engine.model import (
+from service.engine.extensions import (
     EXT_APPLICABILITY_BEHAVIOR,
     EXT_FOR_EACH,
     EXT_IS_RECOMMENDED,
@@ -29,6 +28,10 @@ from service.engine.model import (
     EXT_QUERY_PATTERN,
     EXT_TARGET,
     EXT_VARIABLE,
+)
+from service.engine.fhirjson import Element, Resource
+from service.engine.fhirpath import Expression
+from service.engine.model import (
     ActionDef,
     ActivityDef,
     Condition,
@@ -42,6 +45,8 @@ from service.engine.model import (
 from service.engine.problems import Problems, Unsupported
 
 SUPPORTED_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet", "ConceptMap")
+# Shipped with the content for other tools (the project's extension definitions); nothing to run.
+DEFINITION_TYPES = ("StructureDefinition",)
 PRIORITIES = ("routine", "urgent", "asap", "stat")
 SELECTION_BEHAVIORS = ("any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more")
 CONDITION_KINDS = ("applicability", "start", "stop")
@@ -81,6 +86,8 @@ def compile_resources(raws: list[tuple[str, Resource]], problems: Problems) -> C
 def _register(file: str, raw: Resource, out: Compiled, problems: Problems) -> str | None:
     """The key the resource is known by, once it validates and its URL is free; else None."""
     rtype = raw["resourceType"]
+    if rtype in DEFINITION_TYPES:
+        return None
     if rtype not in SUPPORTED_TYPES:
         problems.issue(Source(file, rtype), f"{rtype} is not content; ignored")
         return None

@@ -1,29 +1,9 @@
 """Generic FHIRPath functions the FHIRPath specification lacks.  No clinical knowledge here:
 every code, unit and threshold comes from the content that calls them.
 
-| function | input | result |
-|---|---|---|
-| `resources(type, code...)` | Bundle(s) | their entries' resources of `type`, optionally with a primary code in `code...` (of a medication-bearing resource: its medication's codes and the ingredients the ConceptMaps map them to) |
-| `coded(code...)` | resources | those whose primary code is in `code...` (same codes as `resources`) |
-| `memberOf(valueSet)` | Coding, CodeableConcept, resource | whether a coding is in the ValueSet (FHIR R4 §FHIRPath extensions); on a resource, its primary codes as `coded` reads them |
-| `withStatus(code...)` | resources | those whose `status` (or, lacking one, `clinicalStatus` code) is in `code...` |
-| `since(dateTime)` | resources | those whose clinically relevant time is at or after `dateTime` |
-| `interpreted(code...)` | Observations | those with an `interpretation` coding whose code is in `code...` |
-| `aboveReferenceRange()` | Observations | those whose valueQuantity exceeds `referenceRange.high` (units converted) |
-| `before(dateTime)` | resources | those whose clinically relevant time is before `dateTime` |
-| `latest([element])` | resources | the one with the latest clinically relevant time (among those where `element`, e.g. `value` for value[x], is present) |
-| `clinicalTime()` | resource | that time, as a dateTime |
-| `resolve()` | Reference | the referenced resource from the request's data (FHIRPath §resolve) |
-| `hoursAgo()` | dateTime or resource | hours from it to the evaluation time (`%now`) |
-| `inUnit(unit [, molarMass])` | Quantities | their values in the UCUM `unit`; unit strings as EHRs send them ("lbs", "Kg", "mg/dl") are read first (`units`); a value whose unit is not understood or does not convert gives nothing; with a molar mass (g/mol), substance amounts and masses convert (umol/L <-> mg/dL) |
-| `dose(unit [, ingredient])` | MedicationRequests, Dosages | for each: the first dose in `unit`: mass converted, a count of tablets/capsules x the strength per unit, a volume x the strength per volume (strengths from the ConceptMaps); `ingredient` (code or ValueSet) picks one ingredient of a combination; nothing when it cannot be computed |
-| `dailyDose(unit [, ingredient])` | MedicationRequests, Dosages | for each: dose (as `dose`) x frequency / period, summed over the dosage instructions, in `unit` per day (nothing when any part is missing) |
-| `doseProblem([ingredient])` | MedicationRequests, Dosages | for each whose dose or daily dose cannot be computed in mass: why, in plain English ("no dose given", "dose unit 'xyz' is not understood", ...) |
-| `route()` | MedicationRequests, Dosages | route codings: the first dosage instruction's, else the route the ConceptMaps give the product's dose form (none for forms without a single route) |
-| `identifiedByName()` | medication-bearing resources | for each: whether its medication was recognised only by its name (no code known to the content) |
-| `ingredientName()` | medication-bearing resources | for each: its drug in words, the product's active ingredients ("prednisolone", "sulfamethoxazole / trimethoprim"), else the coding's display |
-| `ageInYears()` | Patient or date | completed years at `%now` |
-| `round([precision])` | Decimal | rounded half up (FHIRPath `round`; fhirpathpy rounds half to even) |
+Each function's signature, input, result and failure behaviour are published, for content authors and
+other engines, in `plandefinitions/FUNCTIONS.md`; `tests/content/test_function_library.py` checks that
+page against the table registered here (`TABLE`).
 
 A `code` argument is "system|code" or a ValueSet canonical URL from the content.
 Every function is called `fn(evaluation, inputs, *args)`: the call's `fhirpath.Evaluation` (time,

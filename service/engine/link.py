@@ -9,8 +9,10 @@ Rules:
   differently is an error.
 - A plan or activity depending on a Library whose logic is CQL is loaded as a warning issue
   and serves nothing (`Unsupported`).
-- Services: `<plan id>-<hook>` per hook; a plan naming its service id (cds-service-id) serves
-  all its hooks under it; one id produced twice is an error.
+- Services: `<plan id>-<hook>` per hook; a plan naming its service (the standard
+  cqf-cdsHooksEndpoint extension, whose last path segment is the service id: `sle-dah-patient-view`
+  or `https://host/cds-services/sle-dah-patient-view`) serves all its hooks under that id; one id
+  produced twice is an error.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 from service.engine.compile import data_requirements
+from service.engine.extensions import EXT_CDS_HOOKS_ENDPOINT
+from service.engine.fhirjson import Element
 from service.engine.model import (
-    EXT_SERVICE_ID,
     ActionDef,
     ActivityDef,
     DataRequirementDef,
@@ -146,11 +149,21 @@ def link_plan(plan: PlanDef, libraries: Aliased[LibraryDef], activities: Aliased
     plan.hooks = sorted({h for a in walk(plan.actions) for h in (a.triggers or ())})
 
 
+def endpoint_service_id(plan: Element) -> str | None:
+    """The service id a PlanDefinition names with cqf-cdsHooksEndpoint (valueUri): the URI's last
+    path segment; None without the extension or with an empty value."""
+    uri = next((e.get("valueUri") for e in plan.get("extension", []) if e.get("url") == EXT_CDS_HOOKS_ENDPOINT), None)
+    if not isinstance(uri, str):
+        return None
+    return uri.rstrip("/").rsplit("/", 1)[-1] or None
+
+
 def services(plans: dict[str, PlanDef], problems: Problems) -> dict[str, ServiceDef]:
-    """`<plan id>-<hook>` per hook; a plan naming its service id serves all its hooks under it."""
+    """`<plan id>-<hook>` per hook; a plan naming its service (cqf-cdsHooksEndpoint) serves all its
+    hooks under that id."""
     out: dict[str, ServiceDef] = {}
     for plan in plans.values():
-        custom = next((e.get("valueString") for e in plan.raw.get("extension", []) if e.get("url") == EXT_SERVICE_ID), None)
+        custom = endpoint_service_id(plan.raw)
         wanted = [(custom, tuple(plan.hooks))] if custom else [(f"{plan.id}-{h}", (h,)) for h in plan.hooks]
         for sid, hooks in wanted:
             if not hooks:

@@ -8,20 +8,6 @@ from service.engine.fhirjson import Element, Resource
 from service.engine.fhirpath import Expression
 from service.engine.terminology import Terminology
 
-# Canonical URLs of the extensions the engine reads.
-EXT_VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
-EXT_QUERY_PATTERN = "http://hl7.org/fhir/StructureDefinition/cqf-fhirQueryPattern"
-EXT_APPLICABILITY_BEHAVIOR = "http://hl7.org/fhir/StructureDefinition/cqf-applicabilityBehavior"
-PROJECT_BASE = "http://example.org/fhir/StructureDefinition/"
-EXT_IS_RECOMMENDED = PROJECT_BASE + "cds-is-recommended"
-EXT_OVERRIDE_REASON = PROJECT_BASE + "cds-override-reason"
-EXT_SERVICE_ID = PROJECT_BASE + "cds-service-id"
-EXT_PREFETCH_KEY = PROJECT_BASE + "cds-prefetch-key"
-EXT_LINK_TYPE = PROJECT_BASE + "cds-link-type"  # on documentation: valueCode absolute | smart
-EXT_APP_CONTEXT = PROJECT_BASE + "cds-app-context"  # on documentation of a smart link: valueString
-EXT_FOR_EACH = PROJECT_BASE + "cds-for-each"  # valueExpression: apply the action once per item, as %item
-EXT_TARGET = PROJECT_BASE + "cds-target"  # valueExpression: the existing resource an update/remove acts on
-
 
 @dataclass(frozen=True)
 class Source:
@@ -125,7 +111,7 @@ class PlanDef:
 @dataclass(frozen=True)
 class ServiceDef:
     """One CDS Hooks service: a PlanDefinition answering one hook, or several hooks under one id
-    when the content names the id (cds-service-id; CDS Hooks 3.0 ballot §Discovery)."""
+    when the content names the id (cqf-cdsHooksEndpoint; CDS Hooks 3.0 ballot §Discovery)."""
 
     id: str
     hooks: tuple[str, ...]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.engine import AppliedAction, ApplyResult, stable_id
+from service.engine import EXT_APPLY_TRACE, AppliedAction, ApplyResult, stable_id
 
-TRACE_EXTENSION = "http://example.org/fhir/StructureDefinition/cds-apply-trace"
+TRACE_EXTENSION = EXT_APPLY_TRACE  # the $apply trace on the CarePlan
 
 
 def _rg_action(action: AppliedAction, contained: list[dict[str, Any]]) -> dict[str, Any]:

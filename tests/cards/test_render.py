@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cards.render import render_cards
+from service.engine.extensions import PROJECT_EXTENSION_BASE
 from tests.engine.helpers import action_type, project_ext
 from tests.engine.test_apply import BASE, PV, observations, run
 
@@ -102,7 +103,7 @@ def test_remove_action_becomes_delete_with_resource_id_after_the_replacement(tmp
 
 
 def test_documentation_becomes_absolute_and_smart_links(tmp_path):
-    ext = "http://example.org/fhir/StructureDefinition/"
+    ext = PROJECT_EXTENSION_BASE
     docs = [
         {"type": "citation", "display": "Guideline", "url": "https://example.org/g"},
         {"type": "documentation", "display": "Protocol", "url": "https://example.org/p"},

@@ -671,7 +671,7 @@ def test_cross_origin_resource_sharing__configured_origins_only(make_protocol_ap
 def test_update_stale_guidance__one_service_id_for_several_hooks(client, services):
     """cds-hooks_2.0#211 (SHALL): "CDS Services indicate [intent to update an existing card] by
     providing multiple CDS Services with the same id in discovery."  A plan that names its
-    service id (cds-service-id) is discovered once per hook under that id and answers each hook
+    service id (cqf-cdsHooksEndpoint) is discovered once per hook under that id and answers each hook
     there, with the same card uuid for the same hookInstance."""
     assert sorted(s["hook"] for s in services if s["id"] == "proto-both") == ["order-sign", "patient-view"]
     keys = [s["prefetch"] for s in services if s["id"] == "proto-both"][0]

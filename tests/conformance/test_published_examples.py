@@ -25,6 +25,7 @@ import socket
 import pytest
 
 from cards.schema import response_errors
+from service.engine.extensions import EXT_CDS_HOOKS_ENDPOINT
 from tests.conformance.helpers import (
     HOOK_INSTANCE,
     SUPPORTED_HOOKS,
@@ -38,7 +39,6 @@ from tests.engine.helpers import BASE, write
 
 LIQUID = re.compile(r"\{%\s*raw\s*%\}\{\{\{%\s*endraw\s*%\}")
 QUERY_PATTERN = "http://hl7.org/fhir/StructureDefinition/cqf-fhirQueryPattern"
-SERVICE_ID_EXT = "http://example.org/fhir/StructureDefinition/cds-service-id"
 
 
 def example(name: str, placeholders: dict | None = None):
@@ -154,7 +154,7 @@ def template_client(tmp_path, hook: str, prefetch: dict[str, str]):
     }
     plan = {"resourceType": "PlanDefinition", "id": "ex", "url": f"{BASE}/PlanDefinition/ex", "status": "active",
             "title": "Example", "description": "Serves the spec's prefetch templates", "library": [library["url"]],
-            "extension": [{"url": SERVICE_ID_EXT, "valueString": "ex"}],
+            "extension": [{"url": EXT_CDS_HOOKS_ENDPOINT, "valueUri": "ex"}],
             "action": [{"id": "hello", "title": "Hello", "trigger": [{"type": "named-event", "name": hook}]}]}
     content = load_folder(write(tmp_path / "content", library, plan))
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}", "fhir_retries": 0}, clock=lambda: T0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from service.engine.extensions import PROJECT_EXTENSION_BASE
+
 BASE = "http://example.org/fhir"
 
 
@@ -19,7 +21,7 @@ def project_ext(name: str, expr: str) -> list[dict]:
     """A project extension holding an expression (`cds-for-each`, `cds-target`), as an extension list."""
     return [
         {
-            "url": f"http://example.org/fhir/StructureDefinition/{name}",
+            "url": PROJECT_EXTENSION_BASE + name,
             "valueExpression": {"language": "text/fhirpath", "expression": expr},
         }
     ]

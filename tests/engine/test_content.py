@@ -125,7 +125,11 @@ def test_bundled_content_loads(content):
     assert {"dah-patient-view", "safety-patient-view", "safety-order-select", "safety-order-sign"} <= set(
         content.services
     )
-    assert content.issues == []
+    # The one known departure (plandefinitions/README.md, *Extensions and profiles*): plans answering several
+    # hooks cannot name one cqf-cdsHooksEndpoint under the CDS Hooks service profile.
+    assert sorted((i.source.file, i.source.path) for i in content.issues) == [
+        (f"PlanDefinition-{pid}.json", "PlanDefinition.extension") for pid in ("dah", "dose-checks", "safety")]
+    assert all("split it per hook to conform" in i.message for i in content.issues)
 
 
 def test_all_problems_are_reported_together(tmp_path):

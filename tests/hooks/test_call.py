@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.content import load_folder
 from service.engine import DataIndex
+from service.engine.extensions import EXT_IS_RECOMMENDED
 from service.hooks.call import call_service
 from service.hooks.request import parse_hook_request
 from tests.conftest import T0
@@ -11,7 +12,7 @@ from tests.engine.helpers import BASE, cond, library, plan, var, write
 
 AD = {"resourceType": "ActivityDefinition", "id": "o", "url": f"{BASE}/ActivityDefinition/o", "status": "active",
       "kind": "ServiceRequest", "code": {"text": "x"}}
-REC = [{"url": "http://example.org/fhir/StructureDefinition/cds-is-recommended", "valueBoolean": True}]
+REC = [{"url": EXT_IS_RECOMMENDED, "valueBoolean": True}]
 
 
 def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):

@@ -108,11 +108,17 @@ def serve(tmp_path):
             process.kill()
 
 
-def edit_plan(folder: Path, title: str, condition: str = "%highLevel") -> None:
+def high_action(plan: dict) -> int:
+    """The index of the action the edits change (id `high`, the card "The level is high")."""
+    return next(i for i, action in enumerate(plan["action"]) if action["id"] == "high")
+
+
+def edit_plan(folder: Path, title: str, condition: str = "%highLevels.exists()") -> None:
     path = folder / PLAN
     plan = json.loads(path.read_text(encoding="utf-8"))
-    plan["action"][0]["title"] = title
-    plan["action"][0]["condition"][0]["expression"]["expression"] = condition
+    action = plan["action"][high_action(plan)]
+    action["title"] = title
+    action["condition"][0]["expression"]["expression"] = condition
     path.write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -121,12 +127,13 @@ def test_sighup_with_a_broken_edit_keeps_serving_the_previous_content_then_serve
     assert served.level_card() == "The level is high"
     first = served.settled(lambda s: s["version"] and s["lastError"] is None, "started")
 
-    edit_plan(served.folder, "The level is high (edited)", condition="%highLevel and")  # a FHIRPath typo
+    edit_plan(served.folder, "The level is high (edited)", condition="%highLevels.exists() and")  # a FHIRPath typo
     served.process.send_signal(signal.SIGHUP)
     status = served.settled(lambda s: s["lastError"] is not None, "the broken edit is reported")
     assert status["version"] == first["version"], "the previous content is still the one served"
     [error] = status["lastError"]["errors"]
-    assert (error["file"], error["path"]) == (PLAN, "PlanDefinition.action[0].condition[0].expression")
+    where = high_action(json.loads((served.folder / PLAN).read_text(encoding="utf-8")))
+    assert (error["file"], error["path"]) == (PLAN, f"PlanDefinition.action[{where}].condition[0].expression")
     for _ in range(2 * WORKERS):
         assert served.level_card() == "The level is high"
     served.alive()
@@ -144,7 +151,7 @@ def test_a_file_change_is_seen_and_a_worker_replaced_while_the_edit_is_broken_se
     served = serve(CDS_CONTENT_WATCH_SECONDS="0.3")
     first = served.settled(lambda s: s["version"] and s["lastError"] is None, "started")
 
-    edit_plan(served.folder, "The level is high (edited)", condition="%highLevel and")
+    edit_plan(served.folder, "The level is high (edited)", condition="%highLevels.exists() and")
     served.settled(lambda s: s["lastError"] is not None, "the broken edit is seen without a signal")
 
     workers = served.workers()

@@ -7,11 +7,11 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tests.web.test_http import CASE
+from tests.protocol_content import PATIENT_VIEW, patient_view_request
 
 
 def test_a_service_call_answers_compact_sorted_utf8_json(client):
-    response = client.post(f"/cds-services/{CASE['service']}", json=CASE["request"])
+    response = client.post(PATIENT_VIEW, json=patient_view_request())
     assert response.status_code == 200 and response.mimetype == "application/json"
     raw = response.get_data()
     body = json.loads(raw)
@@ -20,7 +20,7 @@ def test_a_service_call_answers_compact_sorted_utf8_json(client):
 
 
 def test_an_error_outcome_is_written_the_same_way(client):
-    response = client.post(f"/cds-services/{CASE['service']}", json={"hook": "patient-view"})
+    response = client.post(PATIENT_VIEW, json={"hook": "patient-view"})
     assert response.status_code == 400
     assert response.get_data().startswith(b'{"issue":[{') and response.get_json()["resourceType"] == "OperationOutcome"
 

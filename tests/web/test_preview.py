@@ -24,6 +24,15 @@ CASE = CONTENT / "tests" / "DAH-05" / "p01-gpa-hypoxemic.json"
 FORM = "application/x-www-form-urlencoded"
 
 
+@pytest.fixture
+def app(tmp_path, content):
+    """The workbench previews the guidance itself: the app on the bundled content and its scenario
+    patients (not the synthetic protocol content of this folder's other tests)."""
+    app = create_app({"database_url": f"sqlite:///{tmp_path / 'feedback.sqlite3'}"}, clock=lambda: T0, content=content)
+    app.config.update(TESTING=True)
+    return app
+
+
 def run(client, **form) -> tuple[int, str]:
     response = client.post("/preview", data=form, content_type=FORM)
     return response.status_code, response.get_data(as_text=True)
