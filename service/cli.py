@@ -1,5 +1,5 @@
 """Command line for operators and informaticians:
-`dah-cds serve|validate|publish|feedback-report|run|test`."""
+`dah-cds serve|migrate|validate|publish|feedback-report|run|test`."""
 
 from __future__ import annotations
 
@@ -34,12 +34,13 @@ def _validate(args) -> int:
 
 def _serve(args) -> int:
     from service.errors import ConfigurationError
+    from service.feedback.migrate import SchemaError
     from service.serving import serve
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
     try:
         serve(load_config(overrides))  # gunicorn gthread workers (service.serving); returns when stopped
-    except ConfigurationError as exc:
+    except (ConfigurationError, SchemaError) as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2
     return 0
@@ -78,6 +79,18 @@ def _publish(args) -> int:
     except FhirAccessError as exc:
         print(f"ERROR {exc.message}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _migrate(args) -> int:
+    from service.feedback.migrate import SchemaError, upgrade
+
+    try:
+        revision = upgrade(args.database_url or load_config().database_url)
+    except SchemaError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 1
+    print(f"OK the feedback database is at schema revision {revision} (the newest)")
     return 0
 
 
@@ -253,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(fn=_serve)
+    p = sub.add_parser("migrate", help="bring the feedback database (CDS_DATABASE_URL) to the newest schema revision")
+    p.add_argument("--database-url", help="database URL (default CDS_DATABASE_URL)")
+    p.set_defaults(fn=_migrate)
     p = sub.add_parser("publish", help="PUT the content (and load sample patients) to a FHIR server")
     p.add_argument("--fhir-base-url", help="FHIR base URL (default CDS_CONTENT_FHIR_BASE_URL)")
     p.add_argument("--token", help="bearer token (default CDS_CONTENT_FHIR_TOKEN)")

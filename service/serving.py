@@ -238,9 +238,13 @@ def check(cfg: Config) -> None:
 
 
 def serve(cfg: Config) -> None:
-    """Run the service under gunicorn until it is stopped.  The app is built in each worker, and is
-    told its bind host (without trusted clients only a loopback host may serve)."""
+    """Run the service under gunicorn until it is stopped.  The feedback database is migrated first
+    (a database error stops the start here, not in every worker); the app is built in each worker,
+    and is told its bind host (without trusted clients only a loopback host may serve)."""
+    from service.feedback.migrate import upgrade
+
     check(cfg)
+    upgrade(cfg.database_url)  # once here, before the workers start (each checks again: service.feedback.migrate)
     ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
     _Application.snapshot_dir = Path(tempfile.mkdtemp(prefix="dah-cds-content-"))
     master = os.getpid()

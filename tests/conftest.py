@@ -1,6 +1,7 @@
 """Shared fixtures and paths: the Flask app on the clinical content of plandefinitions/ (`app`, `client`:
 for the scenario and content tests) and on the synthetic content of tests/fixtures/content/
-(`make_protocol_app`: for the protocol, conformance and web tests), each with a fixed clock."""
+(`make_protocol_app`: for the protocol, conformance and web tests), each with a fixed clock; the feedback
+database on SQLite and on a local PostgreSQL (`database_url`, tests/pgserver.py)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,25 @@ def app(tmp_path, content):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for this test run (tests/pgserver.py); the tests that need it are skipped,
+    saying why, only where PostgreSQL cannot be installed."""
+    from tests.pgserver import PostgresServer, PostgresUnavailable, ensure_installed
+
+    try:
+        ensure_installed()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL cannot be installed here: {exc}")
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A new empty feedback database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+    return request.getfixturevalue("postgres").create_database()

@@ -44,6 +44,7 @@ RULES = {
     "fhirpathpy": lambda p: p in ("service/engine/fhirpath.py", "service/engine/fhirpath_compiled.py"),
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
+    "alembic": lambda p: p.startswith("service/feedback/"),
     "jwt": lambda p: p.startswith("service/auth/"),
     "cryptography": lambda p: p.startswith("service/auth/"),
     "orjson": lambda p: p in ("service/jsonlimits.py", "service/web/jsonout.py"),

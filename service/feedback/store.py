@@ -8,6 +8,9 @@ outcomeTimestamp, in the same post or a later one) is stored once, so EHR retrie
 A client token's `jti` is recorded until the token expires (`first_use_of_token`): the insert
 is unique, so of two workers or instances sharing the database that see the same token,
 exactly one is told it is the first use.
+
+The tables (service.feedback.schema) come from the migrations, brought to the newest revision
+when a store is opened (service.feedback.migrate).
 """
 
 from __future__ import annotations
@@ -19,82 +22,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-metadata = MetaData()
-
-issued_cards = Table(
-    "issued_card",
+from service.feedback.migrate import upgrade
+from service.feedback.schema import (
+    feedback,
+    issued_cards,
+    issued_suggestions,
     metadata,
-    Column("uuid", String(64), primary_key=True),
-    Column("service_id", String(200), nullable=False),
-    Column("hook_instance", String(200), nullable=False),
-    Column("rule_id", String(200)),
-    Column("indicator", String(16)),
-    Column("issued_at", DateTime(timezone=True), nullable=False),
+    suggestion_labels,
+    token_ids,
 )
 
-feedback = Table(
-    "feedback",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("service_id", String(200), nullable=False),
-    Column("card_uuid", String(64), nullable=False),
-    Column("hook_instance", String(200)),
-    Column("rule_id", String(200)),
-    Column("outcome", String(16), nullable=False),
-    Column("accepted_suggestions", JSON),
-    Column("override_reason", JSON),
-    Column("outcome_timestamp", String(40), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_retry"),
-)
+__all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_suggestions", "metadata", "suggestion_labels",
+           "token_ids"]
 
-# The suggestions of each issued card (§Feedback: acceptedSuggestions name them by uuid).  A table of
-# its own, so a database created before it existed gains it without a migration.
-issued_suggestions = Table(
-    "issued_suggestion",
-    metadata,
-    Column("card_uuid", String(64), primary_key=True),
-    Column("suggestion_uuid", String(64), primary_key=True),
-)
-
-# The label each suggestion was shown with, for the per-suggestion report (its uuid is per call).  A
-# table of its own for the same reason.
-suggestion_labels = Table(
-    "suggestion_label",
-    metadata,
-    Column("card_uuid", String(64), primary_key=True),
-    Column("suggestion_uuid", String(64), primary_key=True),
-    Column("label", String(300)),
-)
-
-# CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".
-# The key is sha256(iss NUL jti): fixed size, whatever the client sends.
-token_ids = Table(
-    "token_id",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("expires_at", BigInteger, nullable=False, index=True),  # epoch seconds
-)
 PURGE_EVERY_SECONDS = 60.0
 
 
@@ -120,21 +63,9 @@ class FeedbackStore:
         self.engine = create_engine(url, future=True)
         if url.startswith("sqlite:") and ":memory:" not in url and url != "sqlite://":
             event.listen(self.engine, "connect", _sqlite_write_ahead_log)
-        self._create_tables()
+        upgrade(self.engine)  # the schema at the newest revision, once for all who start together
         self._purged_at = 0.0
         self._purge_lock = threading.Lock()
-
-    def _create_tables(self) -> None:
-        """Create the tables that do not exist yet.  Workers starting together race to create them on a
-        new database (one finds a table the other just made): the loser tries again."""
-        for attempt in range(1, 4):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except (OperationalError, ProgrammingError, IntegrityError):
-                if attempt == 3:
-                    raise
-                time.sleep(0.2 * attempt)
 
     def first_use_of_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         """Record token id `jti` of `issuer` until `expires_at`; False if it is already recorded

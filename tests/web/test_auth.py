@@ -179,11 +179,10 @@ def test_a_replay_on_a_second_instance_sharing_the_database_is_refused(make_app)
     refused(second.post(SERVICE, json=base_request(), headers=bearer(t)))
 
 
-def test_racing_instances_let_exactly_one_use_a_token(tmp_path):
+def test_racing_instances_let_exactly_one_use_a_token(database_url):
     from service.feedback import FeedbackStore
 
-    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
-    stores = [FeedbackStore(url) for _ in range(4)]
+    stores = [FeedbackStore(database_url) for _ in range(4)]
     jtis = [f"jti-{i}" for i in range(25)]
     wins: dict[str, list[bool]] = {j: [] for j in jtis}
     barrier = threading.Barrier(len(stores))
@@ -201,10 +200,10 @@ def test_racing_instances_let_exactly_one_use_a_token(tmp_path):
     assert all(sorted(w) == [False, False, False, True] for w in wins.values()), wins
 
 
-def test_a_token_id_is_free_again_after_the_token_expired(tmp_path):
+def test_a_token_id_is_free_again_after_the_token_expired(database_url):
     from service.feedback import FeedbackStore
 
-    store = FeedbackStore(f"sqlite:///{tmp_path / 't.sqlite3'}")
+    store = FeedbackStore(database_url)
     assert store.first_use_of_token(ISS, "j", 1000, 900) is True
     assert store.first_use_of_token(ISS, "j", 1300, 999) is False
     assert store.first_use_of_token("https://other.example.org", "j", 1300, 999) is True  # per issuer

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conformance.helpers import base_request, outcome
+from tests.conftest import T0
 from tests.protocol_content import PATIENT_VIEW
 
 SERVICE = PATIENT_VIEW
@@ -14,8 +15,16 @@ FEEDBACK = SERVICE + "/feedback"
 
 
 @pytest.fixture
-def make_app(make_protocol_app):
-    return make_protocol_app
+def make_app(database_url, synthetic_content):
+    """The app on the synthetic content with one feedback database, SQLite then PostgreSQL (tests/conftest.py)."""
+    from service.app import create_app
+
+    def make(**config):
+        app = create_app({"database_url": database_url, **config}, clock=lambda: T0, content=synthetic_content)
+        app.config.update(TESTING=True)
+        return app
+
+    return make
 
 
 @pytest.fixture
@@ -78,8 +87,14 @@ def test_a_post_is_one_transaction_even_when_the_database_fails_midway(app, card
     the two rows before it are rolled back with it."""
     store = app.extensions["cds"].store
     with store.engine.begin() as conn:
-        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON feedback WHEN NEW.outcome_timestamp = "
-                          "'2026-03-01T12:09:00Z' BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON feedback WHEN NEW.outcome_timestamp = "
+                              "'2026-03-01T12:09:00Z' BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+        else:
+            conn.execute(text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                              "IF NEW.outcome_timestamp = '2026-03-01T12:09:00Z' THEN RAISE EXCEPTION 'disk full'; "
+                              "END IF; RETURN NEW; END $$"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON feedback FOR EACH ROW EXECUTE FUNCTION refuse()"))
     post = {"feedback": [accepted(cards[0], minute=7), overridden(cards[1], minute=8), overridden(cards[0], minute=9)]}
     response = app.test_client().post(FEEDBACK, json=post)
     assert response.status_code == 500 and response.get_json()["resourceType"] == "OperationOutcome"

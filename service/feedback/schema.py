@@ -1,0 +1,62 @@
+"""The feedback store's tables, as the code uses them.  The database gets them only through the
+migrations (service/feedback/migrations, `dah-cds migrate`): a change here comes with a new revision,
+and tests/feedback/test_migrations.py fails while the two disagree."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint
+
+metadata = MetaData()
+
+issued_cards = Table(
+    "issued_card",
+    metadata,
+    Column("uuid", String(64), primary_key=True),
+    Column("service_id", String(200), nullable=False),
+    Column("hook_instance", String(200), nullable=False),
+    Column("rule_id", String(200)),
+    Column("indicator", String(16)),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(200), nullable=False),
+    Column("card_uuid", String(64), nullable=False),
+    Column("hook_instance", String(200)),
+    Column("rule_id", String(200)),
+    Column("outcome", String(16), nullable=False),
+    Column("accepted_suggestions", JSON),
+    Column("override_reason", JSON),
+    Column("outcome_timestamp", String(40), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_retry"),
+)
+
+# The suggestions of each issued card (§Feedback: acceptedSuggestions name them by uuid).
+issued_suggestions = Table(
+    "issued_suggestion",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("suggestion_uuid", String(64), primary_key=True),
+)
+
+# The label each suggestion was shown with, for the per-suggestion report (its uuid is per call).
+suggestion_labels = Table(
+    "suggestion_label",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("suggestion_uuid", String(64), primary_key=True),
+    Column("label", String(300)),
+)
+
+# CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".
+# The key is sha256(iss NUL jti): fixed size, whatever the client sends.
+token_ids = Table(
+    "token_id",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False, index=True),  # epoch seconds
+)

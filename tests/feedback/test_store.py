@@ -1,0 +1,53 @@
+"""The feedback store (service.feedback.store) shared by several processes, on SQLite and on
+PostgreSQL: cards recorded and feedback stored by stores racing on the same rows land once."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import func, select
+
+from service.feedback import FeedbackStore
+from service.feedback.schema import feedback, issued_cards, issued_suggestions
+
+CARDS = [{"uuid": f"card-{i}", "indicator": "warning", "source": {"topic": {"code": "R1"}},
+          "suggestions": [{"uuid": f"card-{i}-s1"}, {"uuid": f"card-{i}-s2"}]} for i in range(5)]
+
+
+def race(stores: list[FeedbackStore], work) -> list:
+    """Run `work(store)` in one thread per store, released together; their results."""
+    barrier = threading.Barrier(len(stores))
+    results: list = [None] * len(stores)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = work(stores[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def count(store: FeedbackStore, table) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_racing_stores_record_the_same_cards_and_feedback_once(database_url):
+    stores = [FeedbackStore(database_url) for _ in range(4)]
+    race(stores, lambda s: s.record_cards("svc", "hook-1", CARDS))
+    assert count(stores[0], issued_cards) == 5 and count(stores[0], issued_suggestions) == 10
+    cards = stores[0].issued_cards([c["uuid"] for c in CARDS])
+    assert cards["card-0"]["suggestions"] == {"card-0-s1", "card-0-s2"}
+    items = [{"card": c["uuid"], "outcome": "overridden", "outcomeTimestamp": f"2026-03-01T12:0{i}:00Z"}
+             for i, c in enumerate(CARDS)]
+    stored = race(stores, lambda s: s.add_feedback("svc", items, cards))
+    assert sorted(stored) == [0, 0, 0, 5]  # one post stored them all; the others were retries
+    assert count(stores[0], feedback) == 5
+    rates = {r["rule"]: r for r in stores[0].rates()}
+    assert rates["R1"]["issued"] == 5 and rates["R1"]["overridden"] == 5
+    for store in stores:
+        store.engine.dispose()
