@@ -119,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_feedback_report)
     args = parser.parse_args(argv)
-    return args.fn(args)
+    from service.errors import ConfigurationError
+
+    try:
+        return args.fn(args)
+    except ConfigurationError as exc:  # a malformed CDS_* variable (service.config): said once, no traceback
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

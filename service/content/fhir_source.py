@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable
 from urllib.parse import quote
 
+from service import metrics
+from service.content.version import content_version
 from service.engine import ContentIssue, ContentSet, Source, build_content
 from service.errors import ContentErrors, FhirAccessError
 from service.fhir.client import FhirClient
@@ -245,9 +247,11 @@ class FhirContentSource:
         with self._lock:
             content = self._try_load("content refresh failed, previous content kept")
             if content is None:
+                metrics.content_loaded("", 0, ok=False)
                 return False
             if content is not runtime.content:
                 runtime.content = content  # one assignment: a request sees the old set or the new one
+                metrics.content_loaded(content_version(content), len(content.services))
                 self._log_issues(content)
                 log.info("content from %s: %d PlanDefinition, services: %s", self.base_url, len(content.plans),
                          ", ".join(sorted(content.services)) or "none")

@@ -33,6 +33,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -107,6 +108,16 @@ class FeedbackStore:
                 if attempt == 3:
                     raise
                 time.sleep(0.2 * attempt)
+
+    def reachable(self) -> str | None:
+        """None when the database answers a trivial query, else the error's type (for /ready; the
+        message may hold the URL's password, so it is not returned)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(literal(1)))
+            return None
+        except Exception as exc:  # any driver error means "not reachable"
+            return type(exc).__name__
 
     def first_use_of_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         """Record token id `jti` of `issuer` until `expires_at`; False if it is already recorded
