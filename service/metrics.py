@@ -26,6 +26,7 @@ Kept at the top of service/: a leaf every layer records through (base).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,19 +58,30 @@ CONTENT_LAST_RELOAD = Gauge("cds_content_last_reload_timestamp_seconds", "When c
                             multiprocess_mode="livemax")
 
 _version: list[str] = []
+# (metric name, label values) -> the labelled child: `labels()` takes a lock and builds a key on every
+# call; the label values are few (services, statuses, rules), so the children are kept here.
+_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric._name, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def request_done(service: str, status: int, seconds: float) -> None:
     code = str(status)
-    REQUESTS.labels(service, code).inc()
-    REQUEST_SECONDS.labels(service, code).observe(seconds)
+    _child(REQUESTS, service, code).inc()
+    _child(REQUEST_SECONDS, service, code).observe(seconds)
 
 
 def cards_answered(cards: list[dict]) -> None:
     for card in cards:
         source = card.get("source") or {}
         topic = source.get("topic") or {}
-        CARDS.labels(str(topic.get("code") or "none"), str(card.get("indicator") or "none")).inc()
+        _child(CARDS, str(topic.get("code") or "none"), str(card.get("indicator") or "none")).inc()
 
 
 def fhir_request(method: str, seconds: float, failure: str | None = None) -> None:

@@ -21,6 +21,13 @@ serves with the `gthread` worker and bounds the time a client may make a thread 
 - the worker timeout is max(30 s, the call deadline + 10 s), so every call answers (412 at the
   latest, service.fhir.budget) before gunicorn would ever stop a worker.
 
+Operations: each master gives its workers a fresh, empty metrics directory (PROMETHEUS_MULTIPROC_DIR,
+set before anything imports prometheus_client; removed when the master stops) and marks a worker's
+metrics dead when it exits (service.metrics), so `GET /metrics` on any worker shows the sum of all.
+gunicorn's own lines (worker boots and exits) use the service's log format (CDS_LOG_FORMAT); the
+access line of each request is the app's (`service.access`, with its request id), so gunicorn's
+access log is off.
+
 Kept at the top of service/: the process server `dah-cds serve` starts around the app; it
 imports no Flask and is no part of the web layer (the only gunicorn code).
 """
@@ -28,7 +35,9 @@ imports no Flask and is no part of the web layer (the only gunicorn code).
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -39,7 +48,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
-from service.config import Config
+from service.config import Config, set_process_environment
 
 _OUTCOME_408 = json.dumps({"resourceType": "OperationOutcome", "issue": [
     {"severity": "error", "code": "timeout", "diagnostics": "the request did not arrive in time"}]}).encode()
@@ -158,8 +167,30 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
         "timeout": max(30, int(cfg.call_deadline_seconds) + 10),
         "graceful_timeout": 30,
         "keepalive": 5,
-        "accesslog": "-",
+        "accesslog": None,  # the app logs each request (service.web.ops), with its request id
+        "logconfig_dict": _log_config(cfg),
+        "child_exit": _child_exit,
     }
+
+
+def _log_config(cfg: Config) -> dict[str, Any]:
+    """gunicorn's own loggers, in the service's format (logging.config.dictConfig schema)."""
+    formatter = "service.logcontext.JsonFormatter" if cfg.log_format == "json" else "service.logcontext.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"service": {"()": formatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "service",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {"gunicorn.error": {"level": cfg.log_level, "handlers": ["stderr"], "propagate": False}},
+        "root": {"level": cfg.log_level, "handlers": []},
+    }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from service import metrics
+
+    metrics.worker_exited(worker.pid)
 
 
 class _Application(BaseApplication):
@@ -191,6 +222,11 @@ def check(cfg: Config) -> None:
 def serve(cfg: Config) -> None:
     """Run the service under gunicorn until it is stopped.  The app is built in each worker, and is
     told its bind host (without trusted clients only a loopback host may serve)."""
-    check(cfg)
-    ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
-    _Application(cfg).run()
+    folder = tempfile.mkdtemp(prefix="dah-cds-metrics-")
+    set_process_environment("PROMETHEUS_MULTIPROC_DIR", folder)  # before prometheus_client is imported
+    try:
+        check(cfg)
+        ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
+        _Application(cfg).run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
