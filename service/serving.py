@@ -158,7 +158,10 @@ def _closing_after_408(app: WSGIApplication) -> WSGIApplication:
     return wsgi
 
 
-def gunicorn_settings(cfg: Config) -> dict[str, Any]:
+def gunicorn_settings(cfg: Config, worker_exited: Callable[[int], None] = lambda pid: None) -> dict[str, Any]:
+    def child_exit(server: Any, worker: Any) -> None:
+        worker_exited(worker.pid)
+
     return {
         "bind": [f"[{cfg.host}]:{cfg.port}" if ":" in cfg.host else f"{cfg.host}:{cfg.port}"],
         "worker_class": ReadTimeoutThreadWorker,
@@ -169,7 +172,7 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
         "keepalive": 5,
         "accesslog": None,  # the app logs each request (service.web.ops), with its request id
         "logconfig_dict": _log_config(cfg),
-        "child_exit": _child_exit,
+        "child_exit": child_exit,
     }
 
 
@@ -187,19 +190,14 @@ def _log_config(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _child_exit(server: Any, worker: Any) -> None:
-    from service import metrics
-
-    metrics.worker_exited(worker.pid)
-
-
 class _Application(BaseApplication):
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, worker_exited: Callable[[int], None]):
         self.cds_config = cfg
+        self.worker_exited = worker_exited
         super().__init__()
 
     def load_config(self) -> None:
-        for name, value in gunicorn_settings(self.cds_config).items():
+        for name, value in gunicorn_settings(self.cds_config, self.worker_exited).items():
             self.cfg.set(name, value)
 
     def load(self):
@@ -224,9 +222,12 @@ def serve(cfg: Config) -> None:
     told its bind host (without trusted clients only a loopback host may serve)."""
     folder = tempfile.mkdtemp(prefix="dah-cds-metrics-")
     set_process_environment("PROMETHEUS_MULTIPROC_DIR", folder)  # before prometheus_client is imported
+    from service import logcontext, metrics  # imported here, in the master, never in a signal handler
+
+    logcontext.configure(cfg.log_level, cfg.log_format)  # the master's own lines (start-up checks)
     try:
         check(cfg)
         ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
-        _Application(cfg).run()
+        _Application(cfg, metrics.worker_exited).run()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
