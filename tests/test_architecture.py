@@ -39,6 +39,7 @@ RULES = {
     "requests": lambda p: p.startswith("service/fhir/"),
     "urllib3": lambda p: p == "service/fhir/transport.py",
     "gunicorn": lambda p: p == "service/serving.py",
+    "prometheus_client": lambda p: p == "service/metrics.py",
     "fhirpathpy": lambda p: p == "service/engine/fhirpath.py",
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
