@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -58,14 +59,19 @@ def served(tmp_path):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CDS_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     environ.update({"CDS_HOST": "127.0.0.1", "CDS_PORT": str(port), "CDS_WORKERS": "2", "CDS_THREADS": "2",
                     "CDS_LOG_FORMAT": "json", "CDS_CONTENT_DIR": str(CONTENT), "CDS_DATA_DIR": str(tmp_path / "data")})
+    before = set(Path(tempfile.gettempdir()).glob("dah-cds-metrics-*"))
+    folders: set[Path] = set()
     with open(log, "wb") as err:
         process = subprocess.Popen([str(Path(sys.executable).parent / "dah-cds"), "serve"], env=environ,
                                    stdout=subprocess.DEVNULL, stderr=err)
     try:
         wait_for_health(port, process, log)
-        yield port, log
+        folders = set(Path(tempfile.gettempdir()).glob("dah-cds-metrics-*")) - before
+        assert folders, "the master made its metrics directory"
+        yield port, log, process, folders
     finally:
         stop(process)
+    assert not any(folder.exists() for folder in folders), "the master removes its metrics directory when it stops"
 
 
 def call(port: int, request_id: str) -> tuple[int, str]:
@@ -88,7 +94,7 @@ def metric(port: int, name: str, **labels) -> float:
 
 
 def test_two_workers_share_one_set_of_metrics_and_log_json_lines(served):
-    port, log = served
+    port, log, _, _ = served
     calls = 8
     for n in range(calls):
         assert call(port, f"req-{n}") == (200, f"req-{n}")
@@ -107,3 +113,28 @@ def test_two_workers_share_one_set_of_metrics_and_log_json_lines(served):
     booting = [e for e in events if e["logger"] == "gunicorn.error"]
     assert booting, "gunicorn's own lines are JSON too"
     assert all(not line.strip() or line.startswith("{") for line in log.read_text().splitlines())
+
+
+def test_a_worker_that_dies_leaves_no_live_metrics_behind(served):
+    port, _, master, folders = served
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
+    if not children.exists():
+        pytest.skip("this kernel does not list a process's children")
+    (folder,) = folders
+    workers = [int(pid) for pid in children.read_text().split()]
+    assert len(workers) == 2
+    victim = workers[0]
+    assert list(folder.glob(f"gauge_live*_{victim}.db")), "each worker keeps its live gauges in its own file"
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + START_SECONDS
+    while list(folder.glob(f"gauge_live*_{victim}.db")):
+        assert time.monotonic() < deadline, "the dead worker's live gauges were not removed"
+        time.sleep(0.2)
+    while len([p for p in children.read_text().split() if int(p) != victim]) < 2:
+        assert time.monotonic() < deadline, "gunicorn did not start a new worker"
+        time.sleep(0.2)
+    deadline = time.monotonic() + START_SECONDS
+    while metric(port, "cds_content_services") == 0 or len(list(folder.glob("gauge_live*.db"))) < 2:
+        assert time.monotonic() < deadline, "the new worker did not load its content"
+        time.sleep(0.5)
+    assert metric(port, "cds_content_info") == 1
