@@ -214,3 +214,28 @@ def test_recording_a_call_costs_a_few_microseconds():
         best = min(best, (time.perf_counter() - started) / rounds)
     print(f"metrics per call: {best * 1e6:.1f} us")
     assert best < 50e-6  # typically 3-6 us idle; generous for a loaded machine
+
+
+def test_a_failed_fhir_fetch_is_timed_and_counted(make_protocol_app):
+    client = make_protocol_app(fhir_retries=0).test_client()
+    before = sample(client, "cds_fhir_request_failures_total", method="GET", reason="FhirUnavailable")
+    timed = sample(client, "cds_fhir_request_duration_seconds_count", method="GET")
+    body = minimal_request("patient-view")
+    body["prefetch"] = {}
+    body["fhirServer"] = f"http://127.0.0.1:{_closed_port()}/fhir"
+    assert client.post(PATIENT_VIEW, json=body).status_code == 412
+    assert sample(client, "cds_fhir_request_failures_total", method="GET", reason="FhirUnavailable") > before
+    assert sample(client, "cds_fhir_request_duration_seconds_count", method="GET") > timed
+
+
+def test_a_failed_content_reload_is_counted_and_the_content_kept(client, app):
+    from service.content.fhir_source import FhirContentSource
+    from service.fhir.client import FhirClient
+
+    rt = app.extensions["cds"]
+    served = rt.content
+    failed = sample(client, "cds_content_reloads_total", result="failed")
+    source = FhirContentSource(FhirClient(f"http://127.0.0.1:{_closed_port()}/fhir", retries=0, timeout=2))
+    assert source.refresh(rt) is False
+    assert rt.content is served
+    assert sample(client, "cds_content_reloads_total", result="failed") == failed + 1
