@@ -58,13 +58,13 @@ CONTENT_LAST_RELOAD = Gauge("cds_content_last_reload_timestamp_seconds", "When c
                             multiprocess_mode="livemax")
 
 _version: list[str] = []
-# (metric name, label values) -> the labelled child: `labels()` takes a lock and builds a key on every
+# (metric, label values) -> the labelled child: `labels()` takes a lock and builds a key on every
 # call; the label values are few (services, statuses, rules), so the children are kept here.
-_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
 def _child(metric: Any, *values: str) -> Any:
-    key = (metric._name, values)
+    key = (id(metric), values)
     child = _children.get(key)
     if child is None:
         child = _children[key] = metric.labels(*values)
