@@ -151,7 +151,10 @@ def process_environment(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def set_process_environment(name: str, value: str) -> None:
-    """Set a variable for this process and the workers it starts (`dah-cds serve` tells
+def set_process_environment(name: str, value: str | None) -> None:
+    """Set (None: remove) a variable for this process and the workers it starts (`dah-cds serve` tells
     prometheus_client its multiprocess directory this way, before any worker imports it)."""
-    os.environ[name] = value
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

@@ -9,7 +9,7 @@ What is measured (names as `GET /metrics` shows them):
   indicator;
 - `cds_fhir_request_duration_seconds{method}` and `cds_fhir_request_failures_total{method,reason}`:
   each FHIR request of the FHIR client (retries included), and those that failed, by error type;
-- `cds_content_info{version}` (1 for the content being served), `cds_content_services`,
+- `cds_content_info{version}` (1 for the content being served, 0 for one served before), `cds_content_services`,
   `cds_content_reloads_total{result}` (`ok`/`failed`) and
   `cds_content_last_reload_timestamp_seconds`.
 
@@ -39,7 +39,12 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.config import process_environment
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Read once, as prometheus_client reads it when it is imported: the numbers are written and read in
+# the same mode, whatever changes the environment later.
+_MULTIPROC_DIR = process_environment(MULTIPROC_ENV) or None
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 
@@ -96,7 +101,7 @@ def content_loaded(version: str, services: int, ok: bool = True) -> None:
     if not ok:
         return
     if _version and _version[0] != version:
-        CONTENT_INFO.remove(_version[0])
+        CONTENT_INFO.labels(_version[0]).set(0)  # (labels cannot be removed in multiprocess mode)
     _version[:] = [version]
     CONTENT_INFO.labels(version).set(1)
     CONTENT_SERVICES.set(services)
@@ -104,25 +109,23 @@ def content_loaded(version: str, services: int, ok: bool = True) -> None:
 
 
 def multiprocess_dir() -> str | None:
-    from service.config import process_environment
-
-    return process_environment(MULTIPROC_ENV) or None
+    """The directory the numbers of all workers are kept in (None: this process's memory)."""
+    return _MULTIPROC_DIR
 
 
 def exposition() -> bytes:
     """The metrics in Prometheus' text format: every worker's under gunicorn, else this process's."""
-    folder = multiprocess_dir()
-    if folder:
+    if _MULTIPROC_DIR:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=folder)
+        multiprocess.MultiProcessCollector(registry, path=_MULTIPROC_DIR)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 
 
 def worker_exited(pid: int) -> None:
     """A worker ended: its live gauges no longer count (prometheus_client multiprocess mode)."""
-    if multiprocess_dir():
-        multiprocess.mark_process_dead(pid)
+    if _MULTIPROC_DIR:
+        multiprocess.mark_process_dead(pid, _MULTIPROC_DIR)
 
 
 __all__ = ["CONTENT_TYPE", "MULTIPROC_ENV", "cards_answered", "content_loaded", "exposition", "fhir_request",

@@ -48,7 +48,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
-from service.config import Config, set_process_environment
+from service.config import Config, process_environment, set_process_environment
 
 _OUTCOME_408 = json.dumps({"resourceType": "OperationOutcome", "issue": [
     {"severity": "error", "code": "timeout", "diagnostics": "the request did not arrive in time"}]}).encode()
@@ -220,14 +220,20 @@ def check(cfg: Config) -> None:
 def serve(cfg: Config) -> None:
     """Run the service under gunicorn until it is stopped.  The app is built in each worker, and is
     told its bind host (without trusted clients only a loopback host may serve)."""
-    folder = tempfile.mkdtemp(prefix="dah-cds-metrics-")
-    set_process_environment("PROMETHEUS_MULTIPROC_DIR", folder)  # before prometheus_client is imported
-    from service import logcontext, metrics  # imported here, in the master, never in a signal handler
+    from service import logcontext
 
     logcontext.configure(cfg.log_level, cfg.log_format)  # the master's own lines (start-up checks)
+    check(cfg)  # a refused start changes nothing in this process
+    folder = tempfile.mkdtemp(prefix="dah-cds-metrics-")
+    previous = process_environment("PROMETHEUS_MULTIPROC_DIR")
+    set_process_environment("PROMETHEUS_MULTIPROC_DIR", folder)  # before prometheus_client is imported
     try:
-        check(cfg)
+        from service import metrics  # imported here, in the master, never in a signal handler
+
+        if metrics.multiprocess_dir() != folder:
+            raise RuntimeError("service.metrics was imported before `dah-cds serve` chose its metrics directory")
         ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
         _Application(cfg, metrics.worker_exited).run()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        set_process_environment("PROMETHEUS_MULTIPROC_DIR", previous)

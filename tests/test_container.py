@@ -114,7 +114,7 @@ def test_the_image_command_boots_with_its_defaults_and_answers_health(tmp_path):
                     + os.pathsep + environ.get("PATH", "")})
     command = json.loads(only(STEPS, "CMD"))
     log = tmp_path / "image.log"
-    with open(log, "wb") as err:
+    with open(log, "ab") as err:  # O_APPEND: each process's line lands whole
         process = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
     try:
         deadline = time.monotonic() + START_SECONDS
@@ -139,7 +139,9 @@ def test_the_image_command_boots_with_its_defaults_and_answers_health(tmp_path):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines), "\n".join(lines)
+    events = [json.loads(line) for line in lines]
     assert any(e["logger"] == "service.access" and "/health 200" in e["message"] for e in events)
     assert any(e["logger"] == "service.app" and e["message"].startswith("ready:") for e in events)
 

@@ -61,7 +61,7 @@ def served(tmp_path):
                     "CDS_LOG_FORMAT": "json", "CDS_CONTENT_DIR": str(CONTENT), "CDS_DATA_DIR": str(tmp_path / "data")})
     before = set(Path(tempfile.gettempdir()).glob("dah-cds-metrics-*"))
     folders: set[Path] = set()
-    with open(log, "wb") as err:
+    with open(log, "ab") as err:  # O_APPEND: each process's line lands whole
         process = subprocess.Popen([str(Path(sys.executable).parent / "dah-cds"), "serve"], env=environ,
                                    stdout=subprocess.DEVNULL, stderr=err)
     try:
