@@ -120,11 +120,12 @@ def test_a_worker_that_dies_leaves_no_live_metrics_behind(served):
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
     if not children.exists():
         pytest.skip("this kernel does not list a process's children")
-    (folder,) = folders
     workers = [int(pid) for pid in children.read_text().split()]
     assert len(workers) == 2
     victim = workers[0]
-    assert list(folder.glob(f"gauge_live*_{victim}.db")), "each worker keeps its live gauges in its own file"
+    mine = [folder for folder in folders if list(folder.glob(f"gauge_live*_{victim}.db"))]
+    assert len(mine) == 1, "each worker keeps its live gauges in its own file, in its master's directory"
+    folder = mine[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + START_SECONDS
     while list(folder.glob(f"gauge_live*_{victim}.db")):
