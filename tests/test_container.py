@@ -133,6 +133,10 @@ def test_the_image_command_boots_with_its_defaults_and_answers_health(tmp_path):
         ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=30).read())
         assert ready["status"] == "ready" and ready["services"] > 0
         assert (data_dir / "feedback.sqlite3").is_file()
+        workers = int(env["CDS_WORKERS"])
+        while log.read_text(errors="replace").count('"ready: ') < workers:  # every worker booted before the stop
+            assert time.monotonic() < deadline + START_SECONDS, f"not all {workers} workers said ready"
+            time.sleep(0.5)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -120,6 +120,10 @@ def test_a_worker_that_dies_leaves_no_live_metrics_behind(served):
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
     if not children.exists():
         pytest.skip("this kernel does not list a process's children")
+    deadline = time.monotonic() + START_SECONDS
+    while len([f for folder in folders for f in folder.glob("gauge_live*.db")]) < 2:  # both workers loaded
+        assert time.monotonic() < deadline, "the two workers did not both load their content"
+        time.sleep(0.3)
     workers = [int(pid) for pid in children.read_text().split()]
     assert len(workers) == 2
     victim = workers[0]
