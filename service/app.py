@@ -9,6 +9,7 @@ from datetime import datetime
 
 from flask import Flask
 
+from service import logcontext, metrics
 from service.auth import authentication
 from service.config import load_config
 from service.content.fhir_source import FhirContentSource
@@ -18,7 +19,6 @@ from service.engine import ContentSet
 from service.feedback import FeedbackStore
 from service.fhir.budget import Budget
 from service.fhir.client import FhirClient
-from service.logtext import OneLineFormatter
 from service.runtime import Runtime, utc_now
 
 
@@ -56,9 +56,7 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     trusted-clients file, or no trusted clients on a non-loopback host, raises ConfigurationError
     (service.auth)."""
     cfg = load_config(config)
-    handler = logging.StreamHandler()  # used only when nothing else has configured logging
-    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=cfg.log_level, handlers=[handler])
+    logcontext.configure(cfg.log_level, cfg.log_format)  # only when nothing else has configured logging
     from service.web import register
 
     app = Flask(__name__)
@@ -95,7 +93,12 @@ def create_app(config: dict | None = None, *, clock: Callable[[], datetime] | No
     if watch is not None and reload_content:
         app.extensions["cds_content_watch"] = watch
         watch.start(runtime)
+    version = status.version or ""
+    metrics.content_loaded(version, len(runtime.content.services))
     # Loaded content lives as long as the process: keep it out of the collector's way.
     gc.collect()
     gc.freeze()
+    logging.getLogger("service.app").info(
+        "ready: %d CDS services, content version %s (%s), %s mode", len(runtime.content.services), version,
+        cfg.content_fhir_base_url and "FHIR server" or "folder", "open" if authenticator is None else "trusted-clients")
     return app

@@ -318,7 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     p.set_defaults(fn=_test)
     args = parser.parse_args(argv)
-    return args.fn(args)
+    from service.errors import ConfigurationError
+
+    try:
+        return args.fn(args)
+    except ConfigurationError as exc:  # a malformed CDS_* variable (service.config): said once, no traceback
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

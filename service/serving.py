@@ -32,6 +32,13 @@ while the folder is broken serves the last good content, kept in a snapshot file
 write in a private directory of this master.  Python code and gunicorn settings are not
 reloaded by SIGHUP: restart the service (or use gunicorn's USR2 upgrade) for a new release.
 
+Operations: each master gives its workers a fresh, empty metrics directory (PROMETHEUS_MULTIPROC_DIR,
+set before anything imports prometheus_client; removed when the master stops) and marks a worker's
+metrics dead when it exits (service.metrics), so `GET /metrics` on any worker shows the sum of all.
+gunicorn's own lines (worker boots and exits) use the service's log format (CDS_LOG_FORMAT); the
+access line of each request is the app's (`service.access`, with its request id), so gunicorn's
+access log is off.
+
 Kept at the top of service/: the process server `dah-cds serve` starts around the app; it
 imports no Flask and is no part of the web layer (the only gunicorn code).
 """
@@ -57,7 +64,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
-from service.config import Config
+from service.config import Config, process_environment, set_process_environment
 
 _OUTCOME_408 = json.dumps({"resourceType": "OperationOutcome", "issue": [
     {"severity": "error", "code": "timeout", "diagnostics": "the request did not arrive in time"}]}).encode()
@@ -177,7 +184,10 @@ def _closing_after_408(app: WSGIApplication) -> WSGIApplication:
     return wsgi
 
 
-def gunicorn_settings(cfg: Config) -> dict[str, Any]:
+def gunicorn_settings(cfg: Config, worker_exited: Callable[[int], None] = lambda pid: None) -> dict[str, Any]:
+    def child_exit(server: Any, worker: Any) -> None:
+        worker_exited(worker.pid)
+
     return {
         "bind": [f"[{cfg.host}]:{cfg.port}" if ":" in cfg.host else f"{cfg.host}:{cfg.port}"],
         "worker_class": ReadTimeoutThreadWorker,
@@ -186,7 +196,23 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
         "timeout": max(30, int(cfg.call_deadline_seconds) + 10),
         "graceful_timeout": 30,
         "keepalive": 5,
-        "accesslog": "-",
+        "accesslog": None,  # the app logs each request (service.web.ops), with its request id
+        "logconfig_dict": _log_config(cfg),
+        "child_exit": child_exit,
+    }
+
+
+def _log_config(cfg: Config) -> dict[str, Any]:
+    """gunicorn's own loggers, in the service's format (logging.config.dictConfig schema)."""
+    formatter = "service.logcontext.JsonFormatter" if cfg.log_format == "json" else "service.logcontext.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"service": {"()": formatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "service",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {"gunicorn.error": {"level": cfg.log_level, "handlers": ["stderr"], "propagate": False}},
+        "root": {"level": cfg.log_level, "handlers": []},
     }
 
 
@@ -203,8 +229,9 @@ class ContentReloadArbiter(Arbiter):
 class _Application(BaseApplication):
     snapshot_dir: Path | None = None  # set by `serve`; inherited by the workers
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, worker_exited: Callable[[int], None]):
         self.cds_config = cfg
+        self.worker_exited = worker_exited
         super().__init__()
 
     def run(self) -> None:
@@ -215,7 +242,7 @@ class _Application(BaseApplication):
             sys.exit(1)
 
     def load_config(self) -> None:
-        for name, value in gunicorn_settings(self.cds_config).items():
+        for name, value in gunicorn_settings(self.cds_config, self.worker_exited).items():
             self.cfg.set(name, value)
 
     def load(self):
@@ -241,15 +268,26 @@ def serve(cfg: Config) -> None:
     """Run the service under gunicorn until it is stopped.  The feedback database is migrated first
     (a database error stops the start here, not in every worker); the app is built in each worker,
     and is told its bind host (without trusted clients only a loopback host may serve)."""
+    from service import logcontext
     from service.feedback.migrate import upgrade
 
-    check(cfg)
+    logcontext.configure(cfg.log_level, cfg.log_format)  # the master's own lines (start-up checks)
+    check(cfg)  # a refused start changes nothing in this process
     upgrade(cfg.database_url)  # once here, before the workers start (each checks again: service.feedback.migrate)
-    ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
+    folder = tempfile.mkdtemp(prefix="dah-cds-metrics-")
+    previous = process_environment("PROMETHEUS_MULTIPROC_DIR")
+    set_process_environment("PROMETHEUS_MULTIPROC_DIR", folder)  # before prometheus_client is imported
     _Application.snapshot_dir = Path(tempfile.mkdtemp(prefix="dah-cds-content-"))
     master = os.getpid()
     try:
-        _Application(cfg).run()
+        from service import metrics  # imported here, in the master, never in a signal handler
+
+        if metrics.multiprocess_dir() != folder:
+            raise RuntimeError("service.metrics was imported before `dah-cds serve` chose its metrics directory")
+        ReadTimeoutThreadWorker.read_timeout = cfg.request_read_timeout_seconds
+        _Application(cfg, metrics.worker_exited).run()
     finally:
-        if os.getpid() == master:  # a worker leaving (SystemExit through this frame) keeps it
+        if os.getpid() == master:  # a worker leaving (SystemExit through this frame) keeps both
             shutil.rmtree(_Application.snapshot_dir, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            set_process_environment("PROMETHEUS_MULTIPROC_DIR", previous)

@@ -35,7 +35,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "auth": ("service.auth",),  # trusted clients and their JWTs
     "feedback": ("service.feedback",),  # feedback store
     "fhir": ("service.fhir",),  # the only `requests` code
-    "base": ("service.config", "service.errors", "service.logtext", "service.jsonlimits"),
+    "base": ("service.config", "service.errors", "service.logtext", "service.logcontext", "service.metrics",
+             "service.jsonlimits"),
 }
 
 # Layer -> the layers it may import (besides itself). Read as "depends on": every arrow points

@@ -42,6 +42,7 @@ RULES = {
     "gunicorn": lambda p: p == "service/serving.py",
     # the gateway and its compiler, which only the gateway imports (test_fhirpath_compiler_behind_gateway)
     "fhirpathpy": lambda p: p in ("service/engine/fhirpath.py", "service/engine/fhirpath_compiled.py"),
+    "prometheus_client": lambda p: p == "service/metrics.py",
     "antlr4": lambda p: p == "service/engine/fhirpath.py",
     "sqlalchemy": lambda p: p.startswith("service/feedback/"),
     "alembic": lambda p: p.startswith("service/feedback/"),

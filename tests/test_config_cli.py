@@ -128,3 +128,70 @@ def test_unset_means_the_safe_default_and_an_empty_cors_setting_means_no_origin(
     assert cfg.trace_allowed is False and cfg.cors_origins == ""
     assert cfg.call_deadline_seconds == 7.5 and cfg.fhir_max_response_bytes == 1_000_000
     assert load_config(environ={"CDS_TRACE_ALLOWED": "true"}).trace_allowed is True
+
+
+# ---- configuration errors and the README table ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("CDS_FHIR_RETRIES", "abc", "a whole number"),
+    ("CDS_FHIR_RETRIES", "-1", "0 or more"),
+    ("CDS_FHIR_TIMEOUT_SECONDS", "ten", "a number"),
+    ("CDS_CALL_DEADLINE_SECONDS", "nan", "a finite number"),
+    ("CDS_LOG_LEVEL", "verbose", "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("CDS_LOG_FORMAT", "xml", "one of text, json"),
+    ("CDS_TRACE_DEFAULT", "maybe", "true or false"),
+    ("CDS_TRACE_ALLOWED", "sometimes", "true or false"),
+])
+def test_a_malformed_variable_is_named_with_the_form_expected(variable, value, expected):
+    from service.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(environ={variable: value})
+    assert str(caught.value).startswith(f"{variable}={value!r}: expected") and expected in str(caught.value)
+
+
+def test_well_formed_values_are_read():
+    cfg = load_config(environ={"CDS_LOG_LEVEL": "debug", "CDS_LOG_FORMAT": "JSON", "CDS_TRACE_ALLOWED": "",
+                               "CDS_METRICS_PUBLIC": "on", "CDS_FHIR_RETRIES": " 3 "})
+    assert (cfg.log_level, cfg.log_format, cfg.trace_allowed, cfg.metrics_public, cfg.fhir_retries) == \
+        ("DEBUG", "json", None, True, 3)
+
+
+def test_the_database_lives_in_the_data_dir_unless_named(tmp_path):
+    assert load_config(environ={"CDS_DATA_DIR": str(tmp_path)}).database_url == \
+        f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+    named = load_config(environ={"CDS_DATA_DIR": str(tmp_path), "CDS_DATABASE_URL": "sqlite:///:memory:"})
+    assert named.database_url == "sqlite:///:memory:"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["validate"], ["feedback-report"]])
+def test_the_command_line_says_which_variable_is_wrong_and_exits_2_without_traceback(command, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update({"CDS_FHIR_RETRIES": "abc", "CDS_DATA_DIR": str(tmp_path)})
+    done = subprocess.run([str(Path(sys.executable).parent / "dah-cds"), *command], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "ERROR CDS_FHIR_RETRIES='abc': expected a whole number (e.g. 2)"
+
+
+def readme_variables() -> set[str]:
+    import re
+
+    text = (CONTENT.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `CDS_")]
+    return {name for row in rows for name in re.findall(r"`(CDS_[A-Z_]+)`", row.split("|")[1])}
+
+
+def test_the_readme_table_lists_exactly_the_variables_of_the_configuration():
+    from dataclasses import fields
+
+    from service.config import Config, variable
+
+    assert readme_variables() == {variable(f.name) for f in fields(Config)}

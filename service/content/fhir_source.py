@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import quote
 
+from service import metrics
 from service.content.status import ContentStatus, content_version
 from service.content.watch import register
 from service.engine import ContentIssue, ContentSet, Source, build_content
@@ -269,10 +270,12 @@ class FhirContentSource:
         with self._lock:
             content = self._try_load("content refresh failed, previous content kept")
             if content is None:
+                metrics.content_loaded("", 0, ok=False)
                 return False
             self.status.checked(clear=True)
             if content is not runtime.content:
                 runtime.content = content  # one assignment: a request sees the old set or the new one
+                metrics.content_loaded(self.status.version or "", len(content.services))
                 self._log_issues(content)
                 log.info("content from %s: %d PlanDefinition, services: %s", self.base_url, len(content.plans),
                          ", ".join(sorted(content.services)) or "none")

@@ -29,6 +29,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from service import metrics
 from service.content.folder import PACKAGE_FILES, build_read, read_folder
 from service.content.status import ContentStatus, content_version
 from service.engine import ContentSet, build_content
@@ -133,9 +134,11 @@ class FolderWatch:
                 kept = self.status.version or "none"
                 self.status.refused(exc.errors, version, f"the last good content ({kept})")
                 self._log_refused(exc.errors, kept)
+                metrics.content_loaded(kept, len(runtime.content.services), ok=False)
                 return False
             runtime.content = content  # one assignment: a call sees the old set or the new one
             self.status.served(content, version)
+            metrics.content_loaded(version, len(content.services))
             self._write_snapshot(raws, version)
             for issue in content.issues:
                 (log.error if issue.severity == "error" else log.warning)("%s", issue)

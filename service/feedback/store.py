@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.feedback.migrate import upgrade
@@ -66,6 +66,16 @@ class FeedbackStore:
         upgrade(self.engine)  # the schema at the newest revision, once for all who start together
         self._purged_at = 0.0
         self._purge_lock = threading.Lock()
+
+    def reachable(self) -> str | None:
+        """None when the database answers a trivial query, else the error's type (for /ready; the
+        message may hold the URL's password, so it is not returned)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(literal(1)))
+            return None
+        except Exception as exc:  # any driver error means "not reachable"
+            return type(exc).__name__
 
     def first_use_of_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         """Record token id `jti` of `issuer` until `expires_at`; False if it is already recorded

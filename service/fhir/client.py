@@ -52,7 +52,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
-from service import jsonlimits
+from service import jsonlimits, metrics
 from service.errors import (
     FhirAuthError,
     FhirNotFoundError,
@@ -254,6 +254,18 @@ class FhirClient:
 
     def _send(self, session: requests.Session, method: str, url: str, payload: dict | None,
               timeout: float | None = None, retry: bool = True) -> dict | None:
+        """One FHIR request (retries and redirects included), timed for service.metrics."""
+        started = time.perf_counter()
+        try:
+            body = self._exchange(session, method, url, payload, timeout, retry)
+        except Exception as exc:
+            metrics.fhir_request(method, time.perf_counter() - started, type(exc).__name__)
+            raise
+        metrics.fhir_request(method, time.perf_counter() - started)
+        return body
+
+    def _exchange(self, session: requests.Session, method: str, url: str, payload: dict | None,
+                  timeout: float | None, retry: bool) -> dict | None:
         per_read = self.timeout if timeout is None else timeout
         headers = self._headers()
         data = None

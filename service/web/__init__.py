@@ -10,7 +10,7 @@ from service.runtime import Runtime
 def register(app: Flask, runtime: Runtime) -> None:
     from flask_cors import CORS
 
-    from service.web import errors, guidance, headers, preview, routes, status
+    from service.web import errors, guidance, headers, ops, preview, routes, status
     from service.web.jsonout import OrjsonProvider
     from service.web.policy import web_policy
 
@@ -21,6 +21,7 @@ def register(app: Flask, runtime: Runtime) -> None:
     # Bodies past the limit are refused (413) before they are read (werkzeug: Content-Length, or
     # counted while reading a chunked body).
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_request_bytes
+    ops.register(app)  # request id, access line and metrics of every request; /health, /ready, /metrics
     app.register_blueprint(routes.blueprint)
     app.register_blueprint(guidance.blueprint)
     app.register_blueprint(status.blueprint)

@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service import logcontext, metrics
 from service.errors import NotFound
 from service.hooks.call import call_service
 from service.hooks.discovery import discovery
@@ -70,10 +71,12 @@ def post_service(service_id: str):
     content = rt.content  # read once: a content refresh may swap it while this call runs
     svc = _service(service_id, content)
     call = parse_hook_request(security.json_body(request), svc)
+    logcontext.bind_hook_instance(call.hook_instance)  # on every log line of this call from here on
     trace = _trace_requested()
     answer = call_service(content, svc, call, rt.clock(), security.fetchers(rt, "fhirServer"),
                           trace=trace, guidance_base=public_base())
     rt.store.record_cards(svc.id, call.hook_instance, answer.cards)
+    metrics.cards_answered(answer.cards)
     instance = shown(call.hook_instance)
     if not trace:  # the trace goes to the log when the caller did not ask for it
         if answer.issues:
