@@ -2,7 +2,8 @@
 
 HookRequest -> resolve prefetch (fetching what is missing, service.data) -> $apply the
 service's PlanDefinition -> render cards -> withhold any card that breaks the spec's invariants
-(checked directly, not with the JSON Schema).
+(checked directly, not with the JSON Schema) -> given the feedback store, leave out the cards the
+clinician already decided on (service.hooks.suppression; listed in the trace as `quiet`).
 Returns a HookResponse (the response body, and the issues and trace for the log); the engine's
 result is read, never edited.  Raises service.errors types only.
 """
