@@ -18,6 +18,7 @@ from service.engine.model import (
     ContentSet,
     DataRequirementDef,
     PlanDef,
+    QuietPolicy,
     ServiceDef,
     Source,
 )
@@ -27,5 +28,5 @@ __all__ = [
     "ApplyContext", "ApplyResult", "AppliedAction", "NotEvaluated", "apply_activity", "apply_plan", "stable_id",
     "build_content", "SUPPORTED_TYPES", "Evaluation", "Expression", "to_python", "DataIndex",
     "EXT_APP_CONTEXT", "EXT_APPLY_TRACE", "EXT_LINK_TYPE", "ActionDef", "ContentIssue", "ContentSet",
-    "DataRequirementDef", "PlanDef", "ServiceDef", "Source", "Terminology",
+    "DataRequirementDef", "PlanDef", "QuietPolicy", "ServiceDef", "Source", "Terminology",
 ]

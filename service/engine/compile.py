@@ -44,6 +44,7 @@ from service.engine.model import (
     Variable,
 )
 from service.engine.problems import Problems, Unsupported
+from service.engine.quiet import quiet_policy
 
 SUPPORTED_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet", "ConceptMap")
 # Shipped with the content for other tools (the project's extension definitions); nothing to run.
@@ -302,6 +303,7 @@ def _action(raw: Element, path: str, file: str, problems: Problems) -> ActionDef
         is_recommended=ext.recommended,
         for_each=ext.for_each,
         target=ext.target,
+        quiet=quiet_policy(raw, path, file, problems),
     )
 
 

@@ -31,10 +31,18 @@ EXT_APP_CONTEXT = PROJECT_EXTENSION_BASE + "cds-app-context"  # on documentation
 EXT_FOR_EACH = PROJECT_EXTENSION_BASE + "cds-for-each"  # valueExpression: apply the action once per item, as %item
 EXT_TARGET = PROJECT_EXTENSION_BASE + "cds-target"  # valueExpression: the existing resource an update/remove acts on
 
+# A card action's quiet policy (service.engine.quiet): when its card is not shown again.
+EXT_QUIET_AFTER_OVERRIDE = PROJECT_EXTENSION_BASE + "cds-quiet-after-override"  # valueDuration
+EXT_QUIET_OVERRIDE_REASON = PROJECT_EXTENSION_BASE + "cds-quiet-override-reason"  # valueCode, repeated
+EXT_QUIET_AFTER_ACCEPT = PROJECT_EXTENSION_BASE + "cds-quiet-after-accept"  # valueDuration
+EXT_QUIET_SCOPE = PROJECT_EXTENSION_BASE + "cds-quiet-scope"  # valueCode patient | encounter | draft
+EXT_QUIET_ONCE_PER_DRAFT = PROJECT_EXTENSION_BASE + "cds-quiet-once-per-draft"  # valueBoolean
+
 # A project extension of the service's own output: the `$apply` trace on the CarePlan (valueString, JSON).
 EXT_APPLY_TRACE = PROJECT_EXTENSION_BASE + "cds-apply-trace"
 
 PROJECT_EXTENSIONS: tuple[str, ...] = (
     EXT_IS_RECOMMENDED, EXT_OVERRIDE_REASON, EXT_PREFETCH_KEY, EXT_LINK_TYPE, EXT_APP_CONTEXT, EXT_FOR_EACH, EXT_TARGET,
-    EXT_APPLY_TRACE,
+    EXT_APPLY_TRACE, EXT_QUIET_AFTER_OVERRIDE, EXT_QUIET_OVERRIDE_REASON, EXT_QUIET_AFTER_ACCEPT, EXT_QUIET_SCOPE,
+    EXT_QUIET_ONCE_PER_DRAFT,
 )

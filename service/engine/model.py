@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from service.engine.fhirjson import Element, Resource
 from service.engine.fhirpath import Expression
@@ -52,6 +53,22 @@ class Condition:
     source: Source
 
 
+@dataclass(frozen=True)
+class QuietPolicy:
+    """When a rule's card stays quiet.  `override_reasons` empty: any override (with or without a reason)."""
+
+    after_override: timedelta | None = None
+    override_reasons: frozenset[str] = frozenset()
+    after_accept: timedelta | None = None
+    scope: str = "patient"
+    once_per_draft: bool = False
+
+    @property
+    def longest(self) -> timedelta:
+        """The longest window: how far back the call-time lookup reads."""
+        return max(self.after_override or timedelta(0), self.after_accept or timedelta(0))
+
+
 @dataclass
 class ActionDef:
     raw: Element
@@ -66,6 +83,7 @@ class ActionDef:
     is_recommended: bool | Expression = False  # cds-is-recommended: valueBoolean or valueExpression
     for_each: Expression | None = None
     target: Expression | None = None
+    quiet: QuietPolicy | None = None  # cds-quiet-* (service.engine.quiet); None: always shown
 
     @property
     def id(self) -> str:

@@ -13,6 +13,8 @@ Rules:
 - Rows are split by rule, and optionally by service and by week (ISO week of the day issued,
   `2026-W09`); suggestions are reported per rule and suggestion label: offered (on the cards
   issued) and accepted (named in `acceptedSuggestions`).
+- Quiet cards (left out because the clinician already decided, service.hooks.suppression) are counted
+  per rule as `suppressed`, by the day they were left out, in the same window and splits.
 - CSV cells that a spreadsheet would run as a formula (a reason text starting with `=`, sent by
   an EHR) start with `'`.
 - Dialect-neutral: rows are read and counted here, not grouped in SQL, so SQLite and PostgreSQL
@@ -31,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.feedback.store import FeedbackStore, feedback, issued_cards, suggestion_labels
+from service.feedback.store import FeedbackStore, feedback, issued_cards, suggestion_labels, suppressed_cards
 
 NO_REASON = "(no reason given)"
 SPLITS = ("service", "week")
@@ -45,6 +47,7 @@ class RuleRow:
     issued: int = 0
     accepted: int = 0
     overridden: int = 0
+    suppressed: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     comments: int = 0
 
@@ -57,6 +60,7 @@ class RuleRow:
             row["week"] = self.week
         row.update({
             "issued": self.issued, "accepted": self.accepted, "overridden": self.overridden,
+            "suppressed": self.suppressed,
             "acceptance_rate": round(self.accepted / base, 3), "override_rate": round(self.overridden / base, 3),
             "override_reasons": dict(sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "override_comments": self.comments,
@@ -73,12 +77,12 @@ def week_of(moment: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-def _window(since: date | None, until: date | None) -> list[Any]:
+def _window(since: date | None, until: date | None, column: Any = issued_cards.c.issued_at) -> list[Any]:
     where = []
     if since is not None:
-        where.append(issued_cards.c.issued_at >= datetime.combine(since, time(), UTC))
+        where.append(column >= datetime.combine(since, time(), UTC))
     if until is not None:
-        where.append(issued_cards.c.issued_at < datetime.combine(until + timedelta(days=1), time(), UTC))
+        where.append(column < datetime.combine(until + timedelta(days=1), time(), UTC))
     return where
 
 
@@ -126,6 +130,11 @@ def rule_report(store: FeedbackStore, since: date | None = None, until: date | N
                     row.reasons[label] += 1
                 if isinstance(reason, dict) and str(reason.get("userComment") or "").strip():
                     row.comments += 1
+        for service, rule, at in conn.execute(
+                select(suppressed_cards.c.service_id, suppressed_cards.c.rule_id, suppressed_cards.c.suppressed_at)
+                .where(*_window(since, until, suppressed_cards.c.suppressed_at))):
+            key = (str(rule), service if "service" in split else None, week_of(at) if "week" in split else None)
+            rows.setdefault(key, RuleRow(*key)).suppressed += 1
     ordered = sorted(rows.values(), key=lambda r: (r.rule, r.service or "", r.week or ""))
     return [r.to_json() for r in ordered]
 

@@ -4,7 +4,7 @@ and tests/feedback/test_migrations.py fails while the two disagree."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, UniqueConstraint
 
 metadata = MetaData()
 
@@ -50,6 +50,36 @@ suggestion_labels = Table(
     Column("card_uuid", String(64), primary_key=True),
     Column("suggestion_uuid", String(64), primary_key=True),
     Column("label", String(300)),
+)
+
+# The scope of each issued card, for quiet cards (service.hooks.suppression): who it was shown for, in
+# which encounter, at which hook and for which draft orders; patient and encounter ids are kept as
+# sha256 keys, never as sent.
+issued_scope = Table(
+    "issued_scope",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("rule_id", String(200)),
+    Column("hook", String(64), nullable=False),
+    Column("patient_key", String(64), nullable=False),
+    Column("encounter_key", String(64)),
+    Column("draft_key", String(64)),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Index("ix_issued_scope_patient", "patient_key", "issued_at"),
+)
+
+# Cards a call left out because they were quiet, for the feedback report.
+suppressed_cards = Table(
+    "suppressed_card",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(200), nullable=False),
+    Column("hook_instance", String(200), nullable=False),
+    Column("card_uuid", String(64), nullable=False),
+    Column("rule_id", String(200)),
+    Column("reason", String(32), nullable=False),  # overridden | accepted | repeat
+    Column("quiet_until", DateTime(timezone=True)),
+    Column("suppressed_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 # CDS Hooks 2.0 §Trusting CDS Clients: `jti` "used to protect against replay attacks".

@@ -11,6 +11,11 @@ exactly one is told it is the first use.
 
 The tables (service.feedback.schema) come from the migrations, brought to the newest revision
 when a store is opened (service.feedback.migrate).
+
+Quiet cards (service.hooks.suppression): each issued card is also recorded with its call's scope
+(`issued_scope`: the patient and encounter as sha256 keys, never as sent, the hook and the draft-orders
+key), read back for one patient in one indexed query (`quiet_history`); the cards a call left out are
+counted in `suppressed_card`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +36,57 @@ from service.feedback.migrate import upgrade
 from service.feedback.schema import (
     feedback,
     issued_cards,
+    issued_scope,
     issued_suggestions,
     metadata,
     suggestion_labels,
+    suppressed_cards,
     token_ids,
 )
 
-__all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_suggestions", "metadata", "suggestion_labels",
-           "token_ids"]
+__all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_scope", "issued_suggestions", "metadata",
+           "suggestion_labels", "suppressed_cards", "token_ids"]
 
+# How long before its feedback a card may have been issued for the feedback to count (quiet_history).
+FEEDBACK_AFTER_ISSUE = timedelta(days=7)
 PURGE_EVERY_SECONDS = 60.0
+
+
+def _utc(moment: datetime) -> datetime:
+    """UTC, aware: SQLite gives back what it stored without its offset, so only UTC is stored."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def scope_key(value: str | None) -> str | None:
+    """The stored form of a patient or encounter id: sha256, fixed size, not the id itself."""
+    return None if value is None else hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallScope:
+    """What a call's cards are recorded with, and what quiet cards are matched on."""
+
+    hook: str
+    patient_id: str
+    encounter_id: str | None = None
+    draft_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PastCard:
+    """One card issued for the patient, with one feedback item about it (outcome None: no feedback)."""
+
+    rule_id: str | None
+    hook: str
+    encounter_key: str | None
+    draft_key: str | None
+    issued_at: datetime
+    outcome: str | None = None
+    override_reason: dict | None = None
+    outcome_timestamp: str | None = None
+    received_at: datetime | None = None
+
+
 
 
 def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
@@ -102,8 +150,12 @@ class FeedbackStore:
             conn.execute(delete(token_ids).where(token_ids.c.expires_at < now))
 
     def record_cards(self, service_id: str, hook_instance: str, cards: list[dict],
-                     issued_at: datetime | None = None) -> None:
+                     issued_at: datetime | None = None, scope: CallScope | None = None,
+                     scope_at: datetime | None = None) -> None:
+        """Record the cards of one call; with `scope`, also what quiet cards are matched on, at `scope_at`
+        (the call's moment on the service's clock; default `issued_at`)."""
         now = issued_at or datetime.now(UTC)
+        scoped_at = _utc(scope_at or now)
         rows = [
             {
                 "uuid": c["uuid"],
@@ -130,6 +182,12 @@ class FeedbackStore:
                     if fresh:
                         conn.execute(insert(issued_cards), fresh)
                         new = {r["uuid"] for r in fresh}
+                        if scope is not None:
+                            conn.execute(insert(issued_scope), [{
+                                "card_uuid": r["uuid"], "rule_id": r["rule_id"], "hook": scope.hook,
+                                "patient_key": scope_key(scope.patient_id),
+                                "encounter_key": scope_key(scope.encounter_id), "draft_key": scope.draft_key,
+                                "issued_at": scoped_at} for r in fresh])
                         links = [{"card_uuid": c, "suggestion_uuid": s} for c, s in sorted(suggestions) if c in new]
                         if links:
                             conn.execute(insert(issued_suggestions), links)
@@ -157,10 +215,11 @@ class FeedbackStore:
                     cards[card_uuid]["suggestions"].add(suggestion)
         return cards
 
-    def add_feedback(self, service_id: str, items: list[dict], cards: dict[str, dict]) -> int:
+    def add_feedback(self, service_id: str, items: list[dict], cards: dict[str, dict],
+                     received_at: datetime | None = None) -> int:
         """Store the feedback items of one post in one transaction, each with the issued card it is about
         (`cards`, by uuid); items already stored (retries) are left out.  The number stored."""
-        received = datetime.now(UTC)
+        received = _utc(received_at) if received_at else datetime.now(UTC)
         rows: dict[tuple, dict] = {}
         for item in items:
             key = (item["card"], item["outcome"], item["outcomeTimestamp"])
@@ -211,5 +270,29 @@ class FeedbackStore:
             row["override_rate"] = round(row["overridden"] / base, 3)
         return sorted(table.values(), key=lambda r: str(r["rule"]))
 
+    def quiet_history(self, patient_id: str, rule_ids: Sequence[str], since: datetime) -> list[PastCard]:
+        """The cards of rules `rule_ids` issued for the patient since `since` (or up to FEEDBACK_AFTER_ISSUE
+        before it), each with each feedback item about it: one query on the patient index."""
+        scope, fb = issued_scope, feedback
+        query = (select(scope.c.rule_id, scope.c.hook, scope.c.encounter_key, scope.c.draft_key, scope.c.issued_at,
+                        fb.c.outcome, fb.c.override_reason, fb.c.outcome_timestamp, fb.c.received_at)
+                 .select_from(scope.outerjoin(fb, fb.c.card_uuid == scope.c.card_uuid))
+                 .where(scope.c.patient_key == scope_key(patient_id),
+                        scope.c.issued_at >= _utc(since) - FEEDBACK_AFTER_ISSUE,
+                        scope.c.rule_id.in_(sorted(set(rule_ids)))))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [PastCard(rule, hook, encounter, draft, _utc(issued), outcome, reason, stamp,
+                         None if received is None else _utc(received))
+                for rule, hook, encounter, draft, issued, outcome, reason, stamp, received in rows]
 
-
+    def record_suppressed(self, service_id: str, hook_instance: str, rows: list[dict], at: datetime) -> None:
+        """Count the cards one call left out (`rows`: uuid, rule, reason, until as an ISO 8601 text)."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(suppressed_cards), [
+                {"service_id": service_id, "hook_instance": hook_instance, "card_uuid": r["uuid"],
+                 "rule_id": r.get("rule"), "reason": r["reason"],
+                 "quiet_until": _utc(datetime.fromisoformat(r["until"])), "suppressed_at": _utc(at)}
+                for r in rows])

@@ -2,7 +2,8 @@
 
 HookRequest -> resolve prefetch (fetching what is missing, service.data) -> $apply the
 service's PlanDefinition -> render cards -> withhold any card that breaks the spec's invariants
-(checked directly, not with the JSON Schema).
+(checked directly, not with the JSON Schema) -> given the feedback store, leave out the cards the
+clinician already decided on (service.hooks.suppression; listed in the trace as `quiet`).
 Returns a HookResponse (the response body, and the issues and trace for the log); the engine's
 result is read, never edited.  Raises service.errors types only.
 """
@@ -17,8 +18,10 @@ from cards.render import TRACE_EXTENSION, render_cards
 from cards.schema import card_errors
 from service import data
 from service.engine import ApplyContext, ContentSet, DataIndex, ServiceDef, apply_plan
+from service.feedback.store import CallScope
 from service.fhir.reader import ReaderFactory
 from service.hooks.request import HookRequest
+from service.hooks.suppression import QuietHistory, draft_key, leave_out_quiet, policies
 
 log = logging.getLogger("service.calls")
 
@@ -29,6 +32,8 @@ class HookResponse:
     issues: list[dict]  # the engine's issues, then one per card withheld
     trace: list[dict]
     variables: dict[str, dict] = field(default_factory=dict)  # with a trace: every variable's value or error
+    scope: CallScope | None = None  # what the cards are recorded with (quiet cards)
+    quiet: list[dict] = field(default_factory=list)  # the cards left out as quiet (Quiet.to_trace)
 
     @property
     def cards(self) -> list[dict]:
@@ -43,8 +48,11 @@ def call_service(
     fetcher_factory: ReaderFactory | None = None,
     trace: bool = False,
     guidance_base: str | None = None,
+    history: QuietHistory | None = None,
 ) -> HookResponse:
-    """`guidance_base`: the service's public root URL; cards then link to their rule pages."""
+    """`guidance_base`: the service's public root URL; cards then link to their rule pages.  `history`:
+    the feedback store, when cards the clinician already decided on are to be left out
+    (service.hooks.suppression)."""
     context = request.context
     fhir = None
     if request.fhir_server and fetcher_factory is not None:
@@ -69,12 +77,20 @@ def call_service(
     cards = render_cards([result], request.hook_instance, trace, incomplete=data.incomplete_keys(resolved),
                          guidance_base=guidance_base)
     kept, withheld = _conformant(cards)
-    issues = [*result.issues, *withheld]
+    scope = CallScope(request.hook, context.patient_id, context.encounter_id, draft_key(context.draft_orders))
+    quiet: list[dict] = []
+    quiet_issues: list[dict] = []
+    if history is not None:
+        kept, left_out, quiet_issues = leave_out_quiet(kept, policies(service.plan), scope, history, now)
+        quiet = [q.to_trace() for q in left_out]
+    issues = [*result.issues, *withheld, *quiet_issues]
     body: dict = {"cards": kept}
     if trace:
         body["extension"] = {TRACE_EXTENSION: {"actions": result.trace, "issues": issues,
                                                "variables": result.variables}}
-    return HookResponse(body, issues, result.trace, result.variables)
+        if quiet:
+            body["extension"][TRACE_EXTENSION]["quiet"] = quiet
+    return HookResponse(body, issues, result.trace, result.variables, scope, quiet)
 
 
 def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -16,6 +16,7 @@ Rules, in order, each failure answered before anything is stored:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from service.errors import TooLarge, Unprocessable
@@ -24,8 +25,10 @@ from service.hooks.validation import validate_feedback
 from service.logtext import shown
 
 
-def accept_feedback(store: FeedbackStore, service_id: str, body: Any, max_items: int) -> dict:
-    """{"stored": n, "duplicates": m} for a feedback post to service `service_id`."""
+def accept_feedback(store: FeedbackStore, service_id: str, body: Any, max_items: int,
+                    received_at: datetime | None = None) -> dict:
+    """{"stored": n, "duplicates": m} for a feedback post to service `service_id`, received at `received_at`
+    (the service's clock; default now)."""
     if isinstance(body, dict) and isinstance(body.get("feedback"), list) and len(body["feedback"]) > max_items:
         raise TooLarge(f"{len(body['feedback'])} feedback items in one post; at most {max_items} are accepted",
                               expression="feedback")
@@ -41,7 +44,7 @@ def accept_feedback(store: FeedbackStore, service_id: str, body: Any, max_items:
                 raise Unprocessable(f"suggestion '{shown(accepted['id'], 64)}' is not a suggestion of card "
                                     f"'{shown(item['card'], 64)}'",
                                     expression=f"feedback[{i}].acceptedSuggestions[{j}].id")
-    stored = store.add_feedback(service_id, [_defined_fields(item) for item in items], cards)
+    stored = store.add_feedback(service_id, [_defined_fields(item) for item in items], cards, received_at)
     return {"stored": stored, "duplicates": len(items) - stored}
 
 

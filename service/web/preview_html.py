@@ -274,13 +274,13 @@ def analytics_page(rows: list[dict[str, Any]], since: str, until: str, error: st
     else:
         body.append('<table id="analytics"><thead><tr><th>Rule</th><th>Week</th><th>Shown</th><th>Accepted</th>'
                     "<th>Overridden</th><th>Accepted %</th><th>Overridden %</th><th>Override reasons</th>"
-                    "</tr></thead><tbody>")
+                    "<th>Not shown again</th></tr></thead><tbody>")
         for r in rows:
             reasons = "".join(f"<li>{esc(reason)}: {esc(n)}</li>" for reason, n in r["override_reasons"].items())
             body.append(
                 f'<tr data-rule="{esc(r["rule"])}"><td>{esc(r["rule"])}</td><td>{esc(r.get("week"))}</td>'
                 f'<td>{esc(r["issued"])}</td><td>{esc(r["accepted"])}</td><td>{esc(r["overridden"])}</td>'
                 f'<td>{100 * r["acceptance_rate"]:.1f}</td><td>{100 * r["override_rate"]:.1f}</td>'
-                f'<td><ul class="reasons">{reasons}</ul></td></tr>')
+                f'<td><ul class="reasons">{reasons}</ul></td><td>{esc(r.get("suppressed", 0))}</td></tr>')
         body.append("</tbody></table>")
     return _page("Feedback analytics", "".join(body))

@@ -73,9 +73,12 @@ def post_service(service_id: str):
     call = parse_hook_request(security.json_body(request), svc)
     logcontext.bind_hook_instance(call.hook_instance)  # on every log line of this call from here on
     trace = _trace_requested()
-    answer = call_service(content, svc, call, rt.clock(), security.fetchers(rt, "fhirServer"),
-                          trace=trace, guidance_base=public_base())
-    rt.store.record_cards(svc.id, call.hook_instance, answer.cards)
+    now = rt.clock()
+    answer = call_service(content, svc, call, now, security.fetchers(rt, "fhirServer"),
+                          trace=trace, guidance_base=public_base(), history=rt.store)
+    rt.store.record_cards(svc.id, call.hook_instance, answer.cards, scope=answer.scope, scope_at=now)
+    if answer.quiet:
+        rt.store.record_suppressed(svc.id, call.hook_instance, answer.quiet, now)
     metrics.cards_answered(answer.cards)
     instance = shown(call.hook_instance)
     if not trace:  # the trace goes to the log when the caller did not ask for it
@@ -92,7 +95,8 @@ def post_service(service_id: str):
 def post_feedback(service_id: str):
     rt = runtime()
     svc = _service(service_id)
-    result = accept_feedback(rt.store, svc.id, security.json_body(request), rt.config.max_feedback_items)
+    result = accept_feedback(rt.store, svc.id, security.json_body(request), rt.config.max_feedback_items,
+                             received_at=rt.clock())
     log.info("feedback service=%s stored=%s duplicates=%s", shown(svc.id), result.get("stored"),
              result.get("duplicates"))
     return jsonify(result), 200
