@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_the_thread_reloads_when_asked_without_polling(folder):
         for _ in range(100):
             if first_title(runtime) == "The level is high (asked)":
                 break
-            watch._stop.wait(0.05)
+            time.sleep(0.05)
         assert first_title(runtime) == "The level is high (asked)"
     finally:
         watch.stop()

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from service import metrics
+from service.content.background import Background
 from service.content.status import ContentStatus, content_version
 from service.content.watch import register
 from service.engine import ContentIssue, ContentSet, Source, build_content
@@ -110,14 +111,12 @@ class FhirContentSource:
         self.statuses = ",".join(s.strip() for s in statuses.split(",") if s.strip())
         self._build = build
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._fingerprint: tuple | None = None
         self._content: ContentSet | None = None
         self._logged_issues: list[str] = []
         self._good: dict[str, dict] = {}  # "Type/id" -> the version the last successful build used
         self._included: dict[str, dict] = {}
-        self._wake = threading.Event()
+        self._background = Background("content-refresh", f"content refresh from {client.base_url}")
         self.last_error: str | None = None
         self.status = ContentStatus("fhir-server", client.base_url)
 
@@ -291,41 +290,26 @@ class FhirContentSource:
 
     def reload_now(self) -> None:
         """Refresh at once (the background thread wakes up)."""
-        self._wake.set()
+        self._background.wake()
 
     def start(self, runtime, on_signal: bool = False) -> None:
         """Refresh in a daemon thread: every refresh_seconds (never when <= 0), and on reload_now()
         when `on_signal` (registered for service.content.watch.reload_all)."""
         if on_signal:
             register(self)
-        if (self.refresh_seconds <= 0 and not on_signal) or self._thread is not None:
+        if self.refresh_seconds <= 0 and not on_signal:
             return
 
-        def run():
-            while True:
-                if self.refresh_seconds <= 0:
-                    wait = None
-                else:
-                    wait = self.refresh_seconds if self._content is not None \
-                        else min(self.refresh_seconds, FIRST_LOAD_RETRY_SECONDS)
-                self._wake.wait(wait)
-                self._wake.clear()
-                if self._stop.is_set():
-                    return
-                try:
-                    self.refresh(runtime)
-                except Exception:  # the thread must survive anything a refresh raises
-                    log.exception("content refresh from %s crashed; previous content kept", self.base_url)
+        def interval() -> float | None:
+            if self.refresh_seconds <= 0:
+                return None
+            return self.refresh_seconds if self._content is not None \
+                else min(self.refresh_seconds, FIRST_LOAD_RETRY_SECONDS)
 
-        self._thread = threading.Thread(target=run, name="content-refresh", daemon=True)
-        self._thread.start()
+        self._background.start(lambda: self.refresh(runtime), interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._background.stop()
 
 
 def _version_of(raw: dict) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from service import metrics
+from service.content.background import Background
 from service.content.folder import PACKAGE_FILES, build_read, read_folder
 from service.content.status import ContentStatus, content_version
 from service.engine import ContentSet, build_content
@@ -80,10 +81,8 @@ class FolderWatch:
         self.status = ContentStatus("folder", str(self.directory))
         self._seen: Fingerprint | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._forced = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = Background("content-watch", f"content reload from {self.directory}")
 
     # ---- loading ------------------------------------------------------------------------------
 
@@ -180,32 +179,17 @@ class FolderWatch:
 
     def reload_now(self) -> None:
         self._forced = True
-        self._wake.set()
+        self._background.wake()
 
     def start(self, runtime: Any) -> None:
         """Check in a daemon thread: every poll_seconds, and at once on reload_now()."""
         register(self)
-        if self._thread is not None:
-            return
 
-        def run() -> None:
-            while not self._stop.is_set():
-                self._wake.wait(self.poll_seconds if self.poll_seconds > 0 else None)
-                if self._stop.is_set():
-                    return
-                self._wake.clear()
-                force, self._forced = self._forced, False
-                try:
-                    self.check(runtime, force=force)
-                except Exception:  # the thread must survive anything a reload raises
-                    log.exception("content reload from %s crashed; previous content kept", self.directory)
+        def task() -> None:
+            force, self._forced = self._forced, False
+            self.check(runtime, force=force)
 
-        self._thread = threading.Thread(target=run, name="content-watch", daemon=True)
-        self._thread.start()
+        self._background.start(task, lambda: self.poll_seconds if self.poll_seconds > 0 else None)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._background.stop()
