@@ -232,7 +232,8 @@ def _check_codes(raw: Element, path: str, file: str, problems: Problems) -> None
     if type_code is not None and type_code not in ACTION_TYPES:
         problems.error(Source(file, f"{path}.type"), f"action type must be one of {ACTION_TYPES}")
     for i, trigger in enumerate(raw.get("trigger", [])):
-        if trigger.get("type") == "named-event" and trigger.get("name") not in CDS_HOOKS:
+        # a named-event without a name is the service profile's error (service.engine.conformance), not a typo
+        if trigger.get("type") == "named-event" and trigger.get("name") and trigger.get("name") not in CDS_HOOKS:
             near = difflib.get_close_matches(str(trigger.get("name")), CDS_HOOKS, n=1)
             problems.error(Source(file, f"{path}.trigger[{i}].name"),
                            f"hook {trigger.get('name')!r} is not a CDS Hooks hook"

@@ -423,3 +423,11 @@ def test_the_case_condition_is_read_from_its_own_data(content):
     sle_case = json.loads((CONTENT / "tests" / "SAFE-INFX" / "p05-sle-dah-ed.json").read_text())
     assert "iph" in patient_conditions(iph_case, content)
     assert patient_conditions(sle_case, content) == {"sle"}
+
+
+def test_no_internal_ids_in_service_descriptions(client):
+    """Discovery's `title` and `description` are what EHR staff and clinicians read when they pick a
+    service (CDS Hooks 2.0 §Discovery): the same rule as for card text."""
+    services = client.get("/cds-services").get_json()["services"]
+    found = {s["id"]: internal_ids(f"{s.get('title', '')} {s.get('description', '')}") for s in services}
+    assert {sid: ids for sid, ids in found.items() if ids} == {}

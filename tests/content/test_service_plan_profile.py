@@ -57,7 +57,7 @@ def test_the_bundled_single_hook_plans_conform_and_keep_their_service_ids():
 def test_a_plan_serving_several_hooks_is_reported_as_not_conformant(tmp_path, capsys):
     code, out, _ = validate(fixture(tmp_path, lambda plan: None), capsys)
     assert code == 0
-    assert "WARNING PlanDefinition-proto.json: PlanDefinition.extension: triggered by 3 hooks" in out
+    assert "WARNING PlanDefinition-proto.json:1 extension: triggered by 3 hooks" in out
     assert "proto-order-select, proto-order-sign, proto-patient-view" in out and "split it per hook" in out
 
 
@@ -71,7 +71,7 @@ def test_an_endpoint_names_the_service_for_all_its_hooks(tmp_path, capsys):
 def test_endpoint_as_a_string_is_an_error(tmp_path, capsys):
     code, _, err = validate(fixture(tmp_path, set_extensions(endpoint(valueString="proto"))), capsys)
     assert code == 1
-    assert ("ERROR PlanDefinition-proto.json: PlanDefinition.extension[0]: cqf-cdsHooksEndpoint needs a non-empty "
+    assert ("ERROR PlanDefinition-proto.json:392 extension[0]: cqf-cdsHooksEndpoint needs a non-empty "
             "valueUri (the service's URI or id), not valueString") in err
 
 
@@ -85,7 +85,7 @@ def test_two_endpoints_are_an_error(tmp_path, capsys):
     folder = fixture(tmp_path, set_extensions(endpoint(valueUri="proto"), endpoint(valueUri="proto-2")))
     code, _, err = validate(folder, capsys)
     assert code == 1
-    assert "PlanDefinition.extension[1]: more than one cqf-cdsHooksEndpoint" in err
+    assert "extension[1]: more than one cqf-cdsHooksEndpoint" in err
 
 
 def test_a_service_id_that_is_not_a_url_path_segment_is_an_error(tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_a_trigger_that_is_not_a_named_event_is_an_error(tmp_path, capsys):
 
     code, _, err = validate(fixture(tmp_path, edit), capsys)
     assert code == 1
-    assert ("PlanDefinition.action[0].trigger[0]: trigger type 'data-changed' is not supported: a CDS Hooks "
+    assert ("action very-high > trigger[0]: trigger type 'data-changed' is not supported: a CDS Hooks "
             "service is triggered by a 'named-event' trigger whose name is the hook") in err
 
 
@@ -110,4 +110,5 @@ def test_a_named_event_without_the_hook_name_is_an_error(tmp_path, capsys):
 
     code, _, err = validate(fixture(tmp_path, edit), capsys)
     assert code == 1
-    assert "PlanDefinition.action[0].trigger[0]: a 'named-event' trigger needs the hook as its name" in err
+    assert "action very-high > trigger[0]: a 'named-event' trigger needs the hook as its name" in err
+    assert "1 error(s)" in err  # the missing name once, not also as an unknown hook
