@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from service import logcontext, metrics
-from service.content.version import content_version
 from tests.conformance.helpers import base_request, minimal_request
 from tests.protocol_content import PATIENT_VIEW
 
@@ -87,7 +86,7 @@ def test_a_hook_call_changes_the_metrics(client):
     assert sample(client, "cds_cards_total", rule="PROTO-HIGH", indicator="warning") == before_cards + 1
     assert sample(client, "cds_requests_total", service="proto-patient-view", status="200") == before_calls + 1
     assert sample(client, "cds_request_duration_seconds_count", service="proto-patient-view", status="200") >= 1
-    version = content_version(client.application.extensions["cds"].content)
+    version = client.application.extensions["cds"].content_status.version  # as GET /status/content says
     assert sample(client, "cds_content_info", version=version) == 1
     assert sample(client, "cds_content_services") >= 3
 
