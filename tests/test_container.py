@@ -159,7 +159,7 @@ def compose() -> dict:
 
 
 def test_compose_has_the_services_of_the_stack(compose):
-    assert set(compose["services"]) == {"db", "migrate", "cds", "hapi"}
+    assert set(compose["services"]) == {"db", "migrate", "cds", "proxy", "hapi"}
     assert compose["services"]["cds"]["environment"]["CDS_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert compose["services"]["migrate"]["environment"] == {"CDS_DATABASE_URL":
                                                              compose["services"]["cds"]["environment"]
@@ -178,13 +178,23 @@ def test_compose_migrates_once_before_the_service_starts(compose):
 
 def test_compose_health_checks(compose):
     services = compose["services"]
-    for name in ("cds", "db", "hapi"):
+    for name in ("cds", "proxy", "db", "hapi"):
         check = services[name]["healthcheck"]
         assert check["test"][0] in ("CMD", "CMD-SHELL") and check["retries"] >= 3, name
     cds_check = " ".join(services["cds"]["healthcheck"]["test"])
     assert "127.0.0.1:8080/health" in cds_check and "/cds-services" not in cds_check
-    ports = services["cds"]["ports"]
-    assert ports == ["127.0.0.1:8080:8080"]
+    assert "ports" not in services["cds"], "the service is reached through the proxy only"
+    assert services["proxy"]["ports"] == ["127.0.0.1:8080:80"]
+
+
+def test_compose_puts_the_service_behind_a_buffering_proxy(compose):
+    proxy = compose["services"]["proxy"]
+    assert proxy["depends_on"] == {"cds": {"condition": "service_healthy"}}
+    [mount] = proxy["volumes"]
+    conf = (ROOT / mount.split(":")[0]).read_text(encoding="utf-8")
+    assert "proxy_pass http://cds:8080;" in conf and "proxy_request_buffering on;" in conf
+    assert "location = /metrics" in conf  # not served through the proxy
+    assert compose["services"]["cds"]["environment"]["CDS_PUBLIC_BASE_URL"] == "http://localhost:8080"
 
 
 def test_every_service_that_waits_names_a_service_of_the_file(compose):
