@@ -8,6 +8,7 @@ grammar (RFC 8259), not a parser: the text is known to be valid JSON (it was loa
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 
@@ -18,17 +19,23 @@ _SCALAR = re.compile(r"[^,\]}\s]+")
 Steps = tuple[str | int, ...]
 
 
+def _end(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where `pattern`'s match at `pos` ends; the text is valid JSON, so a token always matches."""
+    match = pattern.match(text, pos)
+    if match is None:
+        raise ValueError(f"not JSON at character {pos}")
+    return match.end()
+
+
 def element_lines(text: str) -> dict[Steps, int]:
     out: dict[Steps, int] = {}
     starts = [m.start() for m in re.finditer("\n", text)]
 
     def line(pos: int) -> int:
-        import bisect
-
         return bisect.bisect_left(starts, pos) + 1
 
     def skip(pos: int) -> int:
-        return _WS.match(text, pos).end()  # type: ignore[union-attr]
+        return _end(_WS, text, pos)
 
     def value(pos: int, path: Steps) -> int:
         pos = skip(pos)
@@ -60,8 +67,8 @@ def element_lines(text: str) -> dict[Steps, int]:
                     return pos + 1
                 pos += 1
         if char == '"':
-            return _STRING.match(text, pos).end()  # type: ignore[union-attr]
-        return _SCALAR.match(text, pos).end()  # type: ignore[union-attr]
+            return _end(_STRING, text, pos)
+        return _end(_SCALAR, text, pos)
 
     value(0, ())
     return out
