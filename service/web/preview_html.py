@@ -135,15 +135,39 @@ def _suggestion(suggestion: dict) -> str:
             f"{esc(suggestion.get('label'))}</button>{recommended}<ul>{''.join(actions)}</ul></li>")
 
 
+def _operands(condition: dict) -> str:
+    """Each operand of a condition's `and` chain with its result (the service explains previews:
+    ApplyContext.explain); the first one that is not true is marked, as `dah-cds run --trace` does."""
+    rows, failed = [], False
+    for operand in condition.get("operands") or []:
+        if "error" in operand:
+            shown = f'<span class="error">error: {esc(operand["error"])}</span>'
+            first = not failed
+        else:
+            result = operand.get("result")
+            value = result[0] if isinstance(result, list) and len(result) == 1 else result  # a FHIRPath singleton
+            shown = f"<strong>{esc(json.dumps(value, ensure_ascii=False))}</strong>"
+            first = not failed and value is not True
+        failed = failed or first
+        mark = ' <span class="first-failing">first failing</span>' if first else ""
+        rows.append(f"<li><code>{esc(operand.get('expression'))}</code> = {shown}{mark}</li>")
+    return f'<ul class="operands">{"".join(rows)}</ul>' if rows else ""
+
+
+def _condition(condition: dict) -> str:
+    kind = f' <span class="muted">({esc(condition.get("kind"))})</span>' if condition.get("kind") else ""
+    resources = condition.get("resources") or []
+    used = f' <span class="muted">from {esc(", ".join(map(str, resources)))}</span>' if resources else ""
+    return (f"<li><code>{esc(condition.get('expression'))}</code> = "
+            f"<strong>{esc(json.dumps(condition.get('result')))}</strong>{kind}{used}{_operands(condition)}</li>")
+
+
 def _trace(entries: list[dict]) -> str:
     if not entries:
         return '<p class="muted">No trace.</p>'
     items = []
     for entry in entries:
-        conditions = "".join(
-            f"<li><code>{esc(c.get('expression'))}</code> = <strong>{esc(json.dumps(c.get('result')))}</strong>"
-            + (f' <span class="muted">({esc(c.get("kind"))})</span>' if c.get("kind") else "") + "</li>"
-            for c in entry.get("conditions") or [])
+        conditions = "".join(_condition(c) for c in entry.get("conditions") or [])
         rest = {k: v for k, v in entry.items() if k not in ("action", "path", "conditions", "applied")}
         more = (f"<details><summary>more</summary><pre>{esc(json.dumps(rest, indent=2, ensure_ascii=False))}"
                 "</pre></details>") if rest else ""
@@ -151,7 +175,7 @@ def _trace(entries: list[dict]) -> str:
                      f'<span class="muted">{esc(entry.get("path"))}</span> '
                      f"applied: <strong>{esc(entry.get('applied'))}</strong>"
                      f"<ul>{conditions}</ul>{more}</li>")
-    return f"<ul class=\"trace-list\">{''.join(items)}</ul>"
+    return f'<ul class="trace-list">{"".join(items)}</ul>'
 
 
 def card_html(card: dict, service: str) -> str:

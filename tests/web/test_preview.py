@@ -247,3 +247,26 @@ def test_analytics_show_per_rule_and_week_with_override_reasons(client, app):
     assert client.get("/preview/analytics?since=2000-01-01&until=2000-01-31").get_data(as_text=True).count(
         "No cards were issued") == 1
     assert client.get("/preview/analytics?since=last+week").status_code == 400
+
+
+def test_the_trace_beside_a_card_shows_each_operand_of_its_condition(client):
+    """The preview explains (ApplyContext.explain): DAH-05's `and` chain, operand by operand, with the
+    resources behind it; a card's operands are all true (it fired), so none is marked as failing."""
+    status, page = run(client, scenario=CASE_ID, hook="patient-view", service="dah-patient-view", now="")
+    assert status == 200, page
+    operands = re.findall(r'<ul class="operands">(.*?)</ul>', page, re.S)
+    assert operands, "no operands in the trace"
+    dah05 = next(o for o in operands if "%hypoxemia" in o)
+    assert [html.unescape(e) for e in re.findall(r"<code>(.*?)</code> = <strong>true</strong>", dah05)] == [
+        "%dahAcute", "%hypoxemia", "%iph.not()", "%sle.not()", "%antiGbm.not()", "%plexRecent.not()"]
+    assert "first failing" not in page
+    assert re.search(r'<span class="muted">from [^<]*Observation/', page), "the resources behind a condition"
+
+
+def test_the_first_operand_that_is_not_true_is_marked_once():
+    from service.web.preview_html import _operands
+
+    shown = _operands({"operands": [{"expression": "%a", "result": [True]}, {"expression": "%b", "result": []},
+                                    {"expression": "%c<x>", "error": "variable %c failed"}]})
+    assert re.findall(r"<code>(.*?)</code>", shown) == ["%a", "%b", "%c&lt;x&gt;"]
+    assert shown.count("first failing") == 1 and shown.index("first failing") < shown.index("%c")
