@@ -21,6 +21,7 @@ counted in `suppressed_card`.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -97,9 +98,19 @@ def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
     the file wait less; a writer waits up to 5 s for another's lock instead of failing at once."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=5000")
+        # The mode is kept in the file: set once, by the first connection.  Switching needs the file to
+        # itself, and SQLite answers "database is locked" at once (no busy wait) while another
+        # connection of a store opening at the same moment holds it: try again for up to 5 s.
+        deadline = time.monotonic() + 5
+        while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
 
