@@ -44,7 +44,7 @@ from service.engine.model import (
     Variable,
 )
 from service.engine.problems import Problems, Unsupported
-from service.engine.quiet import quiet_policy
+from service.engine.quiet import quiet_policy, rule_policies
 
 SUPPORTED_TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "ValueSet", "ConceptMap")
 # Shipped with the content for other tools (the project's extension definitions); nothing to run.
@@ -145,7 +145,7 @@ def _compile(file: str, raw: Resource, url: str, out: Compiled, problems: Proble
                                                    _dynamic_values(inner, where, file, problems))
         actions = [_action(a, f"PlanDefinition.action[{i}]", file, problems)
                    for i, a in enumerate(raw.get("action", []))]
-        plan = PlanDef(url, raw, Source(file, rtype), actions)
+        plan = PlanDef(url, raw, Source(file, rtype), actions, quiet=rule_policies(actions))
         plan.variables = {v.name: v for v in variables(raw, rtype, file, problems)}
         out.plans[url] = plan
 

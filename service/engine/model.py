@@ -120,6 +120,7 @@ class PlanDef:
     variables: dict[str, Variable] = field(default_factory=dict)  # own + libraries, by name
     data_requirements: dict[str, DataRequirementDef] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
+    quiet: dict[str, QuietPolicy] = field(default_factory=dict)  # rule code -> its quiet policy (engine.quiet)
 
     @property
     def id(self) -> str:

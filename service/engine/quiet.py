@@ -33,7 +33,7 @@ from service.engine.extensions import (
     EXT_QUIET_SCOPE,
 )
 from service.engine.fhirjson import Element
-from service.engine.model import QuietPolicy, Source
+from service.engine.model import ActionDef, QuietPolicy, Source
 from service.engine.problems import Problems
 
 UCUM = "http://unitsofmeasure.org"
@@ -118,3 +118,19 @@ def _duration(value: object, where: Source, problems: Problems) -> timedelta | N
         problems.error(src, f"the duration is longer than the longest quiet window allowed ({MAX_QUIET.days} d)")
         return None
     return duration
+
+
+def rule_policies(actions: list[ActionDef]) -> dict[str, QuietPolicy]:
+    """The quiet policy of each rule code of a plan's card actions (the first action of a code wins);
+    made once, when the plan is compiled."""
+    out: dict[str, QuietPolicy] = {}
+    stack = list(reversed(actions))
+    while stack:
+        action = stack.pop()
+        if action.quiet is not None:
+            for cc in action.raw.get("code", []):
+                for coding in cc.get("coding", []) if isinstance(cc, dict) else []:
+                    if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                        out.setdefault(coding["code"], action.quiet)
+        stack.extend(reversed(action.children))
+    return out

@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from service.engine import ActionDef, PlanDef, QuietPolicy
+from service.engine import PlanDef, QuietPolicy
 from service.feedback.store import CallScope, PastCard, scope_key
 
 log = logging.getLogger("service.calls")
@@ -77,21 +77,8 @@ def draft_key(draft_orders: dict[str, Any] | None) -> str | None:
 
 
 def policies(plan: PlanDef) -> dict[str, QuietPolicy]:
-    """The quiet policy of each rule code of the plan's card actions."""
-    out: dict[str, QuietPolicy] = {}
-    for action in _walk(plan.actions):
-        if action.quiet is not None:
-            for cc in action.raw.get("code", []):
-                for coding in cc.get("coding", []) if isinstance(cc, dict) else []:
-                    if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                        out.setdefault(coding["code"], action.quiet)
-    return out
-
-
-def _walk(actions: list[ActionDef]) -> Iterator[ActionDef]:
-    for action in actions:
-        yield action
-        yield from _walk(action.children)
+    """The quiet policy of each rule code of the plan's card actions (made at load: PlanDef.quiet)."""
+    return plan.quiet
 
 
 def rule_of(card: dict[str, Any]) -> str | None:
