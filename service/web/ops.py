@@ -35,7 +35,7 @@ access_log = logging.getLogger("service.access")
 # Endpoint (Flask's name) -> the `service` label of requests that name no CDS service.
 _ENDPOINT_LABELS = {
     "cds.get_discovery": "discovery",
-    "cds.post_plan_apply": "plandefinition-apply",
+    "cds.plan_apply_operation": "plandefinition-apply",
     "cds.post_activity_apply": "activitydefinition-apply",
     "guidance.get_index": "guidance",
     "guidance.get_rule": "guidance",

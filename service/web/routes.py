@@ -112,21 +112,16 @@ def _fhir_json(payload: dict, status: int = 200):
     return response
 
 
-@blueprint.post("/PlanDefinition/$apply")
-@blueprint.post("/PlanDefinition/<plan_id>/$apply")
-def post_plan_apply(plan_id: str | None = None):
+@blueprint.route("/PlanDefinition/$apply", methods=["GET", "POST"])
+@blueprint.route("/PlanDefinition/<plan_id>/$apply", methods=["GET", "POST"])
+def plan_apply_operation(plan_id: str | None = None):
+    """POST with a Parameters body, or the GET form (FHIR R4 §3.1.0.1.5: no side effects, primitive
+    parameters as the query)."""
     rt = runtime()
-    call = parse_apply_request(security.json_body(request), plan_id)
-    return _fhir_json(plan_apply(rt.content, call, plan_id, rt.clock(), security.fetchers(rt, "dataEndpoint"),
-                                 trace=_trace_requested()))
-
-
-@blueprint.get("/PlanDefinition/$apply")
-@blueprint.get("/PlanDefinition/<plan_id>/$apply")
-def get_plan_apply(plan_id: str | None = None):
-    """The GET form (FHIR R4 §3.1.0.1.5: no side effects, primitive parameters as the query)."""
-    rt = runtime()
-    body = parameters_from_query(request.args.to_dict(flat=False), ignored=("_trace",))
+    if request.method == "GET":
+        body = parameters_from_query(request.args.to_dict(flat=False), ignored=("_trace",))
+    else:
+        body = security.json_body(request)
     call = parse_apply_request(body, plan_id)
     return _fhir_json(plan_apply(rt.content, call, plan_id, rt.clock(), security.fetchers(rt, "dataEndpoint"),
                                  trace=_trace_requested()))
