@@ -46,6 +46,8 @@ from fhirpathpy.engine.evaluators import evaluators as _evaluator_table
 from fhirpathpy.engine.invocations import invocation_registry
 from fhirpathpy.engine.nodes import ResourceNode, TypeInfo
 
+from service.engine.fhirpath_datetime import shifted
+
 Ctx = dict[str, Any]
 Fn = Callable[[Ctx, Any], list[Any]]
 Table = Mapping[str, Mapping[str, Any]]
@@ -250,6 +252,8 @@ class _Compiler:
         if kinds is None:
             raise NotCompiled(f"operator {op!r} without argument types")
         fn: Callable[..., Any] = invocation["fn"]
+        if op in _DATETIME_SIGN:
+            fn = _with_datetime_arithmetic(fn, _DATETIME_SIGN[op])
         left, right = (self.param(kind, c) for kind, c in zip(kinds, children, strict=True))
         nullable = "nullable" in invocation
         if op in _PURE_OPERATORS and all(_stable(c) for c in children):
@@ -281,6 +285,21 @@ class _Compiler:
 # (a variable that failed, a collection where a single value is expected) is not raised.
 _DECIDED_BY_LEFT: Mapping[str, tuple[bool, bool]] = {"and": (False, False), "or": (True, True),
                                                       "implies": (False, True)}
+
+
+_DATETIME_SIGN: Mapping[str, int] = {"+": 1, "-": -1}
+
+
+def _with_datetime_arithmetic(fn: Callable[..., Any], sign: int) -> Callable[..., Any]:
+    """fhirpathpy's `+` or `-`, with DateTime ± Quantity computed natively where
+    service.engine.fhirpath_datetime takes the case (the same answer, without string round trips)."""
+    def arithmetic(ctx: Ctx, xs: Any, ys: Any) -> Any:
+        if type(xs) is list and type(ys) is list and len(xs) == 1 and len(ys) == 1:
+            answer = shifted(xs[0], ys[0], sign)
+            if answer is not None:
+                return answer
+        return fn(ctx, xs, ys)
+    return arithmetic
 
 
 def _stable(node: Mapping[str, Any]) -> bool:
