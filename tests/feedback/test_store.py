@@ -51,3 +51,27 @@ def test_racing_stores_record_the_same_cards_and_feedback_once(database_url):
     assert rates["R1"]["issued"] == 5 and rates["R1"]["overridden"] == 5
     for store in stores:
         store.engine.dispose()
+
+
+def test_racing_stores_record_scoped_cards_once_and_scope_only_rules_with_a_policy(database_url):
+    """The scope quiet cards are matched on is recorded for the rules that have a policy only; the
+    same call's cards recorded by racing stores (a retried hookInstance) land once in every table."""
+    from service.feedback.schema import issued_scope, suggestion_labels
+    from service.feedback.store import CallScope
+
+    cards = CARDS + [{"uuid": "other-0", "indicator": "info", "source": {"topic": {"code": "R2"}},
+                      "suggestions": [{"uuid": "other-0-s1", "label": "Order X"}]}]
+    scope = CallScope("order-sign", "patient-1", "enc-1", "drafts-1", rules=frozenset({"R2"}))
+    stores = [FeedbackStore(database_url) for _ in range(4)]
+    race(stores, lambda s: s.record_cards("svc", "hook-2", cards, scope=scope))
+    race(stores, lambda s: s.record_cards("svc", "hook-2", cards, scope=scope))
+    assert count(stores[0], issued_cards) == 6
+    assert count(stores[0], issued_suggestions) == count(stores[0], suggestion_labels) == 11
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(issued_scope.c.card_uuid, issued_scope.c.rule_id)).all() == [("other-0", "R2")]
+    everything = CallScope("order-sign", "patient-1", rules=None)
+    stores[0].record_cards("svc", "hook-3", [dict(CARDS[0], uuid="card-x")], scope=everything)
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(issued_scope)).scalar_one() == 2
+    for store in stores:
+        store.engine.dispose()
