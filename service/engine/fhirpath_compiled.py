@@ -43,6 +43,8 @@ import fhirpathpy.engine as _engine
 from fhirpathpy.engine import util as _util
 from fhirpathpy.engine.evaluators import create_reduce_member_invocation
 from fhirpathpy.engine.evaluators import evaluators as _evaluator_table
+from fhirpathpy.engine.invocations import existence as _existence
+from fhirpathpy.engine.invocations import filtering as _filtering
 from fhirpathpy.engine.invocations import invocation_registry
 from fhirpathpy.engine.nodes import ResourceNode, TypeInfo
 
@@ -55,6 +57,8 @@ Table = Mapping[str, Mapping[str, Any]]
 # fhirpathpy's helpers, typed for the calls made here (the library's own are unannotated).
 _arraify: Callable[[Any], list[Any]] = _util.arraify
 _is_nullable: Callable[[Any], bool] = _util.is_nullable
+_is_empty: Callable[[Any], bool] = _util.is_empty
+_flatten: Callable[[list[Any]], list[Any]] = _util.flatten
 _is_number: Callable[[Any], bool] = _util.is_number
 _is_capitalized: Callable[[Any], bool] = _util.is_capitalized
 _reduce_member: Callable[[Any, str], Callable[[list[Any], Any], list[Any]]] = create_reduce_member_invocation
@@ -204,7 +208,7 @@ class _Compiler:
         invocation = self.registry.get(name)
         if invocation is None:
             raise NotCompiled(f"unknown function {name!r}")
-        fn: Callable[..., Any] = invocation["fn"]
+        fn: Callable[..., Any] = _SINGLE_PASS.get(invocation["fn"], invocation["fn"])
         if getattr(fn, "__name__", "") == "trace_fn":
             raise NotCompiled("trace()")
         nullable_input = "nullable_input" in invocation
@@ -286,6 +290,31 @@ class _Compiler:
 _DECIDED_BY_LEFT: Mapping[str, tuple[bool, bool]] = {"and": (False, False), "or": (True, True),
                                                       "implies": (False, True)}
 
+
+def _where(ctx: Ctx, data: Any, expr: Callable[[Any], list[Any]]) -> list[Any]:
+    """fhirpathpy's where_macro, each item's criterion evaluated once: its check_macro_expr
+    evaluates a criterion that has a result a second time to read it (the same result: the
+    criterion is a pure function of the item and the context it sets first)."""
+    if not isinstance(data, list):
+        return []
+    result = []
+    for i, x in enumerate(data):
+        ctx["$index"] = i
+        verdict = expr(x)
+        if len(verdict) > 0 and verdict[0]:
+            result.append(x)
+    return _flatten(result)
+
+
+def _exists(ctx: Ctx, coll: Any, expr: Callable[[Any], list[Any]] | None = None) -> bool:
+    """fhirpathpy's exists_macro, its filter being `_where`."""
+    if expr is not None:
+        return _exists(ctx, _where(ctx, coll, expr))
+    return not _is_empty(coll)
+
+
+# fhirpathpy functions replaced by the same function with less repeated work.
+_SINGLE_PASS: Mapping[Any, Callable[..., Any]] = {_filtering.where_macro: _where, _existence.exists_macro: _exists}
 
 _DATETIME_SIGN: Mapping[str, int] = {"+": 1, "-": -1}
 
