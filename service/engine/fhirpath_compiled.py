@@ -183,6 +183,17 @@ class _Compiler:
         if type_name not in _PARAM_CHECKS:
             raise NotCompiled(f"parameter type {type_name!r}")
         check = _PARAM_CHECKS[type_name]
+        literal = _literal_of(node)
+        if literal is not None and len(literal) == 1:
+            try:
+                checked = check(literal[0])  # the checks are pure: a literal that passes passes every time
+            except Exception:  # noqa: BLE001  (fhirpathpy raises its type errors when the call is made)
+                pass
+            else:
+                def literal_param(ctx: Ctx, parent: Any) -> Any:
+                    ctx["$this"] = parent
+                    return checked
+                return literal_param
 
         def typed_param(ctx: Ctx, parent: Any) -> Any:
             ctx["$this"] = parent
@@ -341,6 +352,16 @@ def _stable(node: Mapping[str, Any]) -> bool:
     return node.get("type") in _CONSTANT_LITERALS or node.get("type") == "ExternalConstantTerm"
 
 
+def _literal_of(node: Mapping[str, Any]) -> list[Any] | None:
+    """The value of a node that is a literal (through its pass-through wrappers), else None."""
+    while node.get("type") in _PASS_THROUGH or node.get("type") == "LiteralTerm":
+        children = node.get("children") or []
+        if len(children) != 1:
+            return None
+        node = children[0]
+    return _literal(node) if node.get("type") in _CONSTANT_LITERALS else None
+
+
 def _same(xs: list[Any], ys: list[Any]) -> bool:
     return len(xs) == len(ys) and all(x is y for x, y in zip(xs, ys, strict=True))
 
@@ -404,10 +425,10 @@ def _external_constant(node: Mapping[str, Any]) -> Fn:
     name = _identifier((constant.get("children") or [{}])[0]).replace("`", "")
 
     def variable(ctx: Ctx, data: Any) -> list[Any]:
-        env = ctx["vars"]
-        if name not in env:
-            raise ValueError(f"Attempting to access an undefined environment variable: {name}")
-        value = env[name]
+        try:  # one look-up: the gateway's lazy %variables answer KeyError for a name they do not have
+            value = ctx["vars"][name]
+        except KeyError:
+            raise ValueError(f"Attempting to access an undefined environment variable: {name}") from None
         if value is None:
             return []
         if not isinstance(value, list):
