@@ -57,4 +57,5 @@ def shifted(moment: Any, quantity: Any, sign: int) -> str | None:
         return None
     if not 1000 <= at.year <= 9999:
         return None
-    return f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}+00:00"
+    return (f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}"
+            f".{at.microsecond // 1000:03d}+00:00")
