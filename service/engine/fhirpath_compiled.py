@@ -333,7 +333,8 @@ def _union(ctx: Ctx, coll1: list[Any], coll2: list[Any]) -> list[Any]:
     both = coll1 + coll2
     if all(type(item) is str for item in both):
         return list(dict.fromkeys(both))
-    return _combining.union_op(ctx, coll1, coll2)
+    union: list[Any] = _combining.union_op(ctx, coll1, coll2)
+    return union
 
 
 # fhirpathpy functions replaced by the same function doing less work (each proved by the R4 cases and
