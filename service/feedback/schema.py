@@ -69,8 +69,9 @@ issued_scope = Table(
 )
 
 # What identifies the order each suggestion of a card proposes, for quiet cards after an accepted
-# suggestion (service.hooks.orders): `orders` is a list of {"type": resourceType, "codes": ["system|code"]},
-# one per resource the suggestion creates.  Only for cards of rules with an accept window.
+# suggestion (service.hooks.orders): `orders` is a list of {"type": resourceType, "groups": [["system|code"]]}
+# (one group per ingredient of a medication, else one group), one per resource the suggestion creates.
+# Only for cards of rules with an accept window.
 suggestion_orders = Table(
     "suggestion_order",
     metadata,

@@ -51,8 +51,9 @@ from service.feedback.schema import (
 __all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_scope", "issued_suggestions", "metadata",
            "suggestion_labels", "suggestion_orders", "suppressed_cards", "token_ids"]
 
-# One order a suggestion proposes: (resourceType, its "system|code" codes).
-OrderKey = tuple[str, tuple[str, ...]]
+# One order a suggestion proposes: (resourceType, its code groups): one group of "system|code" codes per
+# ingredient of a medication, else one group, its code (service.hooks.orders).
+OrderKey = tuple[str, tuple[tuple[str, ...], ...]]
 # The orders of each suggestion of the cards of a call, by (card uuid, suggestion uuid).
 SuggestionOrders = Mapping[tuple[str, str], Sequence[OrderKey]]
 
@@ -216,7 +217,8 @@ class FeedbackStore:
                                 {"card_uuid": c, "suggestion_uuid": s, "label": labels[c, s]}
                                 for c, s in sorted(suggestions) if c in new])
                         proposed = [{"card_uuid": c, "suggestion_uuid": s,
-                                     "orders": [{"type": t, "codes": list(codes)} for t, codes in keys]}
+                                     "orders": [{"type": t, "groups": [list(g) for g in groups]}
+                                                for t, groups in keys]}
                                     for (c, s), keys in sorted((orders or {}).items()) if c in new and keys]
                         if proposed:
                             conn.execute(insert(suggestion_orders), proposed)
@@ -340,6 +342,7 @@ def _accepted_orders(by_suggestion: dict[str, list], chosen: Any) -> tuple[Order
     out: list[OrderKey] = []
     for suggestion, keys in sorted(by_suggestion.items()):
         if ids is None or suggestion in ids:
-            out.extend((str(k.get("type")), tuple(str(c) for c in k.get("codes") or ()))
+            out.extend((str(k.get("type")), tuple(tuple(str(c) for c in g) for g in k.get("groups") or ()
+                                                  if isinstance(g, list)))
                        for k in keys if isinstance(k, dict))
     return tuple(out)

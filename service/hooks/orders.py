@@ -3,16 +3,20 @@ and whether the call's data holds that order, active (plandefinitions/README.md,
 
 Rules:
 - A suggestion proposes an order with each of its `create` actions (CDS Hooks 2.0 §Action): the order
-  is identified by its resourceType and its codes as the engine's data index reads them
-  (DataIndex.codes: the primary code; for a medication-bearing resource its medication identity, the
-  product's codes and the ingredient codes the content's ConceptMaps map them to).  Suggestions that
-  only update or delete propose no order.
+  is identified by its resourceType and its code groups, read through the engine's data index: for a
+  medication-bearing resource its medication identity (DataIndex.medication), one group per
+  ingredient of its product (the ingredient's code and the codes the content's ConceptMaps map it
+  to, a salt's base), or, without a known product, one group of its codes (its own codes and the
+  ingredients they map to); for any other resource one group, its primary code (DataIndex.codes).
+  Suggestions that only update or delete propose no order.
 - The call's data holds the order when a resource of the same type, in any prefetch value or in the
-  draft orders, shares a code with it and its status is one of ACTIVE (FHIR R4 request-status and
+  draft orders, is the same order and its status is one of ACTIVE (FHIR R4 request-status and
   medicationrequest-status: `draft`, `active`, `on-hold`; `completed`, `stopped`, `cancelled`,
   `revoked`, `entered-in-error` and `unknown` are not active, and no status is not active either).
-  So an order written with a product code matches a suggestion written with an ingredient code of
-  that product, and the reverse.
+- The same order: every group of one shares a code with a group of the other, both ways.  So an
+  order written with a product code is the suggestion written with the code of its ingredient, and
+  the reverse; a product of two ingredients is not an order of one of them; for other resources, a
+  shared code.
 - Nothing here knows a code: the codes come from the content and the data.
 """
 
@@ -41,11 +45,27 @@ def suggestion_orders(cards: Iterable[dict[str, Any]], index: DataIndex) -> dict
 
 
 def order_key(resource: Any, index: DataIndex) -> OrderKey | None:
-    """(resourceType, sorted codes) of a resource, None without a type or codes."""
+    """(resourceType, code groups) of a resource, None without a type or codes."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return None
+    groups = _groups(resource, index)
+    return (resource["resourceType"], groups) if groups else None
+
+
+def _groups(resource: dict[str, Any], index: DataIndex) -> tuple[tuple[str, ...], ...]:
+    identity = index.medication(resource)  # empty for a resource that bears no medication
+    if identity.product is not None and identity.product.ingredients:
+        return tuple(sorted(tuple(sorted(i.covers | {i.token})) for i in identity.product.ingredients))
+    if identity.tokens:
+        return (tuple(sorted(identity.tokens)),)
     codes = index.codes(resource)
-    return (resource["resourceType"], tuple(sorted(codes))) if codes else None
+    return (tuple(sorted(codes)),) if codes else ()
+
+
+def same_order(one: tuple[tuple[str, ...], ...], other: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether two orders' code groups name the same thing (the module's rule)."""
+    a, b = [frozenset(g) for g in one], [frozenset(g) for g in other]
+    return bool(a and b) and all(any(g & h for h in b) for g in a) and all(any(h & g for g in a) for h in b)
 
 
 class CallOrders:
@@ -54,15 +74,14 @@ class CallOrders:
     def __init__(self, data: Mapping[str, Any], draft_orders: dict[str, Any] | None, index: DataIndex) -> None:
         self._values = [*data.values(), draft_orders]
         self._index = index
-        self._active: dict[str, list[frozenset[str]]] | None = None
+        self._active: dict[str, list[tuple[tuple[str, ...], ...]]] | None = None
 
     def holds(self, key: OrderKey) -> bool:
-        """Whether an active order of the key's type shares a code with it."""
-        rtype, codes = key
-        wanted = frozenset(codes)
-        return any(codes_of & wanted for codes_of in self._by_type().get(rtype, ()))
+        """Whether an active order of the key's type is the same order."""
+        rtype, groups = key
+        return any(same_order(groups, found) for found in self._by_type().get(rtype, ()))
 
-    def _by_type(self) -> dict[str, list[frozenset[str]]]:
+    def _by_type(self) -> dict[str, list[tuple[tuple[str, ...], ...]]]:
         if self._active is None:
             self._active = {}
             seen: set[int] = set()
@@ -71,7 +90,9 @@ class CallOrders:
                     if id(resource) in seen or resource.get("status") not in ACTIVE:
                         continue
                     seen.add(id(resource))
-                    self._active.setdefault(resource["resourceType"], []).append(self._index.codes(resource))
+                    groups = _groups(resource, self._index)
+                    if groups:
+                        self._active.setdefault(resource["resourceType"], []).append(groups)
         return self._active
 
     def _resources(self, value: Any) -> list[dict[str, Any]]:

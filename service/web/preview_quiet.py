@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.errors import InvalidRequest
-from service.feedback.store import FEEDBACK_AFTER_ISSUE, CallScope, PastCard, scope_key
+from service.feedback.store import FEEDBACK_AFTER_ISSUE, CallScope, OrderKey, PastCard, scope_key
 from service.hooks.suppression import QuietHistory
 
 MAX_DECISIONS = 50
@@ -31,7 +31,7 @@ OUTCOMES = ("overridden", "accepted")
 
 
 def decision(rule: str, scope: CallScope, at: datetime, outcome: str, reason: dict | None = None,
-             orders: Sequence[tuple[str, Sequence[str]]] = ()) -> dict[str, Any]:
+             orders: Sequence[OrderKey] = ()) -> dict[str, Any]:
     """One decision on a card of a run, as the page carries it (JSON)."""
     out: dict[str, Any] = {"rule": rule, "outcome": outcome, "patient": scope.patient_id, "hook": scope.hook,
                            "at": at.astimezone(UTC).isoformat()}
@@ -42,7 +42,7 @@ def decision(rule: str, scope: CallScope, at: datetime, outcome: str, reason: di
     if reason:
         out["reason"] = {k: reason[k] for k in ("system", "code", "display") if isinstance(reason.get(k), str)}
     if orders:
-        out["orders"] = [[rtype, list(codes)] for rtype, codes in orders]
+        out["orders"] = [[rtype, [list(g) for g in groups]] for rtype, groups in orders]
     return out
 
 
@@ -89,12 +89,12 @@ def _past(item: Any) -> tuple[str, PastCard]:
     orders = item.get("orders") or []
     if not (isinstance(orders, list) and all(
             isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and isinstance(o[1], list)
-            and all(isinstance(c, str) for c in o[1]) for o in orders)):
-        raise InvalidRequest("a decision's orders are [resourceType, [codes]] pairs")
+            and all(isinstance(g, list) and all(isinstance(c, str) for c in g) for g in o[1]) for o in orders)):
+        raise InvalidRequest("a decision's orders are [resourceType, [[codes]]] pairs")
     patient = str(_text(item, "patient"))
     past = PastCard(_text(item, "rule"), str(_text(item, "hook")), scope_key(_text(item, "encounter", False)),
                     _text(item, "draft", False), at, outcome, {"reason": reason} if reason else None, at.isoformat(),
-                    at, tuple((o[0], tuple(o[1])) for o in orders))
+                    at, tuple((o[0], tuple(tuple(g) for g in o[1])) for o in orders))
     return patient, past
 
 

@@ -60,8 +60,8 @@ def test_an_accepted_item_reads_back_the_orders_of_the_suggestions_it_accepted(d
 
     store = FeedbackStore(database_url)
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    orders = {("card-0", "card-0-s1"): [("MedicationRequest", ("rx|8640",))],
-              ("card-0", "card-0-s2"): [("ServiceRequest", ("lab|1", "lab|2"))]}
+    orders = {("card-0", "card-0-s1"): [("MedicationRequest", (("rx|10180",), ("rx|10829",)))],
+              ("card-0", "card-0-s2"): [("ServiceRequest", (("lab|1", "lab|2"),))]}
     store.record_cards("svc", "hook-1", CARDS[:2], issued_at=at, scope=CallScope("patient-view", "p1"), orders=orders)
     cards = store.issued_cards(["card-0", "card-1"])
     store.add_feedback("svc", [
@@ -69,5 +69,5 @@ def test_an_accepted_item_reads_back_the_orders_of_the_suggestions_it_accepted(d
          "acceptedSuggestions": [{"id": "card-0-s2"}]},
         {"card": "card-1", "outcome": "overridden", "outcomeTimestamp": "2026-03-01T12:01:00Z"}], cards)
     rows = {(r.outcome, r.accepted_orders) for r in store.quiet_history("p1", ["R1"], at)}
-    assert rows == {("accepted", (("ServiceRequest", ("lab|1", "lab|2")),)), ("overridden", ())}
+    assert rows == {("accepted", (("ServiceRequest", (("lab|1", "lab|2"),)),)), ("overridden", ())}
     store.engine.dispose()

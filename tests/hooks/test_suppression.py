@@ -168,22 +168,22 @@ def test_the_policies_of_a_plan_come_from_its_content():
 class Orders:
     """The call's active orders, as service.hooks.orders.CallOrders answers."""
 
-    def __init__(self, *active: tuple[str, tuple[str, ...]]):
+    def __init__(self, *active):
         self.active = active
 
     def holds(self, key):
-        return any(rtype == key[0] and set(codes) & set(key[1]) for rtype, codes in self.active)
+        return key in self.active
 
 
 def test_an_accepted_suggestion_that_proposed_an_order_is_quiet_only_while_the_call_holds_it():
     policy = QuietPolicy(after_accept=timedelta(days=7))
-    order = ("MedicationRequest", ("rx|8640",))
+    order = ("MedicationRequest", (("rx|8640",),))
     row = PastCard("R", "patient-view", None, None, T0, "accepted", None, T0.isoformat(), T0, (order,))
     later = T0 + timedelta(hours=1)
     assert shown([card("R")], {"R": policy}, History(row), later, orders=Orders(order))[0] == []
     assert shown([card("R")], {"R": policy}, History(row), later, orders=Orders())[0] == ["R"]
     assert shown([card("R")], {"R": policy}, History(row), later)[0] == ["R"], "a call without data holds none"
-    other_type = Orders(("ServiceRequest", ("rx|8640",)))
+    other_type = Orders(("ServiceRequest", (("rx|8640",),)))
     assert shown([card("R")], {"R": policy}, History(row), later, orders=other_type)[0] == ["R"]
     assert shown([card("R", "critical")], {"R": policy}, History(row), later, orders=Orders(order))[0] == []
 
@@ -193,3 +193,14 @@ def test_a_quiet_card_in_the_trace_carries_its_rule_page_link():
     linked = dict(card("R"), links=[{"label": "Guideline", "url": "https://x.example", "type": "absolute"}, page])
     _, quiet, _ = shown([linked], {"R": DAY}, History(overridden("R", T0)), T0 + timedelta(hours=1))
     assert quiet[0].to_trace()["link"] == page
+
+
+def test_the_same_order_is_every_ingredient_of_one_in_the_other_both_ways():
+    from service.hooks.orders import same_order
+
+    pred_product, pred = (("rx|312617", "rx|8640"),), (("rx|8640",),)
+    smx_tmp, tmp = (("rx|10180",), ("rx|10829",)), (("rx|10829",),)
+    assert same_order(pred_product, pred) and same_order(pred, pred_product)
+    assert same_order(smx_tmp, (("rx|10829",), ("rx|10180", "rx|x"))), "in any order"
+    assert not same_order(smx_tmp, tmp) and not same_order(tmp, smx_tmp), "one ingredient of two is another drug"
+    assert not same_order(pred, ()) and not same_order((), ())

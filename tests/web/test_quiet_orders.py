@@ -2,7 +2,8 @@
 service.hooks.orders): through the service, as an EHR meets it.  The content is written here: a
 patient-view plan that prefetches the patient's MedicationRequests, with a warning and a critical card
 that each suggest a prednisone order written with the ingredient code, quiet for 7 days after an
-accepted suggestion; a ConceptMap maps prednisone products to the ingredient."""
+accepted suggestion; a ConceptMap maps prednisone products (one alone, one with another ingredient) to
+their ingredients."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SERVICE = "/cds-services/meds-patient-view"
 TRACE = "http://example.org/fhir/cds-hooks/extension/trace"
 PREDNISONE = "8640"  # ingredient
 PREDNISONE_TABLET = "312617"  # a product of it
+COMBINATION = "999990"  # a product of it and another ingredient
 WEEK = {"url": PROJECT_EXTENSION_BASE + "cds-quiet-after-accept",
         "valueDuration": {"value": 7, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}}
 
@@ -52,8 +54,12 @@ def content(tmp_path_factory):
                 "kind": "MedicationRequest", "intent": "proposal",
                 "productCodeableConcept": {"coding": [{"system": RXNORM, "code": PREDNISONE,
                                                        "display": "prednisone"}]}}
-    products = product_map({PREDNISONE_TABLET: ("prednisone 5 MG Oral Tablet",
-                                                [ingredient(PREDNISONE, "prednisone", "5 mg", "Oral Tablet")])})
+    products = product_map({
+        PREDNISONE_TABLET: ("prednisone 5 MG Oral Tablet",
+                            [ingredient(PREDNISONE, "prednisone", "5 mg", "Oral Tablet")]),
+        COMBINATION: ("prednisone 5 MG / other 1 MG Oral Tablet",
+                      [ingredient(PREDNISONE, "prednisone", "5 mg", "Oral Tablet"),
+                       ingredient("99999", "other", "1 mg", "Oral Tablet")])})
     pd = plan([card_action("warn", "Start prednisone", "urgent"), card_action("crit", "Start prednisone now", "stat")],
               library=["http://example.org/fhir/Library/meds"], pid="meds")
     routes = route_map({"Oral Tablet": ("26643006", "Oral route")})
@@ -125,6 +131,12 @@ def test_an_order_written_with_a_product_code_is_the_suggested_ingredient(ehr, c
     accept(ehr, call(ehr), "WARN", clock)
     clock.now = T0 + timedelta(days=1)
     assert topics(call(ehr, medication_request(PREDNISONE_TABLET, "active"))) == ["CRIT"]
+
+
+def test_a_product_of_two_ingredients_is_not_the_suggested_one(ehr, clock):
+    accept(ehr, call(ehr), "WARN", clock)
+    clock.now = T0 + timedelta(days=1)
+    assert topics(call(ehr, medication_request(COMBINATION, "active"))) == ["CRIT", "WARN"]
 
 
 def test_the_duration_still_ends_the_quiet_while_the_order_is_active(ehr, clock):
