@@ -43,8 +43,12 @@ import fhirpathpy.engine as _engine
 from fhirpathpy.engine import util as _util
 from fhirpathpy.engine.evaluators import create_reduce_member_invocation
 from fhirpathpy.engine.evaluators import evaluators as _evaluator_table
+from fhirpathpy.engine.invocations import existence as _existence
+from fhirpathpy.engine.invocations import filtering as _filtering
 from fhirpathpy.engine.invocations import invocation_registry
 from fhirpathpy.engine.nodes import ResourceNode, TypeInfo
+
+from service.engine.fhirpath_datetime import shifted
 
 Ctx = dict[str, Any]
 Fn = Callable[[Ctx, Any], list[Any]]
@@ -53,6 +57,8 @@ Table = Mapping[str, Mapping[str, Any]]
 # fhirpathpy's helpers, typed for the calls made here (the library's own are unannotated).
 _arraify: Callable[[Any], list[Any]] = _util.arraify
 _is_nullable: Callable[[Any], bool] = _util.is_nullable
+_is_empty: Callable[[Any], bool] = _util.is_empty
+_flatten: Callable[[list[Any]], list[Any]] = _util.flatten
 _is_number: Callable[[Any], bool] = _util.is_number
 _is_capitalized: Callable[[Any], bool] = _util.is_capitalized
 _reduce_member: Callable[[Any, str], Callable[[list[Any], Any], list[Any]]] = create_reduce_member_invocation
@@ -177,6 +183,17 @@ class _Compiler:
         if type_name not in _PARAM_CHECKS:
             raise NotCompiled(f"parameter type {type_name!r}")
         check = _PARAM_CHECKS[type_name]
+        literal = _literal_of(node)
+        if literal is not None and len(literal) == 1:
+            try:
+                checked = check(literal[0])  # the checks are pure: a literal that passes passes every time
+            except Exception:  # noqa: BLE001  (fhirpathpy raises its type errors when the call is made)
+                pass
+            else:
+                def literal_param(ctx: Ctx, parent: Any) -> Any:
+                    ctx["$this"] = parent
+                    return checked
+                return literal_param
 
         def typed_param(ctx: Ctx, parent: Any) -> Any:
             ctx["$this"] = parent
@@ -202,7 +219,7 @@ class _Compiler:
         invocation = self.registry.get(name)
         if invocation is None:
             raise NotCompiled(f"unknown function {name!r}")
-        fn: Callable[..., Any] = invocation["fn"]
+        fn: Callable[..., Any] = _SINGLE_PASS.get(invocation["fn"], invocation["fn"])
         if getattr(fn, "__name__", "") == "trace_fn":
             raise NotCompiled("trace()")
         nullable_input = "nullable_input" in invocation
@@ -250,6 +267,8 @@ class _Compiler:
         if kinds is None:
             raise NotCompiled(f"operator {op!r} without argument types")
         fn: Callable[..., Any] = invocation["fn"]
+        if op in _DATETIME_SIGN:
+            fn = _with_datetime_arithmetic(fn, _DATETIME_SIGN[op])
         left, right = (self.param(kind, c) for kind, c in zip(kinds, children, strict=True))
         nullable = "nullable" in invocation
         if op in _PURE_OPERATORS and all(_stable(c) for c in children):
@@ -283,6 +302,46 @@ _DECIDED_BY_LEFT: Mapping[str, tuple[bool, bool]] = {"and": (False, False), "or"
                                                       "implies": (False, True)}
 
 
+def _where(ctx: Ctx, data: Any, expr: Callable[[Any], list[Any]]) -> list[Any]:
+    """fhirpathpy's where_macro, each item's criterion evaluated once: its check_macro_expr
+    evaluates a criterion that has a result a second time to read it (the same result: the
+    criterion is a pure function of the item and the context it sets first)."""
+    if not isinstance(data, list):
+        return []
+    result = []
+    for i, x in enumerate(data):
+        ctx["$index"] = i
+        verdict = expr(x)
+        if len(verdict) > 0 and verdict[0]:
+            result.append(x)
+    return _flatten(result)
+
+
+def _exists(ctx: Ctx, coll: Any, expr: Callable[[Any], list[Any]] | None = None) -> bool:
+    """fhirpathpy's exists_macro, its filter being `_where`."""
+    if expr is not None:
+        return _exists(ctx, _where(ctx, coll, expr))
+    return not _is_empty(coll)
+
+
+# fhirpathpy functions replaced by the same function with less repeated work.
+_SINGLE_PASS: Mapping[Any, Callable[..., Any]] = {_filtering.where_macro: _where, _existence.exists_macro: _exists}
+
+_DATETIME_SIGN: Mapping[str, int] = {"+": 1, "-": -1}
+
+
+def _with_datetime_arithmetic(fn: Callable[..., Any], sign: int) -> Callable[..., Any]:
+    """fhirpathpy's `+` or `-`, with DateTime ± Quantity computed natively where
+    service.engine.fhirpath_datetime takes the case (the same answer, without string round trips)."""
+    def arithmetic(ctx: Ctx, xs: Any, ys: Any) -> Any:
+        if type(xs) is list and type(ys) is list and len(xs) == 1 and len(ys) == 1:
+            answer = shifted(xs[0], ys[0], sign)
+            if answer is not None:
+                return answer
+        return fn(ctx, xs, ys)
+    return arithmetic
+
+
 def _stable(node: Mapping[str, Any]) -> bool:
     """Whether a node is a literal or a %variable: the same objects each time within one call."""
     while node.get("type") in _PASS_THROUGH or node.get("type") == "LiteralTerm":
@@ -291,6 +350,16 @@ def _stable(node: Mapping[str, Any]) -> bool:
             return False
         node = children[0]
     return node.get("type") in _CONSTANT_LITERALS or node.get("type") == "ExternalConstantTerm"
+
+
+def _literal_of(node: Mapping[str, Any]) -> list[Any] | None:
+    """The value of a node that is a literal (through its pass-through wrappers), else None."""
+    while node.get("type") in _PASS_THROUGH or node.get("type") == "LiteralTerm":
+        children = node.get("children") or []
+        if len(children) != 1:
+            return None
+        node = children[0]
+    return _literal(node) if node.get("type") in _CONSTANT_LITERALS else None
 
 
 def _same(xs: list[Any], ys: list[Any]) -> bool:
@@ -356,10 +425,10 @@ def _external_constant(node: Mapping[str, Any]) -> Fn:
     name = _identifier((constant.get("children") or [{}])[0]).replace("`", "")
 
     def variable(ctx: Ctx, data: Any) -> list[Any]:
-        env = ctx["vars"]
-        if name not in env:
-            raise ValueError(f"Attempting to access an undefined environment variable: {name}")
-        value = env[name]
+        try:  # one look-up: the gateway's lazy %variables answer KeyError for a name they do not have
+            value = ctx["vars"][name]
+        except KeyError:
+            raise ValueError(f"Attempting to access an undefined environment variable: {name}") from None
         if value is None:
             return []
         if not isinstance(value, list):

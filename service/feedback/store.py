@@ -12,12 +12,13 @@ exactly one is told it is the first use.
 The tables (service.feedback.schema) come from the migrations, brought to the newest revision
 when a store is opened (service.feedback.migrate).
 
-Quiet cards (service.hooks.suppression): each issued card is also recorded with its call's scope
-(`issued_scope`: the patient and encounter as sha256 keys, never as sent, the hook and the draft-orders
-key), read back for one patient in one indexed query (`quiet_history`); the cards a call left out are
-counted in `suppressed_card`.  What identifies the order each suggestion proposes is recorded with the
-card when the caller gives it (`suggestion_order`), and read back with an `accepted` feedback item as the
-orders of the suggestions it accepted (all the card's suggestions when the item names none).
+Quiet cards (service.hooks.suppression): each issued card of a rule with a quiet policy is also
+recorded with its call's scope (`issued_scope`: the patient and encounter as sha256 keys, never as
+sent, the hook and the draft-orders key), read back for one patient in one indexed query
+(`quiet_history`); the cards a call left out are counted in `suppressed_card`.  What identifies the
+order each suggestion proposes is recorded with the card when the caller gives it (`suggestion_order`),
+and read back with an `accepted` feedback item as the orders of the suggestions it accepted (all the
+card's suggestions when the item names none).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from service.feedback.migrate import upgrade
@@ -60,6 +63,8 @@ SuggestionOrders = Mapping[tuple[str, str], Sequence[OrderKey]]
 # How long before its feedback a card may have been issued for the feedback to count (quiet_history).
 FEEDBACK_AFTER_ISSUE = timedelta(days=7)
 PURGE_EVERY_SECONDS = 60.0
+# The databases the store runs on, with their INSERT that can skip rows already there (ON CONFLICT).
+_INSERT_NEW: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -80,6 +85,10 @@ class CallScope:
     patient_id: str
     encounter_id: str | None = None
     draft_key: str | None = None
+    # The rules whose cards are recorded with the scope (those with a quiet policy; None: every rule).
+    # Only a rule with a policy is ever matched on it (service.hooks.suppression): a rule that gains a
+    # policy later has no scope for its earlier cards, which then cannot make a card quiet (fail open).
+    rules: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,8 @@ class FeedbackStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name not in _INSERT_NEW:
+            raise ValueError(f"the feedback store runs on SQLite or PostgreSQL, not {self.engine.dialect.name}")
         if url.startswith("sqlite:") and ":memory:" not in url and url != "sqlite://":
             event.listen(self.engine, "connect", _sqlite_write_ahead_log)
         upgrade(self.engine)  # the schema at the newest revision, once for all who start together
@@ -191,41 +202,32 @@ class FeedbackStore:
         ]
         if not rows:
             return
-        suggestions = {(c["uuid"], s["uuid"]) for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
-        labels = {(c["uuid"], s["uuid"]): str(s.get("label") or "")[:300]
-                  for c in cards for s in c.get("suggestions") or [] if s.get("uuid")}
-        for attempt in (1, 2):  # a concurrent identical call may insert the same cards first
-            try:
-                with self.engine.begin() as conn:
-                    uuids = [r["uuid"] for r in rows]
-                    known = set(conn.execute(
-                        select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_(uuids))).scalars())
-                    fresh = [r for r in rows if r["uuid"] not in known]
-                    if fresh:
-                        conn.execute(insert(issued_cards), fresh)
-                        new = {r["uuid"] for r in fresh}
-                        if scope is not None:
-                            conn.execute(insert(issued_scope), [{
-                                "card_uuid": r["uuid"], "rule_id": r["rule_id"], "hook": scope.hook,
-                                "patient_key": scope_key(scope.patient_id),
-                                "encounter_key": scope_key(scope.encounter_id), "draft_key": scope.draft_key,
-                                "issued_at": scoped_at} for r in fresh])
-                        links = [{"card_uuid": c, "suggestion_uuid": s} for c, s in sorted(suggestions) if c in new]
-                        if links:
-                            conn.execute(insert(issued_suggestions), links)
-                            conn.execute(insert(suggestion_labels), [
-                                {"card_uuid": c, "suggestion_uuid": s, "label": labels[c, s]}
-                                for c, s in sorted(suggestions) if c in new])
-                        proposed = [{"card_uuid": c, "suggestion_uuid": s,
-                                     "orders": [{"type": t, "groups": [list(g) for g in groups]}
-                                                for t, groups in keys]}
-                                    for (c, s), keys in sorted((orders or {}).items()) if c in new and keys]
-                        if proposed:
-                            conn.execute(insert(suggestion_orders), proposed)
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        links = sorted({(c["uuid"], s["uuid"], str(s.get("label") or "")[:300])
+                        for c in cards for s in c.get("suggestions") or [] if s.get("uuid")})
+        scoped = [r for r in rows if scope is not None and (scope.rules is None or r["rule_id"] in scope.rules)]
+        # One statement per table, each row inserted unless already there (a repeated call with the
+        # same hookInstance gives the same uuids): no read first, no retry.
+        with self.engine.begin() as conn:
+            conn.execute(self._insert_new(issued_cards), rows)
+            if scope is not None and scoped:
+                conn.execute(self._insert_new(issued_scope), [{
+                    "card_uuid": r["uuid"], "rule_id": r["rule_id"], "hook": scope.hook,
+                    "patient_key": scope_key(scope.patient_id), "encounter_key": scope_key(scope.encounter_id),
+                    "draft_key": scope.draft_key, "issued_at": scoped_at} for r in scoped])
+            if links:
+                conn.execute(self._insert_new(issued_suggestions),
+                             [{"card_uuid": c, "suggestion_uuid": s} for c, s, _ in links])
+                conn.execute(self._insert_new(suggestion_labels),
+                             [{"card_uuid": c, "suggestion_uuid": s, "label": label} for c, s, label in links])
+            proposed = [{"card_uuid": c, "suggestion_uuid": s,
+                         "orders": [{"type": t, "groups": [list(g) for g in groups]} for t, groups in keys]}
+                        for (c, s), keys in sorted((orders or {}).items()) if keys]
+            if proposed:
+                conn.execute(self._insert_new(suggestion_orders), proposed)
+
+    def _insert_new(self, table: Any) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING on the table's primary key (SQLite and PostgreSQL both have it)."""
+        return _INSERT_NEW[self.engine.dialect.name](table).on_conflict_do_nothing()
 
     def issued(self, card_uuid: str) -> dict | None:
         return self.issued_cards([card_uuid]).get(card_uuid)

@@ -80,7 +80,8 @@ def call_service(
     cards = render_cards([result], request.hook_instance, trace, incomplete=data.incomplete_keys(resolved),
                          guidance_base=guidance_base)
     kept, withheld = _conformant(cards)
-    scope = CallScope(request.hook, context.patient_id, context.encounter_id, draft_key(context.draft_orders))
+    scope = CallScope(request.hook, context.patient_id, context.encounter_id, draft_key(context.draft_orders),
+                      rules=frozenset(policies(service.plan)))
     quiet: list[dict] = []
     quiet_issues: list[dict] = []
     orders: dict[tuple[str, str], list[OrderKey]] = {}

@@ -53,16 +53,44 @@ def test_racing_stores_record_the_same_cards_and_feedback_once(database_url):
         store.engine.dispose()
 
 
+def test_racing_stores_record_scoped_cards_once_and_scope_only_rules_with_a_policy(database_url):
+    """The scope quiet cards are matched on is recorded for the rules that have a policy only; the
+    same call's cards recorded by racing stores (a retried hookInstance) land once in every table."""
+    from service.feedback.schema import issued_scope, suggestion_labels
+    from service.feedback.store import CallScope
+
+    cards = CARDS + [{"uuid": "other-0", "indicator": "info", "source": {"topic": {"code": "R2"}},
+                      "suggestions": [{"uuid": "other-0-s1", "label": "Order X"}]}]
+    scope = CallScope("order-sign", "patient-1", "enc-1", "drafts-1", rules=frozenset({"R2"}))
+    stores = [FeedbackStore(database_url) for _ in range(4)]
+    race(stores, lambda s: s.record_cards("svc", "hook-2", cards, scope=scope))
+    race(stores, lambda s: s.record_cards("svc", "hook-2", cards, scope=scope))
+    assert count(stores[0], issued_cards) == 6
+    assert count(stores[0], issued_suggestions) == count(stores[0], suggestion_labels) == 11
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(issued_scope.c.card_uuid, issued_scope.c.rule_id)).all() == [("other-0", "R2")]
+    everything = CallScope("order-sign", "patient-1", rules=None)
+    stores[0].record_cards("svc", "hook-3", [dict(CARDS[0], uuid="card-x")], scope=everything)
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(issued_scope)).scalar_one() == 2
+    for store in stores:
+        store.engine.dispose()
+
+
 def test_an_accepted_item_reads_back_the_orders_of_the_suggestions_it_accepted(database_url):
     from datetime import UTC, datetime
 
+    from service.feedback.schema import suggestion_orders
     from service.feedback.store import CallScope
 
     store = FeedbackStore(database_url)
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     orders = {("card-0", "card-0-s1"): [("MedicationRequest", (("rx|10180",), ("rx|10829",)))],
               ("card-0", "card-0-s2"): [("ServiceRequest", (("lab|1", "lab|2"),))]}
-    store.record_cards("svc", "hook-1", CARDS[:2], issued_at=at, scope=CallScope("patient-view", "p1"), orders=orders)
+    for _ in range(2):  # a retried call records its cards and their orders once
+        store.record_cards("svc", "hook-1", CARDS[:2], issued_at=at, scope=CallScope("patient-view", "p1"),
+                           orders=orders)
+    assert count(store, suggestion_orders) == 2
     cards = store.issued_cards(["card-0", "card-1"])
     store.add_feedback("svc", [
         {"card": "card-0", "outcome": "accepted", "outcomeTimestamp": "2026-03-01T12:01:00Z",
