@@ -5,7 +5,9 @@ Rules (the content README, "Quiet cards", says the same for authors):
   this long; with `cds-quiet-override-reason` (code, repeated) only an override giving one of those
   reason codes starts the window, and each code must be one of the action's own cds-override-reason
   codes.
-- `cds-quiet-after-accept` (Duration): after a suggestion of the rule's card was accepted.
+- `cds-quiet-after-accept` (Duration): after a suggestion of the rule's card was accepted, while the
+  order it proposed is active in the call's data, at most this long (the order check is the hooks
+  layer's: service.hooks.orders and service.hooks.suppression; the engine only reads the policy).
 - `cds-quiet-scope` (code): what the feedback must share with the call: `patient` (the default),
   `encounter` (patient and encounter) or `draft` (patient and the same unchanged draft orders).
 - `cds-quiet-once-per-draft` (boolean): a card already shown at order-select is not shown again at

@@ -68,6 +68,18 @@ issued_scope = Table(
     Index("ix_issued_scope_patient", "patient_key", "issued_at"),
 )
 
+# What identifies the order each suggestion of a card proposes, for quiet cards after an accepted
+# suggestion (service.hooks.orders): `orders` is a list of {"type": resourceType, "groups": [["system|code"]]}
+# (one group per ingredient of a medication, else one group), one per resource the suggestion creates.
+# Only for cards of rules with an accept window.
+suggestion_orders = Table(
+    "suggestion_order",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("suggestion_uuid", String(64), primary_key=True),
+    Column("orders", JSON, nullable=False),
+)
+
 # Cards a call left out because they were quiet, for the feedback report.
 suppressed_cards = Table(
     "suppressed_card",

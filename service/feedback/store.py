@@ -15,7 +15,10 @@ when a store is opened (service.feedback.migrate).
 Quiet cards (service.hooks.suppression): each issued card of a rule with a quiet policy is also
 recorded with its call's scope (`issued_scope`: the patient and encounter as sha256 keys, never as
 sent, the hook and the draft-orders key), read back for one patient in one indexed query
-(`quiet_history`); the cards a call left out are counted in `suppressed_card`.
+(`quiet_history`); the cards a call left out are counted in `suppressed_card`.  What identifies the
+order each suggestion proposes is recorded with the card when the caller gives it (`suggestion_order`),
+and read back with an `accepted` feedback item as the orders of the suggestions it accepted (all the
+card's suggestions when the item names none).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,12 +46,19 @@ from service.feedback.schema import (
     issued_suggestions,
     metadata,
     suggestion_labels,
+    suggestion_orders,
     suppressed_cards,
     token_ids,
 )
 
 __all__ = ["FeedbackStore", "feedback", "issued_cards", "issued_scope", "issued_suggestions", "metadata",
-           "suggestion_labels", "suppressed_cards", "token_ids"]
+           "suggestion_labels", "suggestion_orders", "suppressed_cards", "token_ids"]
+
+# One order a suggestion proposes: (resourceType, its code groups): one group of "system|code" codes per
+# ingredient of a medication, else one group, its code (service.hooks.orders).
+OrderKey = tuple[str, tuple[tuple[str, ...], ...]]
+# The orders of each suggestion of the cards of a call, by (card uuid, suggestion uuid).
+SuggestionOrders = Mapping[tuple[str, str], Sequence[OrderKey]]
 
 # How long before its feedback a card may have been issued for the feedback to count (quiet_history).
 FEEDBACK_AFTER_ISSUE = timedelta(days=7)
@@ -94,8 +104,9 @@ class PastCard:
     override_reason: dict | None = None
     outcome_timestamp: str | None = None
     received_at: datetime | None = None
-
-
+    # outcome `accepted`: the orders its accepted suggestions propose (empty: none proposes an order, or
+    # the card was issued without them)
+    accepted_orders: tuple[OrderKey, ...] = ()
 
 
 def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
@@ -172,9 +183,10 @@ class FeedbackStore:
 
     def record_cards(self, service_id: str, hook_instance: str, cards: list[dict],
                      issued_at: datetime | None = None, scope: CallScope | None = None,
-                     scope_at: datetime | None = None) -> None:
+                     scope_at: datetime | None = None, orders: SuggestionOrders | None = None) -> None:
         """Record the cards of one call; with `scope`, also what quiet cards are matched on, at `scope_at`
-        (the call's moment on the service's clock; default `issued_at`)."""
+        (the call's moment on the service's clock; default `issued_at`); with `orders`, the orders the
+        cards' suggestions propose."""
         now = issued_at or datetime.now(UTC)
         scoped_at = _utc(scope_at or now)
         rows = [
@@ -207,6 +219,11 @@ class FeedbackStore:
                              [{"card_uuid": c, "suggestion_uuid": s} for c, s, _ in links])
                 conn.execute(self._insert_new(suggestion_labels),
                              [{"card_uuid": c, "suggestion_uuid": s, "label": label} for c, s, label in links])
+            proposed = [{"card_uuid": c, "suggestion_uuid": s,
+                         "orders": [{"type": t, "groups": [list(g) for g in groups]} for t, groups in keys]}
+                        for (c, s), keys in sorted((orders or {}).items()) if keys]
+            if proposed:
+                conn.execute(self._insert_new(suggestion_orders), proposed)
 
     def _insert_new(self, table: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING on the table's primary key (SQLite and PostgreSQL both have it)."""
@@ -288,16 +305,25 @@ class FeedbackStore:
         before it), each with each feedback item about it: one query on the patient index."""
         scope, fb = issued_scope, feedback
         query = (select(scope.c.rule_id, scope.c.hook, scope.c.encounter_key, scope.c.draft_key, scope.c.issued_at,
-                        fb.c.outcome, fb.c.override_reason, fb.c.outcome_timestamp, fb.c.received_at)
+                        fb.c.outcome, fb.c.override_reason, fb.c.outcome_timestamp, fb.c.received_at,
+                        scope.c.card_uuid, fb.c.accepted_suggestions)
                  .select_from(scope.outerjoin(fb, fb.c.card_uuid == scope.c.card_uuid))
                  .where(scope.c.patient_key == scope_key(patient_id),
                         scope.c.issued_at >= _utc(since) - FEEDBACK_AFTER_ISSUE,
                         scope.c.rule_id.in_(sorted(set(rule_ids)))))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
+            accepted = sorted({row[9] for row in rows if row[5] == "accepted"})
+            proposed: dict[str, dict[str, list]] = {}
+            if accepted:  # a second indexed read, only when a suggestion was accepted
+                for card, suggestion, keys in conn.execute(select(
+                        suggestion_orders.c.card_uuid, suggestion_orders.c.suggestion_uuid, suggestion_orders.c.orders)
+                        .where(suggestion_orders.c.card_uuid.in_(accepted))).all():
+                    proposed.setdefault(card, {})[suggestion] = keys
         return [PastCard(rule, hook, encounter, draft, _utc(issued), outcome, reason, stamp,
-                         None if received is None else _utc(received))
-                for rule, hook, encounter, draft, issued, outcome, reason, stamp, received in rows]
+                         None if received is None else _utc(received),
+                         _accepted_orders(proposed.get(card, {}), chosen) if outcome == "accepted" else ())
+                for rule, hook, encounter, draft, issued, outcome, reason, stamp, received, card, chosen in rows]
 
     def record_suppressed(self, service_id: str, hook_instance: str, rows: list[dict], at: datetime) -> None:
         """Count the cards one call left out (`rows`: uuid, rule, reason, until as an ISO 8601 text)."""
@@ -309,3 +335,16 @@ class FeedbackStore:
                  "rule_id": r.get("rule"), "reason": r["reason"],
                  "quiet_until": _utc(datetime.fromisoformat(r["until"])), "suppressed_at": _utc(at)}
                 for r in rows])
+
+
+def _accepted_orders(by_suggestion: dict[str, list], chosen: Any) -> tuple[OrderKey, ...]:
+    """The orders of the suggestions an `accepted` item names (CDS Hooks 2.0 §Feedback `acceptedSuggestions`,
+    each `{"id": uuid}`); all the card's suggestions when it names none."""
+    ids = {s.get("id") for s in chosen if isinstance(s, dict)} if isinstance(chosen, list) and chosen else None
+    out: list[OrderKey] = []
+    for suggestion, keys in sorted(by_suggestion.items()):
+        if ids is None or suggestion in ids:
+            out.extend((str(k.get("type")), tuple(tuple(str(c) for c in g) for g in k.get("groups") or ()
+                                                  if isinstance(g, list)))
+                       for k in keys if isinstance(k, dict))
+    return tuple(out)

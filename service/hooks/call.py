@@ -18,10 +18,11 @@ from cards.render import TRACE_EXTENSION, render_cards
 from cards.schema import card_errors
 from service import data
 from service.engine import ApplyContext, ContentSet, DataIndex, ServiceDef, apply_plan
-from service.feedback.store import CallScope
+from service.feedback.store import CallScope, OrderKey
 from service.fhir.reader import ReaderFactory
+from service.hooks.orders import CallOrders, suggestion_orders
 from service.hooks.request import HookRequest
-from service.hooks.suppression import QuietHistory, draft_key, leave_out_quiet, policies
+from service.hooks.suppression import QuietHistory, draft_key, leave_out_quiet, policies, rule_of
 
 log = logging.getLogger("service.calls")
 
@@ -34,6 +35,8 @@ class HookResponse:
     variables: dict[str, dict] = field(default_factory=dict)  # with a trace: every variable's value or error
     scope: CallScope | None = None  # what the cards are recorded with (quiet cards)
     quiet: list[dict] = field(default_factory=list)  # the cards left out as quiet (Quiet.to_trace)
+    # the orders the suggestions of cards with an accept window propose (recorded with the cards)
+    orders: dict[tuple[str, str], list[OrderKey]] = field(default_factory=dict)
 
     @property
     def cards(self) -> list[dict]:
@@ -81,9 +84,14 @@ def call_service(
                       rules=frozenset(policies(service.plan)))
     quiet: list[dict] = []
     quiet_issues: list[dict] = []
+    orders: dict[tuple[str, str], list[OrderKey]] = {}
     if history is not None:
-        kept, left_out, quiet_issues = leave_out_quiet(kept, policies(service.plan), scope, history, now)
+        plan_policies = policies(service.plan)
+        kept, left_out, quiet_issues = leave_out_quiet(kept, plan_policies, scope, history, now,
+                                                       CallOrders(resolved, context.draft_orders, index))
         quiet = [q.to_trace() for q in left_out]
+        orders = suggestion_orders((c for c in kept if (p := plan_policies.get(rule_of(c) or "")) is not None
+                                    and p.after_accept is not None), index)
     issues = [*result.issues, *withheld, *quiet_issues]
     body: dict = {"cards": kept}
     if trace:
@@ -91,7 +99,7 @@ def call_service(
                                                "variables": result.variables}}
         if quiet:
             body["extension"][TRACE_EXTENSION]["quiet"] = quiet
-    return HookResponse(body, issues, result.trace, result.variables, scope, quiet)
+    return HookResponse(body, issues, result.trace, result.variables, scope, quiet, orders)
 
 
 def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict]]:

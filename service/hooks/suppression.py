@@ -8,12 +8,20 @@ Rules:
   some) on a card of the rule, within the policy's scope, less than `after_override` ago.  Never
   for a card whose indicator is critical (CDS Hooks 2.0 §Card Attributes `indicator`), whatever
   the content says.
-- Accepted: feedback `accepted` on a card of the rule, within scope, less than `after_accept` ago.
+- Accepted: feedback `accepted` on a card of the rule, within scope, less than `after_accept` ago,
+  and, when the accepted suggestions proposed orders (service.hooks.orders, recorded with the card),
+  only while the call's data (prefetch and draft orders) holds one of those orders, active: the order
+  completed, stopped, cancelled, entered in error or absent, the card is shown again.  The Duration is
+  the upper bound.  A suggestion that proposes no order (or a card issued before its orders were
+  recorded) keeps the plain window.  Accepting may quiet a critical card (the clinician acted on it),
+  for as long as its order is active.
 - Repeat (`once_per_draft`): at order-sign, a non-critical card of the rule was shown at
   order-select for the same patient and draft-orders key less than REPEAT_WINDOW ago.
 - A window starts at the earlier of the feedback's outcomeTimestamp and its receipt, so a late or
   lost post can only let a card show.  Any store error: every card is shown (fail open) and the
   call's issues say so.
+- A quiet card stays visible: its trace entry (`Quiet.to_trace`) carries the reason, until when, the
+  override reason and the link to its rule page the card itself carried (cards.render.guidance_link).
 - Scope: `patient` matches every card of the patient; `encounter` also the encounter, `draft` also
   the draft-orders key; a call without an encounter (or drafts) matches nothing in those scopes.
 """
@@ -28,8 +36,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from cards.render import GUIDANCE_LINK_LABEL
 from service.engine import PlanDef, QuietPolicy
-from service.feedback.store import CallScope, PastCard, scope_key
+from service.feedback.store import CallScope, OrderKey, PastCard, scope_key
 
 log = logging.getLogger("service.calls")
 
@@ -42,6 +51,12 @@ class QuietHistory(Protocol):
     """What this module reads of the feedback store."""
 
     def quiet_history(self, patient_id: str, rule_ids: Sequence[str], since: datetime) -> list[PastCard]: ...
+
+
+class ActiveOrders(Protocol):
+    """What this module asks of the call's data (service.hooks.orders.CallOrders)."""
+
+    def holds(self, key: OrderKey) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,10 @@ class Quiet:
                "indicator": self.card.get("indicator"), "reason": self.reason, "until": self.until.isoformat()}
         if self.override_reason:
             out["overrideReason"] = self.override_reason
+        page = next((link for link in self.card.get("links") or []
+                     if isinstance(link, dict) and link.get("label") == GUIDANCE_LINK_LABEL), None)
+        if page is not None:
+            out["link"] = page
         return out
 
 
@@ -87,8 +106,10 @@ def rule_of(card: dict[str, Any]) -> str | None:
 
 
 def leave_out_quiet(cards: list[dict[str, Any]], plan_policies: dict[str, QuietPolicy], scope: CallScope,
-                    history: QuietHistory, now: datetime) -> tuple[list[dict[str, Any]], list[Quiet], list[dict]]:
-    """The cards to show, the cards left out, and the issues met (a store error: all shown)."""
+                    history: QuietHistory, now: datetime, orders: ActiveOrders | None = None,
+                    ) -> tuple[list[dict[str, Any]], list[Quiet], list[dict]]:
+    """The cards to show, the cards left out, and the issues met (a store error: all shown).  `orders`:
+    the call's active orders (None: the call holds none)."""
     ruled = {rule: plan_policies[rule] for c in cards if (rule := rule_of(c)) in plan_policies}
     if not ruled:
         return cards, [], []
@@ -108,7 +129,7 @@ def leave_out_quiet(cards: list[dict[str, Any]], plan_policies: dict[str, QuietP
     quiet: list[Quiet] = []
     for card in cards:
         rule = rule_of(card)
-        reason = _quiet(card, ruled[rule], scope, by_rule.get(rule, []), now) if rule in ruled else None
+        reason = _quiet(card, ruled[rule], scope, by_rule.get(rule, []), now, orders) if rule in ruled else None
         if reason is None:
             kept.append(card)
         else:
@@ -117,7 +138,7 @@ def leave_out_quiet(cards: list[dict[str, Any]], plan_policies: dict[str, QuietP
 
 
 def _quiet(card: dict[str, Any], policy: QuietPolicy, scope: CallScope, past: list[PastCard],
-           now: datetime) -> Quiet | None:
+           now: datetime, orders: ActiveOrders | None) -> Quiet | None:
     """Why `card` is quiet now (the latest-ending window), or None."""
     rule = rule_of(card) or ""
     critical = card.get("indicator") == "critical"
@@ -134,12 +155,20 @@ def _quiet(card: dict[str, Any], policy: QuietPolicy, scope: CallScope, past: li
                 code = _reason_code(row.override_reason)
                 if not policy.override_reasons or code in policy.override_reasons:
                     candidates.append(Quiet(card, rule, "overridden", start + policy.after_override, code))
-            elif row.outcome == "accepted" and policy.after_accept is not None:
+            elif row.outcome == "accepted" and policy.after_accept is not None \
+                    and _order_still_active(row, orders):
                 candidates.append(Quiet(card, rule, "accepted", start + policy.after_accept))
         for candidate in candidates:
             if candidate.until > now and (found is None or candidate.until > found.until):
                 found = candidate
     return found
+
+
+def _order_still_active(row: PastCard, orders: ActiveOrders | None) -> bool:
+    """Whether the accepted suggestion's order is active in the call's data (True when it proposed none)."""
+    if not row.accepted_orders:
+        return True
+    return orders is not None and any(orders.holds(key) for key in row.accepted_orders)
 
 
 def _in_scope(kind: str, row: PastCard, encounter: str | None, draft: str | None) -> bool:

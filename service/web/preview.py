@@ -15,7 +15,9 @@ it must never become an unauthenticated way to run things on an exposed service)
   EHRs, and these rules replace it;
 - a POST must be a form of this page: `application/x-www-form-urlencoded`, with an `Origin`
   (when the browser sends one) equal to the service's own, and not `Sec-Fetch-Site: cross-site`;
-- it never fetches from a FHIR server and records no card (service.web.preview_run);
+- it never fetches from a FHIR server and records no card (service.web.preview_run); it reads the
+  feedback store to leave out quiet cards as a call would, and the decisions marked on its cards stay
+  in the page (service.web.preview_quiet);
 - answers are `Cache-Control: no-store`, `Referrer-Policy: same-origin` (so the browser names the
   page's origin on its posts), with a policy that allows only the preview's own script
   and style sheet (no inline script), forms posted to itself only, and no framing.
@@ -23,6 +25,7 @@ it must never become an unauthenticated way to run things on an exposed service)
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from importlib import resources
 from urllib.parse import urlsplit
@@ -33,7 +36,7 @@ from service.config import Config
 from service.errors import InvalidRequest, NotFound, NotPermitted
 from service.feedback.report import rule_report
 from service.fhir.outbound import is_loopback_host
-from service.web import preview_html, preview_run, security
+from service.web import preview_html, preview_quiet, preview_run, security
 from service.web.routes import runtime
 
 blueprint = Blueprint("preview", __name__)
@@ -46,7 +49,7 @@ HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "X-Frame
            "Referrer-Policy": "same-origin"}
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 STATIC = {"preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
-FORM_FIELDS = ("scenario", "hook", "service", "now", "bundle", "draft_orders")
+FORM_FIELDS = ("scenario", "hook", "service", "now", "bundle", "draft_orders", "decisions")
 
 
 def preview_enabled(config: Config) -> bool:
@@ -118,8 +121,14 @@ def post_preview() -> Response:
         default_now = preview_run.parse_now(scenario.now, rt.clock()) if scenario and scenario.now else rt.clock()
         now = preview_run.parse_now(form["now"], default_now)
         form["now"] = now.isoformat().replace("+00:00", "Z")
+        decisions = [] if request.form.get("forget") else preview_quiet.parse_decisions(form["decisions"])
+        decisions += preview_quiet.parse_decisions(request.form.get("decide", ""))
+        if len(decisions) > preview_quiet.MAX_DECISIONS:
+            raise InvalidRequest(f"at most {preview_quiet.MAX_DECISIONS} decisions can be marked; forget them")
+        form["decisions"] = json.dumps(decisions, ensure_ascii=False) if decisions else ""
         runs = preview_run.run(content, services, hook, scenario, form["bundle"], form["draft_orders"], now,
-                               security.public_root(request, rt.config.public_base_url), rt.config.max_array_items)
+                               security.public_root(request, rt.config.public_base_url), rt.config.max_array_items,
+                               preview_quiet.PreviewHistory(decisions, rt.store))
     except InvalidRequest as exc:
         return _html(page(error=exc.message), status=400)
     return _html(page(runs=runs))

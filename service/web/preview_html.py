@@ -15,6 +15,10 @@ Rules:
 - Cards show what an EHR shows (CDS Hooks 2.0 §Card Attributes): indicator colour, summary,
   detail, source, suggestions with their actions and resources, links, override reasons; the
   trace is beside each card.
+- Quiet cards (left out because of a decision, service.hooks.suppression) are listed after each
+  service's cards, greyed, outside the cards an EHR would show: why, until when, the override
+  reason and the link to the rule page.  A card of a rule with a quiet policy has buttons that mark
+  a decision on it (service.web.preview_quiet); they post the page's form again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from service.hooks.call import TRACE_EXTENSION
+from service.web.preview_quiet import decision
 from service.web.preview_run import HOOKS, ORDER_HOOKS, Scenario, ServiceRun
 
 INDICATORS = ("critical", "warning", "info")
@@ -178,7 +183,7 @@ def _trace(entries: list[dict]) -> str:
     return f'<ul class="trace-list">{"".join(items)}</ul>'
 
 
-def card_html(card: dict, service: str) -> str:
+def card_html(card: dict, service: str, controls: str = "") -> str:
     indicator = card.get("indicator") if card.get("indicator") in INDICATORS else "info"
     source = card.get("source") or {}
     topic = source.get("topic") or {}
@@ -209,11 +214,75 @@ def card_html(card: dict, service: str) -> str:
         options = "".join(f"<option>{esc(r.get('display') or r.get('code'))}</option>" for r in reasons)
         parts.append(f'<p class="override">Dismiss: <select class="override-reasons" aria-label="override reason">'
                      f"{options}</select></p>")
+    parts.append(controls)
     parts.append("</div></article>")
     trace = (card.get("extension") or {}).get(TRACE_EXTENSION) or []
     parts.append(f'<aside class="trace"><details open><summary>Why (trace)</summary>{_trace(trace)}</details></aside>')
     parts.append("</div>")
     return "".join(parts)
+
+
+QUIET_REASONS = {"overridden": "overridden", "accepted": "a suggestion was accepted and its order is active",
+                 "repeat": "already shown at order-select for these draft orders"}
+
+
+def _mark(value: dict[str, Any], text: str, kind: str) -> str:
+    """A button that posts the page's form with one more decision."""
+    return (f'<button type="submit" form="preview-form" name="decide" class="mark mark-{kind}" '
+            f'value="{esc(json.dumps(value, ensure_ascii=False))}">{esc(text)}</button>')
+
+
+def decide_controls(card: dict, result: ServiceRun) -> str:
+    """The buttons that mark a decision on a card of a rule with a quiet policy (else nothing)."""
+    rule = ((card.get("source") or {}).get("topic") or {}).get("code")
+    if result.scope is None or result.at is None or rule not in result.quiet_rules:
+        return ""
+    buttons = [_mark(decision(rule, result.scope, result.at, "overridden", r), "Mark overridden: "
+                     + str(r.get("display") or r.get("code")), "overridden")
+               for r in card.get("overrideReasons") or [] if isinstance(r, dict)]
+    if not buttons:
+        buttons.append(_mark(decision(rule, result.scope, result.at, "overridden"), "Mark overridden", "overridden"))
+    for s in card.get("suggestions") or []:
+        orders = result.orders.get((str(card.get("uuid")), str(s.get("uuid"))), [])
+        buttons.append(_mark(decision(rule, result.scope, result.at, "accepted", orders=orders),
+                             f"Mark accepted: {s.get('label')}", "accepted"))
+    return f'<p class="decide">Try a decision: {" ".join(buttons)}</p>'
+
+
+def quiet_html(quiet: dict, service: str) -> str:
+    """A card left out as quiet: greyed, not among the cards an EHR would show."""
+    indicator = quiet.get("indicator") if quiet.get("indicator") in INDICATORS else "info"
+    page = quiet.get("link") or {}
+    parts = [f'<article class="quiet-card indicator-{indicator}" data-rule="{esc(quiet.get("rule"))}" '
+             f'data-reason="{esc(quiet.get("reason"))}" data-service="{esc(service)}">',
+             f'<header><span class="indicator">{esc(indicator)}</span> <span class="summary">'
+             f'{esc(quiet.get("summary"))}</span></header>',
+             f'<p>Quiet: <span class="reason">{esc(QUIET_REASONS.get(str(quiet.get("reason")), quiet.get("reason")))}'
+             f'</span>, until <time class="until">{esc(quiet.get("until"))}</time>'
+             + (f'; override reason <span class="override-reason">{esc(quiet.get("overrideReason"))}</span>'
+                if quiet.get("overrideReason") else "") + "</p>"]
+    if page.get("url"):
+        parts.append(f'<p class="rule-page">{link(page.get("url"), page.get("label") or "Rule page")}</p>')
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def _decisions(form: dict[str, str]) -> str:
+    """The decisions marked on the page, carried by the form, and the button to forget them."""
+    hidden = f'<input type="hidden" name="decisions" id="decisions" value="{esc(form.get("decisions", ""))}">'
+    try:
+        marked = json.loads(form.get("decisions") or "[]")
+    except ValueError:
+        marked = []
+    if not isinstance(marked, list) or not marked:
+        return hidden
+    items = "".join(f'<li>{esc(d.get("rule"))}: {esc(d.get("outcome"))}'
+                    + (f' ({esc((d.get("reason") or {}).get("code"))})' if d.get("reason") else "")
+                    + f' <span class="muted">{esc(d.get("at"))}, patient {esc(d.get("patient"))}</span></li>'
+                    for d in marked if isinstance(d, dict))
+    return (f'{hidden}<div id="decisions-marked" class="wide"><p>Decisions marked on this page (the service '
+            f'records none of them): </p><ul>{items}</ul><button type="submit" name="forget" value="1" '
+            f'id="forget">Forget them</button></div>')
 
 
 # ---- pages ------------------------------------------------------------------------------------
@@ -265,6 +334,7 @@ def preview_page(form: dict[str, str], scenarios: list[Scenario], services: list
         f'<label class="wide" id="orders-field"{orders_hidden}>Draft orders (a Bundle; empty: the scenario\'s own)'
         f'<textarea name="draft_orders" id="draft-orders" rows="4">{esc(form.get("draft_orders", ""))}</textarea>'
         "</label>",
+        _decisions(form),
         '<button type="submit" id="run">Run</button></form>',
     ]
     if error:
@@ -277,7 +347,10 @@ def preview_page(form: dict[str, str], scenarios: list[Scenario], services: list
                 body.append(f'<p class="error" role="alert">{esc(result.error)}</p>')
             elif not result.cards:
                 body.append('<p class="muted no-cards">No cards.</p>')
-            body.extend(card_html(card, result.service) for card in result.cards)
+            body.extend(card_html(card, result.service, decide_controls(card, result)) for card in result.cards)
+            if result.quiet:
+                body.append(f'<div class="quiet-cards"><h3>Quiet: not shown ({len(result.quiet)})</h3>'
+                            + "".join(quiet_html(q, result.service) for q in result.quiet) + "</div>")
         body.append("</section>")
     return _page("Preview", "".join(body))
 

@@ -10,7 +10,9 @@ Rules:
 - The case's own service gets the case's prefetch unchanged (the answer the golden shows); any
   other service, and a pasted Bundle, gets each prefetch key filled from the resources of its
   type: the Patient for a read (`Patient/{{context.patientId}}`), a searchset Bundle otherwise.
-- Nothing is recorded in the feedback store: a preview is not a card shown to a clinician.
+- Nothing is recorded in the feedback store: a preview is not a card shown to a clinician.  Given a
+  history (service.web.preview_quiet), the run leaves out quiet cards as a real call does, and says
+  which (`ServiceRun.quiet`).
 - The content and its services are the runtime's (service.engine types, not imported here: the
   web layer reaches the engine only through hooks).
 """
@@ -27,8 +29,10 @@ from typing import Any
 
 from service import jsonlimits
 from service.errors import InvalidRequest, ServiceError
+from service.feedback.store import CallScope, OrderKey
 from service.hooks.call import call_service
 from service.hooks.request import parse_hook_request
+from service.hooks.suppression import QuietHistory
 
 HOOKS = ("patient-view", "order-select", "order-sign")
 ORDER_HOOKS = ("order-select", "order-sign")
@@ -50,6 +54,11 @@ class ServiceRun:
     service: str
     cards: list[dict] = field(default_factory=list)
     error: str | None = None
+    quiet: list[dict] = field(default_factory=list)  # the cards left out as quiet (their trace entries)
+    scope: CallScope | None = None  # what a decision marked on the run's cards is matched on
+    orders: dict[tuple[str, str], list[OrderKey]] = field(default_factory=dict)  # by (card, suggestion) uuid
+    at: datetime | None = None  # the run's moment
+    quiet_rules: frozenset[str] = frozenset()  # the rules of the service with a quiet policy
 
 
 def scenarios(content_dir: str | Path) -> list[Scenario]:
@@ -171,19 +180,22 @@ def base_request(hook: str, scenario: Scenario | None, bundle_text: str, orders_
 
 
 def run(content: Any, services: list[Any], hook: str, scenario: Scenario | None, bundle_text: str,
-        orders_text: str, now: datetime, guidance_base: str, max_items: int) -> list[ServiceRun]:
-    """Each service's cards (with their trace), or the error that stopped it."""
+        orders_text: str, now: datetime, guidance_base: str, max_items: int,
+        history: QuietHistory | None = None) -> list[ServiceRun]:
+    """Each service's cards (with their trace) and, given `history`, its quiet cards; or the error that
+    stopped it."""
     body, resources, patient_id = base_request(hook, scenario, bundle_text, orders_text, max_items)
     runs = []
     for service in services:
         request = copy.deepcopy(body)
         if scenario is None or service.id != scenario.service or "prefetch" not in request:
             request["prefetch"] = prefetch_for(service, resources, patient_id)
-        result = ServiceRun(service.id)
+        result = ServiceRun(service.id, at=now, quiet_rules=frozenset(service.plan.quiet))
         try:
             answer = call_service(content, service, parse_hook_request(request, service), now, None, trace=True,
-                                  guidance_base=guidance_base)
-            result.cards = answer.cards
+                                  guidance_base=guidance_base, history=history)
+            result.cards, result.quiet, result.scope, result.orders = (answer.cards, answer.quiet, answer.scope,
+                                                                       answer.orders)
         except ServiceError as exc:
             details = [str(issue.to_fhir().get("diagnostics") or "") for issue in exc.issues]
             result.error = "; ".join([exc.message, *(d for d in details if d and d != exc.message)])

@@ -76,7 +76,8 @@ def post_service(service_id: str):
     now = rt.clock()
     answer = call_service(content, svc, call, now, security.fetchers(rt, "fhirServer"),
                           trace=trace, guidance_base=public_base(), history=rt.store)
-    rt.store.record_cards(svc.id, call.hook_instance, answer.cards, scope=answer.scope, scope_at=now)
+    rt.store.record_cards(svc.id, call.hook_instance, answer.cards, scope=answer.scope, scope_at=now,
+                          orders=answer.orders)
     if answer.quiet:
         rt.store.record_suppressed(svc.id, call.hook_instance, answer.quiet, now)
     metrics.cards_answered(answer.cards)

@@ -75,3 +75,27 @@ def test_racing_stores_record_scoped_cards_once_and_scope_only_rules_with_a_poli
         assert conn.execute(select(func.count()).select_from(issued_scope)).scalar_one() == 2
     for store in stores:
         store.engine.dispose()
+
+
+def test_an_accepted_item_reads_back_the_orders_of_the_suggestions_it_accepted(database_url):
+    from datetime import UTC, datetime
+
+    from service.feedback.schema import suggestion_orders
+    from service.feedback.store import CallScope
+
+    store = FeedbackStore(database_url)
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    orders = {("card-0", "card-0-s1"): [("MedicationRequest", (("rx|10180",), ("rx|10829",)))],
+              ("card-0", "card-0-s2"): [("ServiceRequest", (("lab|1", "lab|2"),))]}
+    for _ in range(2):  # a retried call records its cards and their orders once
+        store.record_cards("svc", "hook-1", CARDS[:2], issued_at=at, scope=CallScope("patient-view", "p1"),
+                           orders=orders)
+    assert count(store, suggestion_orders) == 2
+    cards = store.issued_cards(["card-0", "card-1"])
+    store.add_feedback("svc", [
+        {"card": "card-0", "outcome": "accepted", "outcomeTimestamp": "2026-03-01T12:01:00Z",
+         "acceptedSuggestions": [{"id": "card-0-s2"}]},
+        {"card": "card-1", "outcome": "overridden", "outcomeTimestamp": "2026-03-01T12:01:00Z"}], cards)
+    rows = {(r.outcome, r.accepted_orders) for r in store.quiet_history("p1", ["R1"], at)}
+    assert rows == {("accepted", (("ServiceRequest", (("lab|1", "lab|2"),)),)), ("overridden", ())}
+    store.engine.dispose()

@@ -43,8 +43,8 @@ class History:
         return self.rows
 
 
-def shown(cards, policy_by_rule, history, now, scope=PATIENT):
-    kept, quiet, issues = leave_out_quiet(cards, policy_by_rule, scope, history, now)
+def shown(cards, policy_by_rule, history, now, scope=PATIENT, orders=None):
+    kept, quiet, issues = leave_out_quiet(cards, policy_by_rule, scope, history, now, orders)
     return [c["source"]["topic"]["code"] for c in kept], quiet, issues
 
 
@@ -163,3 +163,44 @@ def test_the_policies_of_a_plan_come_from_its_content():
     assert (high.after_override, high.override_reasons, high.after_accept, high.scope) == (
         timedelta(hours=24), frozenset({"done"}), timedelta(hours=12), "patient")
     assert found["PROTO-ORDER"].once_per_draft and found["PROTO-ORDER"].longest == timedelta(0)
+
+
+class Orders:
+    """The call's active orders, as service.hooks.orders.CallOrders answers."""
+
+    def __init__(self, *active):
+        self.active = active
+
+    def holds(self, key):
+        return key in self.active
+
+
+def test_an_accepted_suggestion_that_proposed_an_order_is_quiet_only_while_the_call_holds_it():
+    policy = QuietPolicy(after_accept=timedelta(days=7))
+    order = ("MedicationRequest", (("rx|8640",),))
+    row = PastCard("R", "patient-view", None, None, T0, "accepted", None, T0.isoformat(), T0, (order,))
+    later = T0 + timedelta(hours=1)
+    assert shown([card("R")], {"R": policy}, History(row), later, orders=Orders(order))[0] == []
+    assert shown([card("R")], {"R": policy}, History(row), later, orders=Orders())[0] == ["R"]
+    assert shown([card("R")], {"R": policy}, History(row), later)[0] == ["R"], "a call without data holds none"
+    other_type = Orders(("ServiceRequest", (("rx|8640",),)))
+    assert shown([card("R")], {"R": policy}, History(row), later, orders=other_type)[0] == ["R"]
+    assert shown([card("R", "critical")], {"R": policy}, History(row), later, orders=Orders(order))[0] == []
+
+
+def test_a_quiet_card_in_the_trace_carries_its_rule_page_link():
+    page = {"label": "Why this recommendation", "url": "https://cds.example/guidance/R", "type": "absolute"}
+    linked = dict(card("R"), links=[{"label": "Guideline", "url": "https://x.example", "type": "absolute"}, page])
+    _, quiet, _ = shown([linked], {"R": DAY}, History(overridden("R", T0)), T0 + timedelta(hours=1))
+    assert quiet[0].to_trace()["link"] == page
+
+
+def test_the_same_order_is_every_ingredient_of_one_in_the_other_both_ways():
+    from service.hooks.orders import same_order
+
+    pred_product, pred = (("rx|312617", "rx|8640"),), (("rx|8640",),)
+    smx_tmp, tmp = (("rx|10180",), ("rx|10829",)), (("rx|10829",),)
+    assert same_order(pred_product, pred) and same_order(pred, pred_product)
+    assert same_order(smx_tmp, (("rx|10829",), ("rx|10180", "rx|x"))), "in any order"
+    assert not same_order(smx_tmp, tmp) and not same_order(tmp, smx_tmp), "one ingredient of two is another drug"
+    assert not same_order(pred, ()) and not same_order((), ())

@@ -3,7 +3,7 @@ the real `dah-cds serve` on a loopback port with the bundled content: pick a sce
 page's script fills in its hook, service and date), run it, read the cards in the DOM (the
 scenario's golden summaries and indicators), and check a screenshot: not blank, and the critical
 card's colour stripe is where the card is.  A malicious pasted Bundle shows as text and runs no
-script."""
+script.  A card marked overridden on the page is shown quiet, greyed, and not among the live cards."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONTENT
+from tests.protocol_content import CONTENT as FIXTURE_CONTENT
+from tests.protocol_content import patient_view_request
 from tests.web.browser import BrowserUnavailable, ensure_chromium, start_chrome
 
 CASE_ID = "DAH-05/p01-gpa-hypoxemic"
@@ -44,12 +46,24 @@ def browser_ready():
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory, browser_ready):
-    tmp = tmp_path_factory.mktemp("preview-serve")
+    yield from serve(tmp_path_factory.mktemp("preview-serve"))
+
+
+@pytest.fixture(scope="module")
+def proto_service_url(tmp_path_factory, browser_ready):
+    """The service on the synthetic content (tests/fixtures/content), whose rules set quiet policies."""
+    yield from serve(tmp_path_factory.mktemp("preview-proto"), FIXTURE_CONTENT)
+
+
+def serve(tmp: Path, content: Path | None = None):
+    """`dah-cds serve` on a free loopback port until the module's tests are done: its URL."""
     port = free_port()
     log = tmp / "serve.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     environ.update({"CDS_HOST": "127.0.0.1", "CDS_PORT": str(port), "CDS_WORKERS": "1", "CDS_THREADS": "4",
                     "CDS_DATABASE_URL": f"sqlite:///{tmp / 'feedback.sqlite3'}", "CDS_LOG_LEVEL": "WARNING"})
+    if content is not None:
+        environ["CDS_CONTENT_DIR"] = str(content)
     process = subprocess.Popen([str(Path(sys.executable).parent / "dah-cds"), "serve"], env=environ,
                                stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     url = f"http://127.0.0.1:{port}"
@@ -145,3 +159,38 @@ def test_a_malicious_bundle_runs_no_script_in_the_browser(service_url, driver):
         driver.switch_to.alert.text  # noqa: B018
     assert driver.find_element(By.ID, "bundle").get_attribute("value").endswith(payload), "shown back as text"
     assert not driver.find_elements(By.CSS_SELECTOR, "img")
+
+
+def test_a_card_marked_overridden_shows_as_quiet_and_not_among_the_live_cards(proto_service_url, driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    prefetch = patient_view_request()["prefetch"]
+    resources = [prefetch["patient"]] + [e["resource"] for key in ("conditions", "observations")
+                                         for e in prefetch[key]["entry"]]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+    driver.get(proto_service_url + "/preview")
+    Select(driver.find_element(By.ID, "hook")).select_by_value("patient-view")
+    Select(driver.find_element(By.ID, "service")).select_by_value("proto-patient-view")
+    driver.execute_script("arguments[0].value = arguments[1]", driver.find_element(By.ID, "bundle"), json.dumps(bundle))
+    driver.find_element(By.ID, "now").send_keys("2026-03-01T12:00:00Z")
+    driver.find_element(By.ID, "run").click()
+    WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.ID, "results"))
+    live = lambda: [c.get_attribute("data-rule") for c in driver.find_elements(By.CSS_SELECTOR, "article.card")]  # noqa: E731
+    assert live() == ["PROTO-VERY-HIGH", "PROTO-HIGH", "PROTO-PROBLEMS"]
+    assert not driver.find_elements(By.CSS_SELECTOR, "article.quiet-card")
+
+    high = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rule="PROTO-HIGH"]')
+    mark = next(b for b in high.find_elements(By.CSS_SELECTOR, "button.mark-overridden")
+                if b.text == "Mark overridden: Already done")
+    mark.click()
+    WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "article.quiet-card"))
+    assert live() == ["PROTO-VERY-HIGH", "PROTO-PROBLEMS"], "the quiet card is not among the live cards"
+    [quiet] = driver.find_elements(By.CSS_SELECTOR, "article.quiet-card")
+    assert (quiet.get_attribute("data-rule"), quiet.get_attribute("data-reason")) == ("PROTO-HIGH", "overridden")
+    assert quiet.value_of_css_property("background-color") == "rgba(238, 238, 238, 1)", "greyed"
+    assert quiet.find_element(By.CSS_SELECTOR, ".until").text == "2026-03-02T12:00:00+00:00"
+    assert quiet.find_element(By.CSS_SELECTOR, ".override-reason").text == "done"
+    page = quiet.find_element(By.CSS_SELECTOR, ".rule-page a")
+    assert page.get_attribute("href").endswith("/guidance/PROTO-HIGH")
+    assert "PROTO-HIGH: overridden" in driver.find_element(By.ID, "decisions-marked").text
