@@ -37,7 +37,7 @@ from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.engine.nodes import FP_DateTime as FP_DateTime  # re-exported: the generic functions read them
 from fhirpathpy.engine.nodes import FP_Quantity as FP_Quantity
 from fhirpathpy.engine.nodes import FP_Time, FP_Type, ResourceNode
-from fhirpathpy.engine.util import arraify, get_data
+from fhirpathpy.engine.util import arraify
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
@@ -148,6 +148,8 @@ def _today(evaluation: Evaluation, inputs: list[Any]) -> FP_DateTime:
     return evaluation.fp_today
 
 
+# fhirpathpy functions that read its clock (fhirpathpy.engine.invocations.datetime).
+_FHIRPATHPY_CLOCK = frozenset({"now", "today", "timeOfDay"})
 _BUILTIN_OVERRIDES: dict[str, Invocation] = {
     "now": {"fn": _now},
     "today": {"fn": _today},
@@ -173,8 +175,14 @@ def _bound(fn: GenericFunction) -> Callable[..., Any]:
     """fhirpathpy calls an invocation `fn(ctx, inputs, *args)`: hand the function the call's
     Evaluation from `ctx` and its inputs unwrapped (what fhirpathpy does for user functions)."""
     def invoke(ctx: dict[str, Any], inputs: list[Any], *args: Any) -> Any:
-        return fn(ctx[_EVALUATION], [get_data(i) for i in inputs], *args)
+        return fn(ctx[_EVALUATION], [_data(i) for i in inputs], *args)
     return invoke
+
+
+def _data(item: Any) -> Any:
+    """fhirpathpy's util.get_data in one call: a node's data, a float as a Decimal."""
+    value = item.data if isinstance(item, ResourceNode) else item
+    return Decimal(str(value)) if isinstance(value, float) else value
 
 
 @cache
@@ -231,7 +239,7 @@ def _function_names(node: Node) -> set[str]:
 class Expression:
     """A compiled FHIRPath expression."""
 
-    __slots__ = ("text", "variables", "slow_reason", "_ast", "_root", "_conjuncts", "_operand_texts")
+    __slots__ = ("text", "variables", "slow_reason", "_ast", "_root", "_conjuncts", "_operand_texts", "_reads_clock")
 
     def __init__(self, text: str, language: str = "text/fhirpath") -> None:
         if language not in FHIRPATH_LANGUAGES:
@@ -249,6 +257,8 @@ class Expression:
         if unknown:
             raise ExpressionError(text, f"unknown function(s): {', '.join(unknown)}")
         self.variables = frozenset(a or b for a, b in _VARIABLE.findall(text))
+        # now() and today() are the gateway's (the call's time); fhirpathpy's clock serves the rest.
+        self._reads_clock = bool((_function_names(self._ast) - set(_BUILTIN_OVERRIDES)) & _FHIRPATHPY_CLOCK)
         self.slow_reason: str | None = None  # why the expression is not on the fast path
         self._root = self._step(self._ast["children"][0])
         self._conjuncts = [self._step(node) for node in _conjuncts(self._root[0])]
@@ -268,7 +278,8 @@ class Expression:
         focus = resource if resource is not None else {}
         env = Variables({"context": focus, "ucum": "http://unitsofmeasure.org", **variables}, lazy)
         env["now"] = evaluation.fp_now
-        constants.reset()
+        if self._reads_clock:  # fhirpathpy's own clock, kept for one evaluation (its timeOfDay())
+            constants.reset()
         data_root = arraify(focus)
         ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _invocations(),
                _EVALUATION: evaluation, fhirpath_compiled.MEMO: evaluation.memo}

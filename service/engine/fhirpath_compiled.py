@@ -56,8 +56,19 @@ Fn = Callable[[Ctx, Any], list[Any]]
 Table = Mapping[str, Mapping[str, Any]]
 
 # fhirpathpy's helpers, typed for the calls made here (the library's own are unannotated).
-_arraify: Callable[[Any], list[Any]] = _util.arraify
-_is_nullable: Callable[[Any], bool] = _util.is_nullable
+_util_arraify: Callable[[Any], list[Any]] = _util.arraify
+
+
+def _arraify(x: Any) -> list[Any]:
+    """fhirpathpy's util.arraify, a list (the common case) returned without its chain of calls."""
+    return x if type(x) is list else _util_arraify(x)
+
+
+def _is_nullable(x: Any) -> bool:
+    """fhirpathpy's util.is_nullable (None or an empty list) in one call."""
+    return x is None or (isinstance(x, list) and not x)
+
+
 _is_empty: Callable[[Any], bool] = _util.is_empty
 _flatten: Callable[[list[Any]], list[Any]] = _util.flatten
 _is_number: Callable[[Any], bool] = _util.is_number
