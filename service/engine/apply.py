@@ -123,8 +123,9 @@ class _Walk:
     nested by an action (`ActionDef.plan`) is walked in its own scope, its actions limited to the
     hooks the nesting action answers (`within`)."""
 
-    def __init__(self, call: _Call, plan: PlanDef, within: frozenset[str] | None):
+    def __init__(self, call: _Call, plan: PlanDef, within: frozenset[str] | None, nested: bool = False):
         self.call = call
+        self.nested = nested
         self.content = call.content
         self.plan = plan
         self.ctx = call.ctx
@@ -169,6 +170,8 @@ class _Walk:
         ok, checked = conditions.applicable(self.scope, action, self.ctx.explain)
         entry: dict[str, Any] = {"action": action.id + suffix, "path": action.path, "conditions": checked,
                                  "applied": ok}
+        if self.nested:
+            entry["plan"] = self.plan.id  # the path is in that plan
         self.trace.append(entry)
         if not ok:
             error = conditions.first_error(checked)
@@ -192,7 +195,7 @@ class _Walk:
             return None
         children = [c for child in action.children for c in self.action(child, hooks)]
         if action.plan is not None:  # its rules plan, applied for the hooks this action answers
-            nested = _Walk(self.call, action.plan, hooks)
+            nested = _Walk(self.call, action.plan, hooks, nested=True)
             children = [c for x in action.plan.actions for c in nested.action(x, None)] + children
         return applied_action(action, values.raw, f"{self.plan.url}#{action.path}{suffix}", resource, children,
                               recommended(self.scope, action))

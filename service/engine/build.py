@@ -41,9 +41,9 @@ def build_content(raws: list[tuple[str, Resource]]) -> ContentSet:
             problems.issue(plan.source, str(exc))
             del plans[plan.url]
             continue
-        lint_plan(plan, activities, terminology, problems)
     nest(plans, plans_by_ref, problems)
-    for plan in plans.values():
+    for plan in plans.values():  # linted once nested: its expressions may read the prefetch keys of the plans it nests
+        lint_plan(plan, activities, terminology, problems)
         check_service_plan(plan, problems)
     served = services(plans, problems)
     if problems.errors:
