@@ -91,6 +91,17 @@ def test_an_endpoint_names_the_service_for_all_its_hooks(tmp_path, capsys):
     assert "services: proto, proto-both\n" in out  # proto-both names its own service
 
 
+def test_an_endpoint_on_a_plan_without_a_hook_is_an_error(tmp_path, capsys):
+    def edit(plan: dict) -> None:
+        plan["extension"] = [endpoint(valueUri="proto")]
+        for action in plan["action"]:
+            action.pop("trigger", None)
+
+    code, _, err = validate(fixture(tmp_path, edit), capsys)
+    assert code == 1
+    assert "extension[0]: cqf-cdsHooksEndpoint names a service, but no action has a named-event trigger" in err
+
+
 def test_endpoint_as_a_string_is_an_error(tmp_path, capsys):
     code, _, err = validate(fixture(tmp_path, set_extensions(endpoint(valueString="proto"))), capsys)
     assert code == 1
