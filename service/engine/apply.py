@@ -7,7 +7,10 @@ The steps of applying a PlanDefinition (R4 plandefinition.html §12.18.3.3), eac
    collection, as `%item`;
 3. evaluate its dynamicValues: the `action.*` ones customise the action, the others are for its
    resource (`dynamic`);
-4. apply its definition (an ActivityDefinition) or change its target resource (`propose`);
+4. apply its definition (an ActivityDefinition) or change its target resource (`propose`); a
+   definition that is a PlanDefinition is applied in its own scope (its Libraries' and its own
+   variables), its applied actions nested under the action, only those answering the hooks the
+   action answers (its triggers intersected with theirs);
 5. its sub-actions, then the RequestGroup action it becomes (`assemble`); the result holds the
    applied actions, the trace of every action considered and the issues met (`applymodel`); asked
    to explain (`ApplyContext.explain`), the trace gives each condition's operands (`conditions`) and
@@ -44,10 +47,16 @@ from service.engine.scope import Scope
 
 def apply_plan(content: ContentSet, plan: PlanDef, ctx: ApplyContext) -> ApplyResult:
     """PlanDefinition $apply for one hook call (or for all hooks when ctx.hook is None)."""
-    run = _Walk(content, plan, ctx)
+    call = _Call(content, ctx)
+    run = _Walk(call, plan, None)
     actions = [a for x in plan.actions for a in run.action(x, None)]
-    variables = run.scope.explained_variables() if ctx.explain else {}
-    return ApplyResult(plan, ctx, actions, run.trace, run.scope.issues, list(run.not_evaluated.values()), variables)
+    scopes = list(call.scopes.values())
+    variables: dict[str, Any] = {}
+    for scope in scopes if ctx.explain else ():
+        for name, value in scope.explained_variables().items():
+            variables.setdefault(name, value)
+    issues = scopes[0].issues if len(scopes) == 1 else [i for scope in scopes for i in scope.issues]
+    return ApplyResult(plan, ctx, actions, call.trace, issues, list(call.not_evaluated.values()), variables)
 
 
 def apply_activity(content: ContentSet, activity: ActivityDef,
@@ -58,7 +67,8 @@ def apply_activity(content: ContentSet, activity: ActivityDef,
     return propose.from_activity(scope, ctx, activity, resource_id, []), scope.issues
 
 
-def _scope(content: ContentSet, variables: dict[str, Any], keys: list[str], ctx: ApplyContext) -> Scope:
+def _scope(content: ContentSet, variables: dict[str, Any], keys: list[str], ctx: ApplyContext,
+           index: DataIndex | None = None) -> Scope:
     """The call's values (§12.18.3.3 "the context"), its data indexed once, and the Patient in focus."""
     values: dict[str, Any] = {
         "hook": ctx.hook,
@@ -71,7 +81,7 @@ def _scope(content: ContentSet, variables: dict[str, Any], keys: list[str], ctx:
     for key in keys:
         value = ctx.data.get(key)
         values[key] = [] if value is None else value
-    index = _index(content, ctx)
+    index = index if index is not None else _index(content, ctx)
     focus = next(
         (v for v in ctx.data.values() if isinstance(v, dict) and v.get("resourceType") == "Patient"),
         {"resourceType": "Patient", "id": ctx.subject.rsplit("/", 1)[-1]},
@@ -89,25 +99,54 @@ def _index(content: ContentSet, ctx: ApplyContext) -> DataIndex:
     return index
 
 
-class _Walk:
-    """The actions of one plan, applied depth first (§12.18.3.3), with the trace of each."""
+class _Call:
+    """What the plans applied in one call share: the data index, the trace, the card actions not
+    evaluated, and one scope per plan (a nested plan's actions read its own variables)."""
 
-    def __init__(self, content: ContentSet, plan: PlanDef, ctx: ApplyContext):
+    def __init__(self, content: ContentSet, ctx: ApplyContext):
         self.content = content
-        self.plan = plan
         self.ctx = ctx
-        self.scope = _scope(content, plan.variables, list(plan.data_requirements), ctx)
+        self.index = _index(content, ctx)
         self.trace: list[dict[str, Any]] = []
-        self.not_evaluated: dict[str, NotEvaluated] = {}  # by action id: once per action, not per item
+        self.not_evaluated: dict[str, NotEvaluated] = {}  # by plan url and action id: once per action
+        self.scopes: dict[str, Scope] = {}  # by plan url, made when the plan is first applied
+
+    def scope(self, plan: PlanDef) -> Scope:
+        if plan.url not in self.scopes:
+            self.scopes[plan.url] = _scope(self.content, plan.variables, list(plan.data_requirements), self.ctx,
+                                           self.index)
+        return self.scopes[plan.url]
+
+
+class _Walk:
+    """The actions of one plan, applied depth first (§12.18.3.3), with the trace of each.  A plan
+    nested by an action (`ActionDef.plan`) is walked in its own scope, its actions limited to the
+    hooks the nesting action answers (`within`)."""
+
+    def __init__(self, call: _Call, plan: PlanDef, within: frozenset[str] | None, nested: bool = False):
+        self.call = call
+        self.nested = nested
+        self.content = call.content
+        self.plan = plan
+        self.ctx = call.ctx
+        self.within = within
+        self.scope = call.scope(plan)
+        self.trace = call.trace
+        self.not_evaluated = call.not_evaluated
 
     def not_decided(self, action: ActionDef, reason: str) -> None:
         """A card action that could not be evaluated: remembered (its first reason) if it is a card."""
-        if action.raw.get("title") and action.id not in self.not_evaluated:
-            self.not_evaluated[action.id] = NotEvaluated(action, reason)
+        key = f"{self.plan.url}#{action.id}"
+        if action.raw.get("title") and key not in self.not_evaluated:
+            self.not_evaluated[key] = NotEvaluated(action, reason)
 
     def action(self, action: ActionDef, inherited: frozenset[str] | None) -> list[AppliedAction]:
         """Apply one action: once, or once per item of its cds-for-each collection."""
         hooks = conditions.triggers(action, inherited)
+        if self.within is not None:  # a nested plan's action: only for the hooks its nesting action answers
+            hooks = self.within if hooks is None else hooks & self.within
+            if not hooks:
+                return []
         if not conditions.selected(self.ctx.hook, hooks):
             return []
         if action.for_each is None:
@@ -131,6 +170,8 @@ class _Walk:
         ok, checked = conditions.applicable(self.scope, action, self.ctx.explain)
         entry: dict[str, Any] = {"action": action.id + suffix, "path": action.path, "conditions": checked,
                                  "applied": ok}
+        if self.nested:
+            entry["plan"] = self.plan.id  # the path is in that plan
         self.trace.append(entry)
         if not ok:
             error = conditions.first_error(checked)
@@ -145,13 +186,16 @@ class _Walk:
         resource = None
         if action.target is not None:
             resource = propose.from_target(self.scope, action, action.target, values.for_resource)
-        elif action.definition:
+        elif action.definition and action.plan is None:
             resource_id = stable_id(self.ctx.hook_instance, self.ctx.subject, self.plan.url, action.path + suffix)
             resource = propose.from_definition(self.scope, self.content, self.ctx, action, resource_id,
                                                values.for_resource)
-        if resource is None and (action.target is not None or action.definition):
+        if resource is None and (action.target is not None or (action.definition and action.plan is None)):
             entry.update(applied=False, reason="no resource to propose")
             return None
         children = [c for child in action.children for c in self.action(child, hooks)]
+        if action.plan is not None:  # its rules plan, applied for the hooks this action answers
+            nested = _Walk(self.call, action.plan, hooks, nested=True)
+            children = [c for x in action.plan.actions for c in nested.action(x, None)] + children
         return applied_action(action, values.raw, f"{self.plan.url}#{action.path}{suffix}", resource, children,
                               recommended(self.scope, action))

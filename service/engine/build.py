@@ -8,7 +8,7 @@ from __future__ import annotations
 from service.engine.compile import compile_resources
 from service.engine.conformance import check_service_plan
 from service.engine.fhirjson import Resource
-from service.engine.link import Aliased, Unsupported, link_activity, link_plan, services
+from service.engine.link import Aliased, Unsupported, link_activity, link_plan, nest, services
 from service.engine.lint import lint_activity, lint_plan, lint_terminology
 from service.engine.model import ContentSet
 from service.engine.problems import Problems
@@ -41,6 +41,8 @@ def build_content(raws: list[tuple[str, Resource]]) -> ContentSet:
             problems.issue(plan.source, str(exc))
             del plans[plan.url]
             continue
+    nest(plans, plans_by_ref, problems)
+    for plan in plans.values():  # linted once nested: its expressions may read the prefetch keys of the plans it nests
         lint_plan(plan, activities, terminology, problems)
         check_service_plan(plan, problems)
     served = services(plans, problems)

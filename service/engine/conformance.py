@@ -11,6 +11,9 @@ Rules:
 - A plan without the endpoint still serves (`<plan id>-<hook>` per hook) but does not conform:
   a warning issue.  A plan triggered by several hooks implements several CDS Hooks services and
   cannot conform to a profile that names one endpoint: the warning says so (split it per hook).
+  A plan with the endpoint but no hook trigger would serve nothing: an error.
+  A plan only applied by other plans' actions (a rules plan nested in per-hook service plans,
+  `service.engine.link.nest`) is not a service: it needs no endpoint.
 - Hooks are triggers (`action.trigger`) of type `named-event` whose `name` is the hook (IG
   §CDS Hooks Services, FHIR R4 TriggerDefinition): any other trigger type, or a named-event
   without a name, would be ignored at run time, so it is an error.
@@ -56,7 +59,11 @@ def _check_endpoint(plan: PlanDef, problems: Problems) -> None:
         if sid is None or not _SERVICE_ID.fullmatch(sid):
             problems.error(where, f"cqf-cdsHooksEndpoint {value!r}: the service id (its last path segment) may use "
                            "only letters, digits and . _ ~ -")
-    if not found and plan.hooks:
+    if found and not plan.hooks:
+        problems.error(Source(file, f"PlanDefinition.extension[{found[0][0]}]"),
+                       "cqf-cdsHooksEndpoint names a service, but no action has a named-event trigger: it would "
+                       "answer no hook (give the action that applies its rules the hook's trigger)")
+    if not found and plan.hooks and not plan.nested_in:
         served = ", ".join(f"{plan.id}-{h}" for h in plan.hooks)
         if len(plan.hooks) > 1:
             message = (f"triggered by {len(plan.hooks)} hooks, it implements {len(plan.hooks)} CDS Hooks services "

@@ -9,7 +9,13 @@ Rules:
   differently is an error.
 - A plan or activity depending on a Library whose logic is CQL is loaded as a warning issue
   and serves nothing (`Unsupported`).
-- Services: `<plan id>-<hook>` per hook; a plan naming its service (the standard
+- Nested plans (R4 §12.18.3.3: an action whose definition is a PlanDefinition applies it, its
+  result nested): the action holds the resolved plan (`ActionDef.plan`), so a call pays nothing to
+  find it.  The nesting plan's prefetch keys and quiet policies include the nested plan's (its
+  service asks for the data its rules read); a nesting cycle, or a nested plan that is not loaded
+  (its logic is CQL), is an error at the action's definitionCanonical.
+- Services: a plan only applied by other plans (a rules plan) and without cqf-cdsHooksEndpoint
+  serves nothing itself; otherwise `<plan id>-<hook>` per hook; a plan naming its service (the standard
   cqf-cdsHooksEndpoint extension, whose last path segment is the service id: `sle-dah-patient-view`
   or `https://host/cds-services/sle-dah-patient-view`) serves all its hooks under that id; one id
   produced twice is an error.
@@ -152,6 +158,52 @@ def link_plan(plan: PlanDef, libraries: Aliased[LibraryDef], activities: Aliased
     plan.hooks = sorted({h for a in walk(plan.actions) for h in (a.triggers or ())})
 
 
+def nest(plans: Mapping[str, PlanDef], known: Mapping[str, PlanDef], problems: Problems) -> None:
+    """Resolve the actions whose definition is a PlanDefinition (`known`: every compiled plan, `plans`:
+    those loaded), find nesting cycles, and give each plan the prefetch keys and quiet policies of
+    the plans it nests (nested ones first)."""
+    edges: dict[str, list[tuple[ActionDef, PlanDef]]] = {}
+    for plan in plans.values():
+        edges[plan.url] = []
+        for a in walk(plan.actions):
+            if not a.definition or a.definition not in known:
+                continue
+            where = Source(plan.source.file, f"{a.path}.definitionCanonical")
+            target = plans.get(a.definition)
+            if target is None:
+                problems.error(where, f"PlanDefinition {a.definition} is not loaded (see its own issue): "
+                                      "its rules cannot be applied here")
+                continue
+            a.plan = target
+            edges[plan.url].append((a, target))
+            if plan.url not in target.nested_in:
+                target.nested_in.append(plan.url)
+    done: set[str] = set()
+
+    def visit(plan: PlanDef, stack: tuple[str, ...]) -> None:
+        if plan.url in done:
+            return
+        for action, target in edges.get(plan.url, []):
+            if target.url in stack + (plan.url,):
+                cycle = " -> ".join(stack + (plan.url, target.url))
+                problems.error(Source(plan.source.file, f"{action.path}.definitionCanonical"),
+                               f"PlanDefinition nesting cycle: {cycle}")
+                action.plan = None
+                continue
+            visit(target, stack + (plan.url,))
+            for key, dr in target.data_requirements.items():
+                if key in plan.data_requirements and plan.data_requirements[key].raw != dr.raw:
+                    problems.error(dr.source, f"prefetch key {key!r} is defined differently at "
+                                              f"{plan.data_requirements[key].source}")
+                plan.data_requirements.setdefault(key, dr)
+            for code, policy in target.quiet.items():
+                plan.quiet.setdefault(code, policy)
+        done.add(plan.url)
+
+    for plan in plans.values():
+        visit(plan, ())
+
+
 def endpoint_service_id(plan: Element) -> str | None:
     """The service id a PlanDefinition names with cqf-cdsHooksEndpoint (valueUri): the URI's last
     path segment; None without the extension or with an empty value."""
@@ -163,10 +215,12 @@ def endpoint_service_id(plan: Element) -> str | None:
 
 def services(plans: dict[str, PlanDef], problems: Problems) -> dict[str, ServiceDef]:
     """`<plan id>-<hook>` per hook; a plan naming its service (cqf-cdsHooksEndpoint) serves all its
-    hooks under that id."""
+    hooks under that id; a plan only nested in others, without one, serves nothing."""
     out: dict[str, ServiceDef] = {}
     for plan in plans.values():
         custom = endpoint_service_id(plan.raw)
+        if custom is None and plan.nested_in:
+            continue
         wanted = [(custom, tuple(plan.hooks))] if custom else [(f"{plan.id}-{h}", (h,)) for h in plan.hooks]
         for sid, hooks in wanted:
             if not hooks:

@@ -84,6 +84,9 @@ class ActionDef:
     for_each: Expression | None = None
     target: Expression | None = None
     quiet: QuietPolicy | None = None  # cds-quiet-* (service.engine.quiet); None: always shown
+    # definitionCanonical naming a PlanDefinition: the plan applied in this action's place, its
+    # actions nested (R4 §12.18.3.3); set when content is linked (service.engine.link.nest).
+    plan: PlanDef | None = None
 
     @property
     def id(self) -> str:
@@ -121,6 +124,7 @@ class PlanDef:
     data_requirements: dict[str, DataRequirementDef] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     quiet: dict[str, QuietPolicy] = field(default_factory=dict)  # rule code -> its quiet policy (engine.quiet)
+    nested_in: list[str] = field(default_factory=list)  # urls of the plans whose actions apply this one
 
     @property
     def id(self) -> str:

@@ -50,8 +50,31 @@ def test_the_bundled_single_hook_plans_conform_and_keep_their_service_ids():
         assert [e["valueUri"] for e in plan.raw["extension"] if e["url"] == EXT_CDS_HOOKS_ENDPOINT] == \
             [f"{pid}-patient-view"]
         assert content.services[f"{pid}-patient-view"].plan is plan
-    warned = {i.source.file for i in content.issues if "CDSHooksServicePlanDefinition" in i.message}
-    assert "PlanDefinition-iph.json" not in warned and "PlanDefinition-sle-dah.json" not in warned
+
+
+def test_the_bundled_content_loads_with_no_profile_warning(capsys):
+    content = load_folder(CONTENT)
+    assert [str(i) for i in content.issues if "CDSHooksServicePlanDefinition" in i.message] == []
+    for sid, svc in content.services.items():  # every service is one PlanDefinition naming it, for one hook
+        assert len(svc.hooks) == 1
+        assert [e["valueUri"] for e in svc.plan.raw["extension"] if e["url"] == EXT_CDS_HOOKS_ENDPOINT] == [sid]
+    code, out, err = validate(str(CONTENT), capsys)
+    assert code == 0 and "WARNING" not in out + err
+
+
+def test_a_rules_plan_applied_by_a_service_plan_needs_no_endpoint(tmp_path, capsys):
+    """The synthetic plan, applied for patient-view by a service plan, is no longer a service of its own."""
+    folder = fixture(tmp_path, lambda plan: None)
+    service_plan = {
+        "resourceType": "PlanDefinition", "id": "proto-view", "url": "http://example.org/fhir/PlanDefinition/proto-view",
+        "status": "active", "title": "Synthetic plan, patient-view", "extension": [endpoint(valueUri="proto-view")],
+        "action": [{"id": "proto-rules", "trigger": [{"type": "named-event", "name": "patient-view"}],
+                    "definitionCanonical": "http://example.org/fhir/PlanDefinition/proto"}],
+    }
+    (tmp_path / "content" / "PlanDefinition-proto-view.json").write_text(json.dumps(service_plan), encoding="utf-8")
+    code, out, _ = validate(folder, capsys)
+    assert code == 0 and "WARNING" not in out
+    assert "services: proto-both, proto-view\n" in out
 
 
 def test_a_plan_serving_several_hooks_is_reported_as_not_conformant(tmp_path, capsys):
@@ -66,6 +89,17 @@ def test_an_endpoint_names_the_service_for_all_its_hooks(tmp_path, capsys):
     code, out, _ = validate(folder, capsys)
     assert code == 0 and "WARNING" not in out
     assert "services: proto, proto-both\n" in out  # proto-both names its own service
+
+
+def test_an_endpoint_on_a_plan_without_a_hook_is_an_error(tmp_path, capsys):
+    def edit(plan: dict) -> None:
+        plan["extension"] = [endpoint(valueUri="proto")]
+        for action in plan["action"]:
+            action.pop("trigger", None)
+
+    code, _, err = validate(fixture(tmp_path, edit), capsys)
+    assert code == 1
+    assert "extension[0]: cqf-cdsHooksEndpoint names a service, but no action has a named-event trigger" in err
 
 
 def test_endpoint_as_a_string_is_an_error(tmp_path, capsys):

@@ -125,11 +125,18 @@ def test_bundled_content_loads(content):
     assert {"dah-patient-view", "safety-patient-view", "safety-order-select", "safety-order-sign"} <= set(
         content.services
     )
-    # The one known departure (plandefinitions/README.md, *Extensions and profiles*): plans answering several
-    # hooks cannot name one cqf-cdsHooksEndpoint under the CDS Hooks service profile.
-    assert sorted((i.source.file, i.source.path) for i in content.issues) == [
-        (f"PlanDefinition-{pid}.json", "PlanDefinition.extension") for pid in ("dah", "dose-checks", "safety")]
-    assert all("split it per hook to conform" in i.message for i in content.issues)
+    # Every served PlanDefinition conforms to the CDS Hooks service profile: one cqf-cdsHooksEndpoint, one hook.
+    assert content.issues == []
+    for sid, svc in content.services.items():
+        assert svc.hooks == (svc.hook,)
+        assert [e["valueUri"] for e in svc.plan.raw["extension"] if e["url"].endswith("/cqf-cdsHooksEndpoint")] == [sid]
+    # The rules plans answering several hooks are applied by their per-hook service plans, not served themselves.
+    for pid, hooks in {"dah": ("order-sign", "patient-view"), "safety": ("order-select", "order-sign", "patient-view"),
+                       "dose-checks": ("order-select", "order-sign")}.items():
+        rules = content.plan(pid)
+        assert rules is not None and tuple(rules.hooks) == hooks
+        assert sorted(rules.nested_in) == [f"{BASE}/PlanDefinition/{pid}-{h}" for h in hooks]
+        assert all(svc.plan is not rules for svc in content.services.values())
 
 
 def test_all_problems_are_reported_together(tmp_path):

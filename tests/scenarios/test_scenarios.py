@@ -131,3 +131,33 @@ def test_scenario_through_apply(path: Path, tmp_path, content):
     response = app.test_client().post(f"/PlanDefinition/{plan_id}/$apply", json=apply_parameters(case))
     assert response.status_code == 200, response.get_json()
     assert sorted(request_group_rules(response.get_json())) == sorted(topics(golden))
+
+
+def _one_case_per_service() -> list[Path]:
+    """The first case with cards of each service whose PlanDefinition applies a rules plan shared with other hooks."""
+    chosen: dict[str, Path] = {}
+    for path in CASES:
+        service = json.loads(path.read_text())["service"]
+        if service.rsplit("-", 2)[0] in ("dah", "safety", "dose-checks") and golden_path(path).exists() \
+                and json.loads(golden_path(path).read_text())["cards"]:
+            chosen.setdefault(service, path)
+    return [chosen[s] for s in sorted(chosen)]
+
+
+@pytest.mark.parametrize("path", _one_case_per_service(), ids=case_id)
+def test_the_rules_plan_applied_for_the_hook_gives_the_services_rules(path: Path, tmp_path, content):
+    """`$apply` on a rules plan (dah, safety, dose-checks: applied by one service plan per hook) with the call's hook
+    gives the rules of that hook's service."""
+    from service.app import create_app
+
+    case = json.loads(path.read_text())
+    golden = json.loads(golden_path(path).read_text())
+    [rules] = {a.plan.id for a in content.services[case["service"]].plan.actions if a.plan is not None}
+    assert case["service"] == f"{rules}-{case['request']['hook']}"
+    app = create_app({"database_url": f"sqlite:///{tmp_path / 'f.sqlite3'}"}, clock=lambda: moment(case),
+                     content=content)
+    response = app.test_client().post(f"/PlanDefinition/{rules}/$apply", json=apply_parameters(case))
+    assert response.status_code == 200, response.get_json()
+    care_plan = response.get_json()
+    assert care_plan["instantiatesCanonical"] == [f"http://example.org/fhir/PlanDefinition/{rules}"]
+    assert sorted(request_group_rules(care_plan)) == sorted(topics(golden))

@@ -29,6 +29,12 @@ EXPECTED = {
     "shadowed-title": "ERROR PlanDefinition-proto.json:99 action problems > dynamicValue[0].path: the static title is "
                       "never shown",
     "cascade-invalid-library": "ERROR Library-proto.json:5 status: FHIR R4 validation: Input should be a valid string",
+    "nested-plan-missing": "ERROR PlanDefinition-proto-view.json:24 action proto-rules > definitionCanonical: "
+                           "http://example.org/fhir/PlanDefinition/proto-rules does not resolve to a loaded "
+                           "ActivityDefinition or PlanDefinition",
+    "nested-plan-cycle": "ERROR PlanDefinition-proto.json:134 action again > definitionCanonical: PlanDefinition "
+                         "nesting cycle: http://example.org/fhir/PlanDefinition/proto-view -> "
+                         "http://example.org/fhir/PlanDefinition/proto -> http://example.org/fhir/PlanDefinition/proto-view",
 }
 
 
@@ -60,6 +66,8 @@ AT_LINE = {
     "rule-code": "{",
     "shadowed-title": '"path": "action.title"',
     "cascade-invalid-library": '"status": [',
+    "nested-plan-missing": '"definitionCanonical": "http://example.org/fhir/PlanDefinition/proto-rules"',
+    "nested-plan-cycle": '"definitionCanonical": "http://example.org/fhir/PlanDefinition/proto-view"',
 }
 
 
