@@ -13,12 +13,11 @@ Rules:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.engine.fhirjson import Resource
+from service.engine.fhirjson import Resource, json_copy
 from service.engine.model import ActivityDef
 
 
@@ -50,17 +49,17 @@ RULES: dict[str, KindRule] = {
         intent=True, canonical=_listed,
         elements=(("productCodeableConcept", "medicationCodeableConcept", _same),
                   ("productReference", "medicationReference", _same),
-                  ("dosage", "dosageInstruction", copy.deepcopy)),
+                  ("dosage", "dosageInstruction", json_copy)),
         priority=True, do_not_perform=True, encounter=True, requester=True,
         description=lambda text: ("note", [{"text": text}]),
     ),
     "ServiceRequest": KindRule(
         intent=True, canonical=_listed,
         elements=(("code", "code", _same),
-                  ("timingTiming", "occurrenceTiming", copy.deepcopy),
-                  ("timingDateTime", "occurrenceDateTime", copy.deepcopy),
-                  ("timingPeriod", "occurrencePeriod", copy.deepcopy),
-                  ("quantityQuantity", "quantityQuantity", copy.deepcopy),
+                  ("timingTiming", "occurrenceTiming", json_copy),
+                  ("timingDateTime", "occurrenceDateTime", json_copy),
+                  ("timingPeriod", "occurrencePeriod", json_copy),
+                  ("quantityQuantity", "quantityQuantity", json_copy),
                   ("bodySite", "bodySite", _same)),
         priority=True, do_not_perform=True, encounter=True, requester=True,
         description=lambda text: ("note", [{"text": text}]),

@@ -68,7 +68,7 @@ def apply_activity(content: ContentSet, activity: ActivityDef,
 
 
 def _scope(content: ContentSet, variables: dict[str, Any], keys: list[str], ctx: ApplyContext,
-           index: DataIndex | None = None) -> Scope:
+           index: DataIndex | None = None, evaluation: Evaluation | None = None) -> Scope:
     """The call's values (§12.18.3.3 "the context"), its data indexed once, and the Patient in focus."""
     values: dict[str, Any] = {
         "hook": ctx.hook,
@@ -86,7 +86,9 @@ def _scope(content: ContentSet, variables: dict[str, Any], keys: list[str], ctx:
         (v for v in ctx.data.values() if isinstance(v, dict) and v.get("resourceType") == "Patient"),
         {"resourceType": "Patient", "id": ctx.subject.rsplit("/", 1)[-1]},
     )
-    return Scope(Evaluation(ctx.now, index, content.terminology), variables, values, focus)
+    if evaluation is None:
+        evaluation = Evaluation(ctx.now, index, content.terminology)
+    return Scope(evaluation, variables, values, focus)
 
 
 def _index(content: ContentSet, ctx: ApplyContext) -> DataIndex:
@@ -110,11 +112,13 @@ class _Call:
         self.trace: list[dict[str, Any]] = []
         self.not_evaluated: dict[str, NotEvaluated] = {}  # by plan url and action id: once per action
         self.scopes: dict[str, Scope] = {}  # by plan url, made when the plan is first applied
+        # One Evaluation (the call's time, index, terminology and caches) for every plan of the call.
+        self.evaluation = Evaluation(ctx.now, self.index, content.terminology)
 
     def scope(self, plan: PlanDef) -> Scope:
         if plan.url not in self.scopes:
             self.scopes[plan.url] = _scope(self.content, plan.variables, list(plan.data_requirements), self.ctx,
-                                           self.index)
+                                           self.index, self.evaluation)
         return self.scopes[plan.url]
 
 

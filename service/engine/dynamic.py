@@ -15,10 +15,10 @@ Rules:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
+from service.engine.fhirjson import json_copy
 from service.engine.fhirpath import to_python
 from service.engine.model import DynamicValue
 from service.engine.paths import EMPTY_LITERAL, remove_path, set_path
@@ -72,7 +72,7 @@ def _customise(scope: Scope, raw: dict[str, Any], dv: DynamicValue, values: list
     path = dv.path[len(ACTION_PREFIX):]
     top = path.split(".")[0].split("[")[0]
     if top in raw:  # the copy is shallow: what the path changes is copied first
-        raw[top] = copy.deepcopy(raw[top])
+        raw[top] = json_copy(raw[top])
     try:
         set_path(raw, path, value)
     except ValueError as exc:

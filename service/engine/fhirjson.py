@@ -15,3 +15,13 @@ Resource: TypeAlias = dict[str, Any]
 # An element inside a resource: a datatype (Coding, Quantity, Dosage, Expression) or a backbone
 # element (PlanDefinition.action, ConceptMap.group).
 Element: TypeAlias = dict[str, Any]
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of parsed JSON whose objects and arrays are new and whose scalars (immutable) are
+    shared: what copy.deepcopy gives for such a value, without its memo of every object visited."""
+    if type(value) is dict:
+        return {key: json_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [json_copy(item) for item in value]
+    return value

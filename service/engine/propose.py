@@ -13,13 +13,13 @@ Rules:
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from service.engine import narrative
 from service.engine.activity import activity_resource
 from service.engine.applymodel import ApplyContext
 from service.engine.dynamic import Evaluated, apply_to_resource, evaluated
+from service.engine.fhirjson import json_copy
 from service.engine.fhirpath import Expression, to_python
 from service.engine.model import ActionDef, ActivityDef, ContentSet
 from service.engine.scope import Scope
@@ -56,7 +56,7 @@ def from_target(scope: Scope, action: ActionDef, target: Expression,
     if not isinstance(found, dict) or not found.get("resourceType") or not found.get("id"):
         scope.issue(str(action.source), "cds-target is not a resource with an id")
         return None
-    return _finished(apply_to_resource(scope, copy.deepcopy(found), action_values))
+    return _finished(apply_to_resource(scope, json_copy(found), action_values))
 
 
 def _finished(resource: dict[str, Any] | None) -> dict[str, Any] | None:
