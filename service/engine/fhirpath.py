@@ -137,7 +137,8 @@ class LazyVariables(Protocol):
 
     def has(self, name: str) -> bool: ...
 
-    def get(self, name: str) -> Any: ...
+    def get(self, name: str) -> Any:
+        """The value of `name`; KeyError when it has no variable of that name."""
 
 
 def _now(evaluation: Evaluation, inputs: list[Any]) -> FP_DateTime:
@@ -204,9 +205,9 @@ class Variables(dict[str, Any]):
                                                  and self._lazy.has(name))
 
     def __missing__(self, name: str) -> Any:
-        if self._lazy is None or not self._lazy.has(name):
+        if self._lazy is None:
             raise KeyError(name)
-        value = self._lazy.get(name)
+        value = self._lazy.get(name)  # KeyError for a name it does not have
         self[name] = value
         return value
 

@@ -60,8 +60,12 @@ _util_arraify: Callable[[Any], list[Any]] = _util.arraify
 
 
 def _arraify(x: Any) -> list[Any]:
-    """fhirpathpy's util.arraify, a list (the common case) returned without its chain of calls."""
-    return x if type(x) is list else _util_arraify(x)
+    """fhirpathpy's util.arraify in one call: a list as it is, None as [], any other value in a list."""
+    if type(x) is list:
+        return x
+    if x is None:
+        return []
+    return _util_arraify(x) if isinstance(x, list) else [x]
 
 
 def _is_nullable(x: Any) -> bool:
