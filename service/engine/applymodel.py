@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,12 +27,19 @@ from service.engine.index import DataIndex
 from service.engine.model import ActionDef, PlanDef
 
 _NAMESPACE = uuid.UUID("6f1c7f0e-3d8a-5b7e-9a51-2f4c8d0b9e11")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 Json = dict[str, Any]
 
 
 def stable_id(*parts: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+    """str(uuid.uuid5(_NAMESPACE, "|".join(parts))) (RFC 4122 §4.3: SHA-1 of namespace and name, version 5,
+    RFC 4122 variant), written out directly: a call makes one for each card, suggestion and resource."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass

@@ -514,3 +514,19 @@ def test_a_prebuilt_data_index_is_used_when_made_with_the_contents_terminology(t
     assert result.context.index is index and [a.title for a in result.actions] == ["Card"]
     with pytest.raises(ValueError, match="terminology"):
         apply_plan(content, content.plan("t"), ApplyContext(now=NOW, subject="Patient/p", index=DataIndex()))
+
+
+def test_stable_ids_are_rfc4122_version_5_uuids_of_their_parts():
+    """applymodel.stable_id writes uuid5 out directly; it must be the standard library's uuid5."""
+    import random
+    import uuid
+
+    from service.engine.applymodel import _NAMESPACE, stable_id
+
+    rnd = random.Random(7)
+    for _ in range(2000):
+        parts = ["".join(rnd.choice("abcé|/-: 0123456789") for _ in range(rnd.randint(0, 40)))
+                 for _ in range(rnd.randint(1, 4))]
+        made = stable_id(*parts)
+        assert made == str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+        assert uuid.UUID(made).version == 5
