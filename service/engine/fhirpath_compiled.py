@@ -20,6 +20,10 @@ Rules:
   is computed once per call: its result is kept, for the call only, in the memo the caller puts in
   the context under `MEMO`, and reused while its operands are the very same objects (fhirpathpy's
   operators are pure functions of their operands, and its values are never changed once made).
+- A chain from a %variable that occurs more than once in one expression (`iif(%x.where(..).exists(),
+  %x.where(..).count(), 0)`) is computed once per evaluation and reused while it starts from the
+  same `$this`, the context left as the first computation left it (`_shared`).  A chain that reads
+  `$this`, `$index` or `$total` is always computed.
 - `and`, `or` and `implies` skip their right operand when the left one decides (FHIRPath N1 §6.5
   Boolean logic: `false and X` = false, `true or X` = true, `false implies X` = true, X empty
   included).  The answer is fhirpathpy's for every right operand that evaluates; the one difference
@@ -106,7 +110,7 @@ class NotCompiled(Exception):
 def compile_node(node: Mapping[str, Any], table: Table) -> Fn:
     """The closure for one node of fhirpathpy's parse tree; `table` is the user invocation table
     the evaluation context will carry (fhirpathpy's `userInvocationTable`)."""
-    return _Compiler(table).node(node)
+    return _Compiler(table, _repeated_chains(node)).node(node)
 
 
 def _this_or_root(ctx: Ctx) -> Any:
@@ -114,8 +118,11 @@ def _this_or_root(ctx: Ctx) -> Any:
 
 
 class _Compiler:
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, repeated: Mapping[str, object] | None = None):
         self.registry: dict[str, Mapping[str, Any]] = {**_BUILTINS, **table}
+        # Chains from a %variable met more than once in the expression, each with the token its
+        # occurrences share their value under (_shared).
+        self.repeated = repeated or {}
 
     def node(self, node: Mapping[str, Any]) -> Fn:
         kind = node.get("type")
@@ -131,7 +138,9 @@ class _Compiler:
         if kind == "ExternalConstantTerm":
             return _external_constant(node)
         if kind == "InvocationExpression":
-            return _chain([self.node(c) for c in children])
+            chain = _chain([self.node(c) for c in children])
+            key = _node_key(node)
+            return _shared(chain, self.repeated[key]) if key in self.repeated else chain
         if kind == "MemberInvocation":
             return _member(_identifier(children[0]).replace("`", ""))
         if kind == "FunctionInvocation":
@@ -380,6 +389,78 @@ def _stable(node: Mapping[str, Any]) -> bool:
             return False
         node = children[0]
     return node.get("type") in _CONSTANT_LITERALS or node.get("type") == "ExternalConstantTerm"
+
+
+# ---- a chain met more than once in one expression -----------------------------------------------
+
+_CONTEXT_READS = frozenset({"ThisInvocation", "IndexInvocation", "TotalInvocation"})
+_STATE = ("$this", "$index", "$total")  # what fhirpathpy's functions leave in the context
+_ABSENT = object()
+# The key of the evaluation context under which one evaluation keeps the chains it has computed.
+_SHARED = "fhirpath_compiled.shared"
+
+
+def _node_key(node: Mapping[str, Any]) -> str:
+    return json.dumps(node, sort_keys=True)
+
+
+def _from_variable(node: Mapping[str, Any]) -> bool:
+    """A chain whose first step is a %variable (`%item.dosageInstruction.first().route`)."""
+    while node.get("type") == "InvocationExpression" and node.get("children"):
+        node = node["children"][0]
+    while node.get("type") in _PASS_THROUGH and len(node.get("children") or []) == 1:
+        node = node["children"][0]
+    return node.get("type") == "ExternalConstantTerm"
+
+
+def _reads_context(node: Mapping[str, Any]) -> bool:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if item.get("type") in _CONTEXT_READS:
+            return True
+        stack.extend(item.get("children") or [])
+    return False
+
+
+def _repeated_chains(root: Mapping[str, Any]) -> dict[str, object]:
+    """The chains from a %variable that occur more than once in the expression and read no `$this`,
+    `$index` or `$total` anywhere in them (`iif(%x.value.inUnit('kg').exists(), %x.value.inUnit('kg'), {})`)."""
+    seen: dict[str, int] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.get("type") == "InvocationExpression" and _from_variable(node):
+            key = _node_key(node)
+            seen[key] = seen.get(key, 0) + 1
+        stack.extend(node.get("children") or [])
+    return {key: object() for key, count in seen.items() if count > 1 and not _reads_context(json.loads(key))}
+
+
+def _shared(chain: Fn, token: object) -> Fn:
+    """A chain from a %variable computed once per evaluation: its value depends only on the
+    variables (fixed for the evaluation) and on the `$this` the context holds when it starts (the
+    input of the typed arguments of its calls), and it leaves `$this`, `$index` and `$total` as it
+    found them or set them.  So a repeat, from the same `$this` object, gives a copy of the first
+    result and sets the context as the first evaluation left it: what evaluating it again gives,
+    fhirpathpy's functions being pure.  Kept in the context, which lives for one evaluation."""
+    def shared(ctx: Ctx, data: Any) -> list[Any]:
+        memo: dict[object, tuple[Any, list[Any], tuple[Any, ...]]] | None = ctx.get(_SHARED)
+        if memo is None:
+            memo = ctx[_SHARED] = {}
+        before = ctx.get("$this", _ABSENT)
+        known = memo.get(token)
+        if known is not None and known[0] is before:
+            for name, value in zip(_STATE, known[2], strict=True):
+                if value is _ABSENT:
+                    ctx.pop(name, None)
+                else:
+                    ctx[name] = value
+            return list(known[1])
+        result = chain(ctx, data)
+        memo[token] = (before, list(result), tuple(ctx.get(name, _ABSENT) for name in _STATE))
+        return result
+    return shared
 
 
 def _literal_of(node: Mapping[str, Any]) -> list[Any] | None:

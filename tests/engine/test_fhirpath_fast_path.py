@@ -174,3 +174,43 @@ def test_the_left_operand_decides_and_the_right_one_is_not_evaluated(text, verdi
 def test_the_right_operand_is_evaluated_when_the_left_one_does_not_decide(text, expected):
     evaluation = Evaluation(datetime(2026, 3, 1, tzinfo=UTC), DataIndex())
     assert to_python(Expression(text).evaluate(evaluation, {}, {})) == expected
+
+
+def _both_paths(text: str, variables: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The expression's value on the fast path and on fhirpathpy's tree walker."""
+    expression = Expression(text)
+    assert expression.slow_reason is None
+    evaluation = Evaluation(datetime(2026, 3, 1, tzinfo=UTC), DataIndex())
+    node, _ = expression._root
+    walked = expression._run(evaluation, (node, None), {}, variables, None)
+    return to_python(expression.evaluate(evaluation, {}, variables)), to_python(walked)
+
+
+def test_a_chain_repeated_in_an_expression_is_computed_once_per_evaluation(monkeypatch):
+    from fhirpathpy.engine.invocations.filtering import where_macro
+
+    from service.engine import fhirpath_compiled
+
+    calls = []
+    leaner = fhirpath_compiled._LEANER[where_macro]
+    monkeypatch.setitem(fhirpath_compiled._LEANER, where_macro,
+                        lambda ctx, data, expr: calls.append(1) or leaner(ctx, data, expr))
+    text = "iif(%xs.where(value > 1).exists(), %xs.where(value > 1).count(), 0)"
+    fast, walked = _both_paths(text, {"xs": [{"value": 1}, {"value": 2}, {"value": 3}]})
+    assert fast == walked == [2]
+    assert len(calls) == 1  # the second occurrence is the first one's value
+
+
+@pytest.mark.parametrize("text, expected", [
+    # The repeated chain `%s.substring(start, 1)` reads each item of select() through its argument
+    # `start` (the outer $this): its value differs per item and must not be shared across them.
+    ("%items.select(%s.substring(start, 1)) | %items.select(%s.substring(start, 1))", ["a", "b", "c"]),
+    # A repeat after a where() has moved $this gives what the first occurrence gave.
+    ("%items.where(start > 0).count().toString() & '/' & %items.where(start > 0).count().toString()", ["2/2"]),
+    ("(%items.where(start > 0).select(%s.substring(start, 1)) | %items.where(start > 0).select(%s.substring(start, 1)))"
+     ".count()", [2]),
+])
+def test_a_repeated_chain_gives_what_the_tree_walker_gives(text, expected):
+    variables = {"items": [{"start": 0}, {"start": 1}, {"start": 2}], "s": "abc"}
+    fast, walked = _both_paths(text, variables)
+    assert fast == walked == expected
