@@ -123,6 +123,7 @@ class _Compiler:
         # Chains from a %variable met more than once in the expression, each with the token its
         # occurrences share their value under (_shared).
         self.repeated = repeated or {}
+        self.repeated_texts = frozenset(json.loads(key).get("text") for key in self.repeated)
 
     def node(self, node: Mapping[str, Any]) -> Fn:
         kind = node.get("type")
@@ -139,8 +140,8 @@ class _Compiler:
             return _external_constant(node)
         if kind == "InvocationExpression":
             chain = _chain([self.node(c) for c in children])
-            key = _node_key(node)
-            return _shared(chain, self.repeated[key]) if key in self.repeated else chain
+            token = self.repeated.get(_node_key(node)) if node.get("text") in self.repeated_texts else None
+            return chain if token is None else _shared(chain, token)
         if kind == "MemberInvocation":
             return _member(_identifier(children[0]).replace("`", ""))
         if kind == "FunctionInvocation":
@@ -426,14 +427,19 @@ def _reads_context(node: Mapping[str, Any]) -> bool:
 def _repeated_chains(root: Mapping[str, Any]) -> dict[str, object]:
     """The chains from a %variable that occur more than once in the expression and read no `$this`,
     `$index` or `$total` anywhere in them (`iif(%x.value.inUnit('kg').exists(), %x.value.inUnit('kg'), {})`)."""
-    seen: dict[str, int] = {}
+    by_text: dict[str, list[Mapping[str, Any]]] = {}  # the parser's text (tokens without spaces): a first sort
     stack = [root]
     while stack:
         node = stack.pop()
         if node.get("type") == "InvocationExpression" and _from_variable(node):
-            key = _node_key(node)
-            seen[key] = seen.get(key, 0) + 1
+            by_text.setdefault(str(node.get("text")), []).append(node)
         stack.extend(node.get("children") or [])
+    seen: dict[str, int] = {}
+    for nodes in by_text.values():
+        if len(nodes) > 1:
+            for node in nodes:
+                key = _node_key(node)
+                seen[key] = seen.get(key, 0) + 1
     return {key: object() for key, count in seen.items() if count > 1 and not _reads_context(json.loads(key))}
 
 
