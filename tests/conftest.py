@@ -67,6 +67,21 @@ def make_protocol_app(tmp_path, synthetic_content):
 
     return make
 
+@pytest.fixture
+def dah_cds(content, monkeypatch, capsys):
+    """`dah-cds ARGS...` -> (exit code, stdout, stderr), on the session's content."""
+    import service.content
+    from service import cli
+
+    monkeypatch.setattr(service.content, "load_folder", lambda folder: content)
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
 
 @pytest.fixture(scope="session")
 def scenario_runs(content, tmp_path_factory):

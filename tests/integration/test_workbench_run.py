@@ -9,7 +9,6 @@ import json
 import pytest
 from samples import CASES, case, load_case
 
-from service import cli
 from service.fhir.client import FhirClient
 
 pytestmark = pytest.mark.integration
@@ -25,19 +24,6 @@ def stored_patient(fhir_base_url) -> str:
     return report.id_of(f"Patient/{data['request']['context']['patientId']}")
 
 
-@pytest.fixture
-def dah_cds(content, monkeypatch, capsys):
-    """`dah-cds ARGS...` -> (exit code, stdout, stderr), on the session's content."""
-    import service.content
-
-    monkeypatch.setattr(service.content, "load_folder", lambda folder: content)
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return invoke
 
 
 def test_a_patient_on_the_server_gets_the_cases_cards(dah_cds, fhir_base_url, stored_patient):
