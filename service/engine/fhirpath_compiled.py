@@ -274,6 +274,12 @@ class _Compiler:
         kinds = invocation["arity"][count]
         params = [self.param(kind, p) for kind, p in zip(kinds[:count], raw or [], strict=True)]
         nullable = "nullable" in invocation
+        if len(params) == 1 and not nullable and not nullable_input:  # the common case, without the lists
+            only = params[0]
+
+            def call_one(ctx: Ctx, data: Any) -> list[Any]:
+                return _arraify(fn(ctx, data, only(ctx, ctx["$this"] if "$this" in ctx else ctx["dataRoot"])))
+            return call_one
 
         def call(ctx: Ctx, data: Any) -> list[Any]:
             if nullable_input and _is_nullable(data):
