@@ -37,7 +37,6 @@ from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.engine.nodes import FP_DateTime as FP_DateTime  # re-exported: the generic functions read them
 from fhirpathpy.engine.nodes import FP_Quantity as FP_Quantity
 from fhirpathpy.engine.nodes import FP_Time, FP_Type, ResourceNode
-from fhirpathpy.engine.util import arraify
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
@@ -281,7 +280,7 @@ class Expression:
         env["now"] = evaluation.fp_now
         if self._reads_clock:  # fhirpathpy's own clock, kept for one evaluation (its timeOfDay())
             constants.reset()
-        data_root = arraify(focus)
+        data_root = focus if isinstance(focus, list) else [focus]  # fhirpathpy's arraify of a value that is not None
         ctx = {"dataRoot": data_root, "vars": env, "model": _R4, "userInvocationTable": _invocations(),
                _EVALUATION: evaluation, fhirpath_compiled.MEMO: evaluation.memo}
         try:
