@@ -11,7 +11,9 @@ Rules (the content README, "Quiet cards", says the same for authors):
 - `cds-quiet-scope` (code): what the feedback must share with the call: `patient` (the default),
   `encounter` (patient and encounter) or `draft` (patient and the same unchanged draft orders).
 - `cds-quiet-once-per-draft` (boolean): a card already shown at order-select is not shown again at
-  order-sign for the same unchanged draft orders.
+  order-sign for the same unchanged draft orders: the same card, of the rule and saying the same
+  (matched by the hooks layer on what each card said: service.hooks.suppression), so a rule's card
+  about another draft order is shown.
 - A Duration is a positive number of UCUM seconds, minutes, hours, days or weeks (`s`, `min`, `h`,
   `d`, `wk`, system http://unitsofmeasure.org), at most MAX_QUIET; anything else fails at load,
   named by file and path.

@@ -54,7 +54,8 @@ suggestion_labels = Table(
 
 # The scope of each issued card, for quiet cards (service.hooks.suppression): who it was shown for, in
 # which encounter, at which hook and for which draft orders; patient and encounter ids are kept as
-# sha256 keys, never as sent.
+# sha256 keys, never as sent; `card_key` is what the card said (service.feedback.cardkey), so a repeat at
+# order-sign is the same card, not only a card of the same rule (NULL for cards recorded before it existed).
 issued_scope = Table(
     "issued_scope",
     metadata,
@@ -65,6 +66,7 @@ issued_scope = Table(
     Column("encounter_key", String(64)),
     Column("draft_key", String(64)),
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("card_key", String(64)),
     Index("ix_issued_scope_patient", "patient_key", "issued_at"),
 )
 

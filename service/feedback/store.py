@@ -14,8 +14,9 @@ when a store is opened (service.feedback.migrate).
 
 Quiet cards (service.hooks.suppression): each issued card of a rule with a quiet policy is also
 recorded with its call's scope (`issued_scope`: the patient and encounter as sha256 keys, never as
-sent, the hook and the draft-orders key), read back for one patient in one indexed query
-(`quiet_history`); the cards a call left out are counted in `suppressed_card`.  What identifies the
+sent, the hook, the draft-orders key, and the key of what the card said, service.feedback.cardkey),
+read back for one patient in one indexed query (`quiet_history`); the cards a call left out are
+counted in `suppressed_card`.  What identifies the
 order each suggestion proposes is recorded with the card when the caller gives it (`suggestion_order`),
 and read back with an `accepted` feedback item as the orders of the suggestions it accepted (all the
 card's suggestions when the item names none).
@@ -38,6 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+from service.feedback.cardkey import card_key
 from service.feedback.migrate import upgrade
 from service.feedback.schema import (
     feedback,
@@ -107,6 +109,8 @@ class PastCard:
     # outcome `accepted`: the orders its accepted suggestions propose (empty: none proposes an order, or
     # the card was issued without them)
     accepted_orders: tuple[OrderKey, ...] = ()
+    # what the card said (service.feedback.cardkey; None: recorded before the key was)
+    card_key: str | None = None
 
 
 def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
@@ -204,7 +208,8 @@ class FeedbackStore:
             return
         links = sorted({(c["uuid"], s["uuid"], str(s.get("label") or "")[:300])
                         for c in cards for s in c.get("suggestions") or [] if s.get("uuid")})
-        scoped = [r for r in rows if scope is not None and (scope.rules is None or r["rule_id"] in scope.rules)]
+        scoped = [(r, c) for r, c in zip(rows, cards, strict=True)
+                  if scope is not None and (scope.rules is None or r["rule_id"] in scope.rules)]
         # One statement per table, each row inserted unless already there (a repeated call with the
         # same hookInstance gives the same uuids): no read first, no retry.
         with self.engine.begin() as conn:
@@ -213,7 +218,8 @@ class FeedbackStore:
                 conn.execute(self._insert_new(issued_scope), [{
                     "card_uuid": r["uuid"], "rule_id": r["rule_id"], "hook": scope.hook,
                     "patient_key": scope_key(scope.patient_id), "encounter_key": scope_key(scope.encounter_id),
-                    "draft_key": scope.draft_key, "issued_at": scoped_at} for r in scoped])
+                    "draft_key": scope.draft_key, "issued_at": scoped_at, "card_key": card_key(c)}
+                    for r, c in scoped])
             if links:
                 conn.execute(self._insert_new(issued_suggestions),
                              [{"card_uuid": c, "suggestion_uuid": s} for c, s, _ in links])
@@ -306,7 +312,7 @@ class FeedbackStore:
         scope, fb = issued_scope, feedback
         query = (select(scope.c.rule_id, scope.c.hook, scope.c.encounter_key, scope.c.draft_key, scope.c.issued_at,
                         fb.c.outcome, fb.c.override_reason, fb.c.outcome_timestamp, fb.c.received_at,
-                        scope.c.card_uuid, fb.c.accepted_suggestions)
+                        scope.c.card_uuid, fb.c.accepted_suggestions, scope.c.card_key)
                  .select_from(scope.outerjoin(fb, fb.c.card_uuid == scope.c.card_uuid))
                  .where(scope.c.patient_key == scope_key(patient_id),
                         scope.c.issued_at >= _utc(since) - FEEDBACK_AFTER_ISSUE,
@@ -322,8 +328,8 @@ class FeedbackStore:
                     proposed.setdefault(card, {})[suggestion] = keys
         return [PastCard(rule, hook, encounter, draft, _utc(issued), outcome, reason, stamp,
                          None if received is None else _utc(received),
-                         _accepted_orders(proposed.get(card, {}), chosen) if outcome == "accepted" else ())
-                for rule, hook, encounter, draft, issued, outcome, reason, stamp, received, card, chosen in rows]
+                         _accepted_orders(proposed.get(card, {}), chosen) if outcome == "accepted" else (), said)
+                for rule, hook, encounter, draft, issued, outcome, reason, stamp, received, card, chosen, said in rows]
 
     def record_suppressed(self, service_id: str, hook_instance: str, rows: list[dict], at: datetime) -> None:
         """Count the cards one call left out (`rows`: uuid, rule, reason, until as an ISO 8601 text)."""

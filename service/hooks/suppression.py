@@ -15,8 +15,11 @@ Rules:
   the upper bound.  A suggestion that proposes no order (or a card issued before its orders were
   recorded) keeps the plain window.  Accepting may quiet a critical card (the clinician acted on it),
   for as long as its order is active.
-- Repeat (`once_per_draft`): at order-sign, a non-critical card of the rule was shown at
-  order-select for the same patient and draft-orders key less than REPEAT_WINDOW ago.
+- Repeat (`once_per_draft`): at order-sign, the same non-critical card was shown at order-select
+  for the same patient and draft-orders key less than REPEAT_WINDOW ago.  The same card: of the
+  rule, and saying the same (service.feedback.cardkey, recorded with the card), so a rule's card
+  about another draft order (one card per draft, `cds-for-each`) is no repeat of the one shown; a
+  card recorded without the key never makes a repeat.
 - A window starts at the earlier of the feedback's outcomeTimestamp and its receipt, so a late or
   lost post can only let a card show.  Any store error: every card is shown (fail open) and the
   call's issues say so.
@@ -38,6 +41,7 @@ from typing import Any, Protocol
 
 from cards.render import GUIDANCE_LINK_LABEL
 from service.engine import PlanDef, QuietPolicy
+from service.feedback.cardkey import card_key
 from service.feedback.store import CallScope, OrderKey, PastCard, scope_key
 
 log = logging.getLogger("service.calls")
@@ -143,11 +147,13 @@ def _quiet(card: dict[str, Any], policy: QuietPolicy, scope: CallScope, past: li
     rule = rule_of(card) or ""
     critical = card.get("indicator") == "critical"
     encounter = scope_key(scope.encounter_id)
+    said: str | None = None  # the card's key, computed only when a row may be its repeat
     found: Quiet | None = None
     for row in past:
         candidates: list[Quiet] = []
         if (policy.once_per_draft and not critical and scope.hook == "order-sign" and row.hook == "order-select"
-                and scope.draft_key is not None and row.draft_key == scope.draft_key):
+                and scope.draft_key is not None and row.draft_key == scope.draft_key
+                and row.card_key is not None and row.card_key == (said := said or card_key(card))):
             candidates.append(Quiet(card, rule, "repeat", row.issued_at + REPEAT_WINDOW))
         if row.outcome is not None and _in_scope(policy.scope, row, encounter, scope.draft_key):
             start = _started(row)

@@ -1,10 +1,12 @@
 """The clinical content's quiet policies (plandefinitions/README.md, "The clinical content's quiet
 policies"): the TB-screening card of a prednisone order is shown once per ordering session, at
 order-select, and not again at order-sign for the same unchanged draft; a changed draft shows it again;
-a dose-check card is shown at both steps; a store that cannot be read shows every card.  Through the real
-Flask app on plandefinitions/, with a temporary SQLite store and the service's clock moved by the test;
-the patient and draft are the scenario case SAFE-LTBI/order-select-prednisone-20-acute-dah (SLE with DAH,
-no IGRA in the record, prednisone 20 mg daily drafted)."""
+a dose-check card is shown once too, but only the card about the draft it was shown for: the card of the
+same rule about another draft, not selected at order-select, is shown at order-sign; a store that cannot
+be read shows every card.  Through the real Flask app on plandefinitions/, with a temporary SQLite store
+and the service's clock moved by the test; the patient and draft are the scenario case
+SAFE-LTBI/order-select-prednisone-20-acute-dah (SLE with DAH, no IGRA in the record, prednisone 20 mg
+daily drafted), with methylprednisolone 100 mg IV daily x3 drafted beside it where a test says so."""
 
 from __future__ import annotations
 
@@ -57,17 +59,33 @@ def select_request() -> dict[str, Any]:
     return case["request"]
 
 
-def sign_request(dose: float = 20) -> dict[str, Any]:
-    """order-sign for the same drafts, as an EHR sends it after order-select: no selections, the draft's
-    version and authoring time moved on; `dose` changes the drafted prednisone dose (mg)."""
-    body = copy.deepcopy(select_request())
+def with_methylprednisolone(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with a second draft beside the prednisone: methylprednisolone 100 mg IV daily x3 (below a pulse:
+    a card of the same dose-check rule as the prednisone's, about this draft), not selected."""
+    body = copy.deepcopy(body)
+    draft = copy.deepcopy(body["context"]["draftOrders"]["entry"][0]["resource"])
+    draft.update(id="draft-mp", meta={"versionId": "1"}, medicationCodeableConcept={"coding": [
+        {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6902", "display": "methylprednisolone"}]})
+    dosage = draft["dosageInstruction"][0]
+    dosage["doseAndRate"][0]["doseQuantity"]["value"] = 100
+    dosage["timing"]["repeat"]["count"] = 3
+    dosage["route"] = {"text": "intravenous"}
+    body["context"]["draftOrders"]["entry"].append({"resource": draft})
+    return body
+
+
+def sign_request(dose: float = 20, select: dict[str, Any] | None = None) -> dict[str, Any]:
+    """order-sign for the same drafts as `select` (default: the case's order-select), as an EHR sends it
+    after order-select: no selections, each draft's version and authoring time moved on; `dose` changes the
+    drafted prednisone dose (mg)."""
+    body = copy.deepcopy(select or select_request())
     body["hook"] = "order-sign"
     del body["context"]["selections"]
-    [entry] = body["context"]["draftOrders"]["entry"]
-    draft = entry["resource"]
-    draft["meta"] = {"versionId": "2", "lastUpdated": "2026-03-01T12:02:00Z"}
-    draft["authoredOn"] = "2026-03-01T12:02:00Z"
-    draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = dose
+    for entry in body["context"]["draftOrders"]["entry"]:
+        entry["resource"]["meta"] = {"versionId": "2", "lastUpdated": "2026-03-01T12:02:00Z"}
+        entry["resource"]["authoredOn"] = "2026-03-01T12:02:00Z"
+    prednisone = body["context"]["draftOrders"]["entry"][0]["resource"]
+    prednisone["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = dose
     return body
 
 
@@ -138,17 +156,63 @@ def test_the_next_ordering_session_shows_the_card_again(ehr, clock):
     assert rules(call(ehr, "safety-order-sign", sign_request())) == ["SAFE-LTBI"]
 
 
-def test_a_dose_check_card_is_still_shown_at_order_sign(ehr, clock):
-    """Prednisone drafted as the first glucocorticoid of acute DAH: the dose check's card (no quiet
-    policy, one card per drafted order) comes at both steps, identical, while the TB card is quiet."""
-    selected = call(ehr, "dose-checks-order-select", select_request())
-    call(ehr, "safety-order-select", select_request())
+def summaries(body: dict[str, Any]) -> list[str]:
+    return [card["summary"] for card in body["cards"]]
+
+
+def test_a_dose_check_card_is_shown_once_and_the_card_about_another_draft_at_order_sign(ehr, clock):
+    """Prednisone selected at order-select, methylprednisolone drafted but not selected: the prednisone's dose
+    card comes once, at order-select; at order-sign both drafts are checked, and the card of the same rule
+    about the methylprednisolone, never shown, is shown, while the prednisone's card is quiet (`repeat`)."""
+    select = with_methylprednisolone(select_request())
+    selected = call(ehr, "dose-checks-order-select", select)
     assert rules(selected) == ["DC-MP-PULSE-LOW"]
+    [prednisone_card] = summaries(selected)
+    assert prednisone_card.startswith("Oral prednisone 20 mg/day drafted as the first glucocorticoid")
+    clock.now = T0 + timedelta(minutes=2)
+    signed = call(ehr, "dose-checks-order-sign", sign_request(select=select), trace=True)
+    assert rules(signed) == ["DC-MP-PULSE-LOW"]
+    [mp_card] = summaries(signed)
+    assert mp_card.startswith("Inadequate corticosteroid dose for acute DAH: methylprednisolone 100 mg/day drafted")
+    quiet = signed["extension"][TRACE]["quiet"]
+    assert [(q["rule"], q["reason"], q["summary"]) for q in quiet] == [("DC-MP-PULSE-LOW", "repeat", prednisone_card)]
+
+
+def test_dose_check_cards_of_unchanged_drafts_are_shown_once(ehr, clock):
+    """Both drafts selected at order-select: both dose cards then, none again at order-sign for the same
+    drafts (their versions and authoring times moved on, as EHRs send them), while the TB card is quiet too."""
+    select = with_methylprednisolone(select_request())
+    select["context"]["selections"] = ["MedicationRequest/draft-pred", "MedicationRequest/draft-mp"]
+    selected = call(ehr, "dose-checks-order-select", select)
+    assert rules(selected) == ["DC-MP-PULSE-LOW", "DC-MP-PULSE-LOW"]
+    assert rules(call(ehr, "safety-order-select", select)) == ["SAFE-LTBI"]
+    clock.now = T0 + timedelta(minutes=2)
+    signed = call(ehr, "dose-checks-order-sign", sign_request(select=select), trace=True)
+    assert signed["cards"] == []
+    assert sorted(q["summary"] for q in signed["extension"][TRACE]["quiet"]) == sorted(summaries(selected))
+    assert call(ehr, "safety-order-sign", sign_request(select=select)) == {"cards": []}
+
+
+def test_a_changed_dose_shows_the_dose_check_card_again(ehr, clock):
+    call(ehr, "dose-checks-order-select", select_request())
+    clock.now = T0 + timedelta(minutes=2)
+    changed = call(ehr, "dose-checks-order-sign", sign_request(dose=40), trace=True)
+    assert rules(changed) == ["DC-MP-PULSE-LOW"]
+    assert summaries(changed)[0].startswith("Oral prednisone 40 mg/day drafted as the first glucocorticoid")
+    assert "quiet" not in changed["extension"][TRACE]
+
+
+def test_a_store_that_cannot_be_read_shows_the_dose_check_card(ehr, clock, monkeypatch):
+    selected = call(ehr, "dose-checks-order-select", select_request())
+
+    def broken(self, *args, **kwargs):
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(FeedbackStore, "quiet_history", broken)
     clock.now = T0 + timedelta(minutes=2)
     signed = call(ehr, "dose-checks-order-sign", sign_request(), trace=True)
     assert without_ids(signed) == without_ids(selected)
     assert "quiet" not in signed["extension"][TRACE]
-    assert call(ehr, "safety-order-sign", sign_request()) == {"cards": []}
 
 
 def test_a_store_that_cannot_be_read_shows_the_card(ehr, clock, monkeypatch):
@@ -181,17 +245,22 @@ def policy_actions(content) -> dict[str, tuple[str, frozenset[str]]]:
     return out
 
 
-def test_only_non_critical_safety_cards_of_both_order_steps_are_once_per_draft(content):
+def test_only_non_critical_safety_and_dose_check_cards_of_both_order_steps_are_once_per_draft(content):
     """The policies the content README states: once per draft, no override or accept window, never on a
-    critical card, only on rules that answer both order-select and order-sign."""
+    critical card, only on rules that answer both order-select and order-sign: the safety screening and
+    prophylaxis cards, and every dose-check card."""
     actions = policy_actions(content)
-    assert sorted(actions) == ["safe-hbv-rtx", "safe-ltbi", "safe-pcp-atovaquone", "safe-pcp-pediatric",
-                               "safe-pcp-tmp-smx"]
+    dose_checks = json.loads((CONTENT / "PlanDefinition-dose-checks.json").read_text(encoding="utf-8"))["action"]
+    assert len(dose_checks) == 27
+    assert sorted(actions) == sorted(["safe-hbv-rtx", "safe-ltbi", "safe-pcp-atovaquone", "safe-pcp-pediatric",
+                                      "safe-pcp-tmp-smx", *(a["id"] for a in dose_checks)])
     for aid, (priority, hooks) in actions.items():
         assert priority != "stat" and ORDER_HOOKS <= hooks, aid
     quiet = content.services["safety-order-sign"].plan.quiet
     assert sorted(quiet) == ["SAFE-HBV-RTX", "SAFE-LTBI", "SAFE-PCP"]
-    for rule, policy in quiet.items():
+    dose_quiet = content.services["dose-checks-order-sign"].plan.quiet
+    assert sorted(dose_quiet) == sorted({c["code"] for a in dose_checks for cc in a["code"] for c in cc["coding"]})
+    assert content.services["dose-checks-order-select"].plan.quiet == dose_quiet
+    for rule, policy in {**quiet, **dose_quiet}.items():
         assert policy.once_per_draft and policy.after_override is None and policy.after_accept is None, rule
-    assert content.services["dose-checks-order-sign"].plan.quiet == {}
     assert content.services["dah-order-sign"].plan.quiet == {}

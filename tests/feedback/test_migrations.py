@@ -136,6 +136,36 @@ def test_down_to_nothing_and_up_again(database_url):
     assert schema_diff(database_url) == []
 
 
+def test_cards_scoped_before_the_card_key_keep_their_rows_and_never_make_a_repeat(database_url):
+    """A database at 0003 with a card shown at order-select: brought to the newest revision, the row is
+    read back without a key (NULL), and the same card at order-sign is shown (fail open)."""
+    from datetime import timedelta
+
+    from service.engine import QuietPolicy
+    from service.feedback.schema import issued_scope
+    from service.feedback.store import CallScope, scope_key
+    from service.hooks.suppression import leave_out_quiet
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        command.upgrade(alembic_config(conn), "0003")
+        conn.commit()
+    with engine.begin() as conn:
+        conn.execute(insert(issued_scope).values(  # the columns of 0003 only
+            card_uuid="c1", rule_id="R", hook="order-select", patient_key=scope_key("p1"), draft_key="drafts-1",
+            issued_at=T0))
+    engine.dispose()
+    store = FeedbackStore(database_url)
+    assert current(store.engine) == head() and schema_diff(database_url) == []
+    [past] = store.quiet_history("p1", ["R"], T0)
+    assert (past.hook, past.draft_key, past.card_key) == ("order-select", "drafts-1", None)
+    card = {"uuid": "c2", "summary": "Same card", "indicator": "warning", "source": {"topic": {"code": "R"}}}
+    kept, quiet, _ = leave_out_quiet([card], {"R": QuietPolicy(once_per_draft=True)},
+                                     CallScope("order-sign", "p1", None, "drafts-1"), store, T0 + timedelta(minutes=2))
+    assert kept == [card] and quiet == []
+    store.engine.dispose()
+
+
 def test_a_database_from_a_newer_release_is_refused_untouched(database_url):
     upgrade(database_url)
     engine = create_engine(database_url)

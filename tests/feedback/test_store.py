@@ -56,6 +56,9 @@ def test_racing_stores_record_the_same_cards_and_feedback_once(database_url):
 def test_racing_stores_record_scoped_cards_once_and_scope_only_rules_with_a_policy(database_url):
     """The scope quiet cards are matched on is recorded for the rules that have a policy only; the
     same call's cards recorded by racing stores (a retried hookInstance) land once in every table."""
+    from datetime import UTC, datetime
+
+    from service.feedback.cardkey import card_key
     from service.feedback.schema import issued_scope, suggestion_labels
     from service.feedback.store import CallScope
 
@@ -69,6 +72,8 @@ def test_racing_stores_record_scoped_cards_once_and_scope_only_rules_with_a_poli
     assert count(stores[0], issued_suggestions) == count(stores[0], suggestion_labels) == 11
     with stores[0].engine.connect() as conn:
         assert conn.execute(select(issued_scope.c.card_uuid, issued_scope.c.rule_id)).all() == [("other-0", "R2")]
+    [past] = stores[0].quiet_history("patient-1", ["R2"], datetime.now(UTC))
+    assert past.card_key == card_key(cards[-1]), "recorded with what the card said, read back with it"
     everything = CallScope("order-sign", "patient-1", rules=None)
     stores[0].record_cards("svc", "hook-3", [dict(CARDS[0], uuid="card-x")], scope=everything)
     with stores[0].engine.connect() as conn:

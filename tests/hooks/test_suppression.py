@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from service.engine import QuietPolicy
+from service.feedback.cardkey import card_key
 from service.feedback.store import CallScope, PastCard, scope_key
 from service.hooks.suppression import REPEAT_WINDOW, draft_key, leave_out_quiet, policies
 from tests.protocol_content import load_content, order_request
@@ -123,20 +124,80 @@ def sign_scope(drafts: dict) -> CallScope:
     return CallScope("order-sign", "p01", "e01", draft_key(drafts))
 
 
+def shown_at_select(shown_card: dict, drafts: dict, at: datetime = T0, keyed: bool = True) -> PastCard:
+    """The row the store gives back for `shown_card` issued at order-select (`keyed` False: recorded before
+    the store kept what a card said)."""
+    return PastCard(shown_card["source"]["topic"]["code"], "order-select", scope_key("e01"), draft_key(drafts), at,
+                    card_key=card_key(shown_card) if keyed else None)
+
+
 def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_for_the_same_drafts():
     drafts = order_request("order-sign")["context"]["draftOrders"]
     once = QuietPolicy(once_per_draft=True)
-    at_select = PastCard("R", "order-select", scope_key("e01"), draft_key(drafts), T0)
+    at_select = shown_at_select(card("R", "info"), drafts)
     rules, quiet, _ = shown([card("R", "info")], {"R": once}, History(at_select), T0 + timedelta(minutes=2),
                             sign_scope(drafts))
     assert rules == [] and quiet[0].reason == "repeat" and quiet[0].until == T0 + REPEAT_WINDOW
-    assert shown([card("R", "critical")], {"R": once}, History(at_select), T0 + timedelta(minutes=2),
+    critical_at_select = shown_at_select(card("R", "critical"), drafts)
+    assert shown([card("R", "critical")], {"R": once}, History(critical_at_select), T0 + timedelta(minutes=2),
                  sign_scope(drafts))[0] == ["R"], "a critical card is shown again at order-sign"
     assert shown([card("R", "info")], {"R": once}, History(at_select), T0 + REPEAT_WINDOW,
                  sign_scope(drafts))[0] == ["R"]
-    at_sign = PastCard("R", "order-sign", scope_key("e01"), draft_key(drafts), T0)
+    at_sign = PastCard("R", "order-sign", scope_key("e01"), draft_key(drafts), T0, card_key=card_key(card("R", "info")))
     assert shown([card("R", "info")], {"R": once}, History(at_sign), T0 + timedelta(minutes=2),
                  sign_scope(drafts))[0] == ["R"], "only order-select then order-sign is a repeat"
+
+
+def dose_card(draft: str, dose: int, rule: str = "DOSE") -> dict:
+    """A dose check's card about one drafted order, as rendered: one per draft, its suggestion updating it."""
+    return {"uuid": f"uuid-{draft}", "summary": f"Dose above range: {dose} mg", "indicator": "warning",
+            "source": {"label": "x", "topic": {"code": rule}},
+            "suggestions": [{"uuid": f"s-{draft}", "label": "Change to 100 mg", "actions": [
+                {"type": "update", "description": "Change to 100 mg",
+                 "resource": {"resourceType": "MedicationRequest", "id": draft, "status": "draft",
+                              "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 100}}]}]}}]}]}
+
+
+def test_a_repeat_is_the_same_card_not_another_card_of_the_rule():
+    """One card per drafted order: the card about the draft selected at order-select is not repeated, the
+    card of the same rule about another draft, never shown, is; a card that says something else is
+    shown; a card recorded before its key was kept never makes a repeat."""
+    drafts = order_request("order-sign")["context"]["draftOrders"]
+    once = {"DOSE": QuietPolicy(once_per_draft=True)}
+    history = History(shown_at_select(dose_card("m01", 200), drafts))
+    later = T0 + timedelta(minutes=2)
+    kept, quiet, _ = leave_out_quiet([dose_card("m01", 200), dose_card("m02", 200)], once, sign_scope(drafts),
+                                     history, later)
+    assert [c["uuid"] for c in kept] == ["uuid-m02"] and [q.card["uuid"] for q in quiet] == ["uuid-m01"]
+    assert shown([dose_card("m01", 300)], once, history, later, sign_scope(drafts))[0] == ["DOSE"]
+    unkeyed = History(shown_at_select(dose_card("m01", 200), drafts, keyed=False))
+    assert shown([dose_card("m01", 200)], once, unkeyed, later, sign_scope(drafts))[0] == ["DOSE"]
+
+
+def test_the_card_key_ignores_what_changes_between_calls_and_nothing_the_card_says():
+    base = dose_card("m01", 200)
+    key = card_key(base)
+    recalled = dose_card("m01", 200)
+    recalled["uuid"] = "another-call"
+    recalled["suggestions"][0]["uuid"] = "another-suggestion"
+    recalled["links"] = [{"label": "Why this recommendation", "url": "https://other-host/guidance/DOSE",
+                          "type": "absolute"}]
+    recalled["extension"] = {"http://example.org/fhir/cds-hooks/extension/trace": [{"path": "x"}]}
+    recalled["suggestions"][0]["actions"][0]["resource"].update(
+        meta={"versionId": "2"}, authoredOn="2026-03-01T12:02:00Z", status="active")
+    assert card_key(recalled) == key
+    for change in (lambda c: c.update(summary="Dose above range: 300 mg"),
+                   lambda c: c.update(indicator="critical"),
+                   lambda c: c.update(detail="More"),
+                   lambda c: c["suggestions"][0].update(label="Change to 50 mg"),
+                   lambda c: c["suggestions"][0]["actions"][0]["resource"].update(id="m02"),
+                   lambda c: c["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0][
+                       "doseQuantity"].update(value=50),
+                   lambda c: c["suggestions"][0]["actions"].append({"type": "delete", "resourceId": "X/1"}),
+                   lambda c: c.update(suggestions=[])):
+        changed = dose_card("m01", 200)
+        change(changed)
+        assert card_key(changed) != key
 
 
 def test_the_draft_key_ignores_what_changes_between_select_and_sign_and_nothing_else():
