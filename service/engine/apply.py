@@ -144,8 +144,12 @@ class _Walk:
         if action.raw.get("title") and key not in self.not_evaluated:
             self.not_evaluated[key] = NotEvaluated(action, reason)
 
-    def action(self, action: ActionDef, inherited: frozenset[str] | None) -> list[AppliedAction]:
-        """Apply one action: once, or once per item of its cds-for-each collection."""
+    def action(self, action: ActionDef, inherited: frozenset[str] | None, within: str = "") -> list[AppliedAction]:
+        """Apply one action: once, or once per item of its cds-for-each collection.  `within` is the
+        suffix of the application of the parent it is a sub-action of (`/MedicationRequest/<id>` for
+        one item of a cds-for-each parent): the action's own ids extend it, so that the sub-actions of
+        each item get ids of their own (the ids of cards, suggestions and proposed resources derive
+        from them, and must differ from one item to the next)."""
         hooks = conditions.triggers(action, inherited)
         if self.within is not None:  # a nested plan's action: only for the hooks its nesting action answers
             hooks = self.within if hooks is None else hooks & self.within
@@ -154,7 +158,7 @@ class _Walk:
         if not conditions.selected(self.ctx.hook, hooks):
             return []
         if action.for_each is None:
-            applied = self.once(action, hooks, "")
+            applied = self.once(action, hooks, within)
             return [applied] if applied is not None else []
         items = self.scope.evaluate(action.for_each, f"{action.source} (cds-for-each)")
         if items is None:
@@ -162,7 +166,8 @@ class _Walk:
         out = []
         for n, item in enumerate(items or []):
             data = getattr(item, "data", item)
-            suffix = f"/{data['resourceType']}/{data['id']}" if isinstance(data, dict) and data.get("id") else f"/{n}"
+            suffix = within + (f"/{data['resourceType']}/{data['id']}" if isinstance(data, dict) and data.get("id")
+                               else f"/{n}")
             with self.scope.item(item):
                 applied = self.once(action, hooks, suffix)
             if applied is not None:
@@ -197,7 +202,7 @@ class _Walk:
         if resource is None and (action.target is not None or (action.definition and action.plan is None)):
             entry.update(applied=False, reason="no resource to propose")
             return None
-        children = [c for child in action.children for c in self.action(child, hooks)]
+        children = [c for child in action.children for c in self.action(child, hooks, suffix)]
         if action.plan is not None:  # its rules plan, applied for the hooks this action answers
             nested = _Walk(self.call, action.plan, hooks, nested=True)
             children = [c for x in action.plan.actions for c in nested.action(x, None)] + children
