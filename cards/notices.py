@@ -7,6 +7,9 @@ Rules (content matrix Amendment A2 and the service's fail-visible rule):
   that could not be checked is announced as critical, never dropped.
 - When prefetch data was cut short (a search had more pages than the service reads), one
   warning card says which data, because any card may then be missing.
+- When cards were withheld because they broke the CDS Hooks card rules (service.hooks.call), one
+  card names their rules and asks the clinician to review them; its indicator is the most urgent of
+  the cards withheld, so a withheld critical card is announced as critical.
 - The words here are about the service, not clinical advice; rule names come from the content
   (`action.code.coding.display`, else the action's title).  Technical reasons stay in the trace.
 """
@@ -65,6 +68,26 @@ def not_evaluated(result: ApplyResult, scope: tuple[str, str],
     if links:
         card["links"] = list(links.values())
     return card
+
+
+_SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+
+
+def withheld(result: ApplyResult, scope: tuple[str, str], cards: list[dict[str, Any]]) -> dict[str, Any]:
+    """The notice for `cards`, withheld from the answer (each named by its rule's display)."""
+    indicators = [str(c.get("indicator")) for c in cards]
+    indicator = min((i if i in _SEVERITY else "info" for i in indicators), key=lambda i: _SEVERITY[i])
+    names = list(dict.fromkeys(str(((c.get("source") or {}).get("topic") or {}).get("display")
+                                   or "a recommendation of this service") for c in cards))
+    return {
+        "uuid": stable_id(*scope, result.plan.url, "withheld"),
+        "summary": "A recommendation could not be shown: review the guidance yourself",
+        "indicator": indicator,
+        "source": _source(result, "withheld", "Recommendation not shown"),
+        "detail": ("These recommendations applied to this patient but could not be shown because of a fault in "
+                   "this service, reported to its maintainers:\n\n" + "\n".join(f"- {name}" for name in names)
+                   + "\n\nReview them yourself."),
+    }
 
 
 def data_incomplete(result: ApplyResult, scope: tuple[str, str], keys: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 HookRequest -> resolve prefetch (fetching what is missing, service.data) -> $apply the
 service's PlanDefinition -> render cards -> withhold any card that breaks the spec's invariants
-(checked directly, not with the JSON Schema) -> given the feedback store, leave out the cards the
-clinician already decided on (service.hooks.suppression; listed in the trace as `quiet`).
+(checked directly, not with the JSON Schema; a notice card then names what was withheld) -> given
+the feedback store, leave out the cards the clinician already decided on (service.hooks.suppression;
+listed in the trace as `quiet`).
 Returns a HookResponse (the response body, and the issues and trace for the log); the engine's
 result is read, never edited.  Raises service.errors types only.
 """
@@ -14,7 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cards.render import TRACE_EXTENSION, render_cards
+from cards import notices
+from cards.render import SEVERITY, TRACE_EXTENSION, render_cards
 from cards.schema import card_errors
 from service import data
 from service.engine import ApplyContext, ContentSet, DataIndex, ServiceDef, apply_plan
@@ -79,7 +81,10 @@ def call_service(
     result = apply_plan(content, service.plan, ctx)
     cards = render_cards([result], request.hook_instance, trace, incomplete=data.incomplete_keys(resolved),
                          guidance_base=guidance_base)
-    kept, withheld = _conformant(cards)
+    kept, withheld, withheld_cards = _conformant(cards)
+    if withheld_cards:  # fail visible: a card withheld is announced, never silently missing
+        kept.append(notices.withheld(result, (request.hook_instance, ctx.subject), withheld_cards))
+        kept.sort(key=lambda card: SEVERITY[card["indicator"]])
     scope = CallScope(request.hook, context.patient_id, context.encounter_id, draft_key(context.draft_orders),
                       rules=frozenset(policies(service.plan)))
     quiet: list[dict] = []
@@ -102,12 +107,12 @@ def call_service(
     return HookResponse(body, issues, result.trace, result.variables, scope, quiet, orders)
 
 
-def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict]]:
+def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     """Strict on our own output: a card that breaks the spec's invariants (cards.schema.card_errors,
     the cheap check; the tests hold every response to the full JSON Schema), or that repeats the
     uuid of a card or suggestion already kept (§Feedback names them), is not sent.  The cards kept,
-    and an issue for each card withheld."""
-    kept, withheld = [], []
+    an issue for each card withheld, and the cards withheld."""
+    kept, withheld, withheld_cards = [], [], []
     seen: set[str] = set()
     for card in cards:
         errors = card_errors(card)
@@ -117,7 +122,8 @@ def _conformant(cards: list[dict]) -> tuple[list[dict], list[dict]]:
             log.error("card %s withheld: %s", card.get("uuid"), "; ".join(errors))
             withheld.append({"severity": "error", "location": card.get("source", {}).get("topic", {}).get("code"),
                              "message": "card withheld, not CDS Hooks conformant: " + "; ".join(errors)})
+            withheld_cards.append(card)
         else:
             seen.update(u for u in uuids if isinstance(u, str))
             kept.append(card)
-    return kept, withheld
+    return kept, withheld, withheld_cards

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cards.schema import card_errors
 from service.content import load_folder
 from service.engine import DataIndex
 from service.engine.extensions import EXT_IS_RECOMMENDED
@@ -33,7 +34,15 @@ def test_a_card_breaking_the_spec_invariants_is_withheld(tmp_path):
             "context": {"userId": "Practitioner/1", "patientId": "p"}, "prefetch": {}}
     service = content.services["t-patient-view"]
     answer = call_service(content, service, parse_hook_request(body, service), T0)
-    assert [c["summary"] for c in answer.cards] == ["Fine"]
+    # The card withheld is not sent, and not silently missing: a notice names it, as urgent as it was.
+    assert [c["summary"] for c in answer.cards] == [
+        "A recommendation could not be shown: review the guidance yourself", "Fine"]
+    notice = answer.cards[0]
+    assert notice["indicator"] == "warning"
+    assert notice["source"]["topic"]["code"] == "withheld"
+    assert "Two recommended options" not in str(notice)  # the withheld card's own text is not sent
+    assert "suggestions" not in notice
+    assert card_errors(notice) == []
     assert any("isRecommended" in i["message"] for i in answer.issues)
 
 
