@@ -202,28 +202,16 @@ def test_a_changed_dose_shows_the_dose_check_card_again(ehr, clock):
     assert "quiet" not in changed["extension"][TRACE]
 
 
-def test_a_store_that_cannot_be_read_shows_the_dose_check_card(ehr, clock, monkeypatch):
-    selected = call(ehr, "dose-checks-order-select", select_request())
+@pytest.mark.parametrize("service", ["safety", "dose-checks"])
+def test_a_store_that_cannot_be_read_shows_the_card(ehr, clock, monkeypatch, service):
+    selected = call(ehr, f"{service}-order-select", select_request())
 
     def broken(self, *args, **kwargs):
         raise ConnectionError("database unavailable")
 
     monkeypatch.setattr(FeedbackStore, "quiet_history", broken)
     clock.now = T0 + timedelta(minutes=2)
-    signed = call(ehr, "dose-checks-order-sign", sign_request(), trace=True)
-    assert without_ids(signed) == without_ids(selected)
-    assert "quiet" not in signed["extension"][TRACE]
-
-
-def test_a_store_that_cannot_be_read_shows_the_card(ehr, clock, monkeypatch):
-    selected = call(ehr, "safety-order-select", select_request())
-
-    def broken(self, *args, **kwargs):
-        raise ConnectionError("database unavailable")
-
-    monkeypatch.setattr(FeedbackStore, "quiet_history", broken)
-    clock.now = T0 + timedelta(minutes=2)
-    signed = call(ehr, "safety-order-sign", sign_request(), trace=True)
+    signed = call(ehr, f"{service}-order-sign", sign_request(), trace=True)
     assert without_ids(signed) == without_ids(selected)
     trace = signed["extension"][TRACE]
     assert "quiet" not in trace
