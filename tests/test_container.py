@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.processes import stop_process
 
 START_SECONDS = 120  # the clinical content and two workers, on a loaded machine
 
@@ -138,11 +139,7 @@ def test_the_image_command_boots_with_its_defaults_and_answers_health(tmp_path):
             assert time.monotonic() < deadline + START_SECONDS, f"not all {workers} workers said ready"
             time.sleep(0.5)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, signal.SIGTERM, 30, 30)
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert all(line.startswith("{") for line in lines), "\n".join(lines)
     events = [json.loads(line) for line in lines]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SYNTHETIC
+from tests.processes import stop_process
 
 SERVICE = "/cds-services/proto-patient-view"
 REQUEST = ROOT / "tests" / "fixtures" / "requests" / "patient-view-high.json"
@@ -101,11 +102,7 @@ def serve(tmp_path):
 
     yield start
     for process in started:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, signal.SIGINT, 15, 15)
 
 
 def high_action(plan: dict) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONTENT
+from tests.processes import stop_process
 from tests.protocol_content import CONTENT as FIXTURE_CONTENT
 from tests.protocol_content import patient_view_request
 from tests.web.browser import BrowserUnavailable, ensure_chromium, start_chrome
@@ -79,11 +80,7 @@ def serve(tmp: Path, content: Path | None = None):
                 time.sleep(0.5)
         yield url
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, signal.SIGINT, 15, 15)
 
 
 @pytest.fixture

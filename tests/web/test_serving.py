@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.helpers import base_request
+from tests.processes import stop_process
 from tests.protocol_content import CONTENT, PATIENT_VIEW
 
 READ_TIMEOUT = 2.0
@@ -57,11 +58,7 @@ def serve(tmp_path):
 
     yield start
     for process in started:
-        process.send_signal(signal.SIGINT)  # quick shutdown
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, signal.SIGINT, 10, 10)  # quick shutdown
 
 
 def request_bytes() -> tuple[bytes, bytes]:

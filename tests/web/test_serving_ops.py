@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.helpers import base_request
+from tests.processes import stop_process
 from tests.protocol_content import CONTENT, PATIENT_VIEW
 
 START_SECONDS = 120  # a loaded machine starts gunicorn and its workers slowly
@@ -44,12 +45,7 @@ def wait_for_health(port: int, process: subprocess.Popen, log: Path) -> None:
 
 
 def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, signal.SIGTERM, 30, 30)
 
 
 @pytest.fixture
