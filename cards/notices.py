@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cards.schema import SEVERITY
 from service.engine import ApplyResult, NotEvaluated, stable_id
 
 NOTICE_SYSTEM = "http://example.org/fhir/CodeSystem/cds-service-notice"
@@ -70,13 +71,10 @@ def not_evaluated(result: ApplyResult, scope: tuple[str, str],
     return card
 
 
-_SEVERITY = {"critical": 0, "warning": 1, "info": 2}
-
-
 def withheld(result: ApplyResult, scope: tuple[str, str], cards: list[dict[str, Any]]) -> dict[str, Any]:
     """The notice for `cards`, withheld from the answer (each named by its rule's display)."""
     indicators = [str(c.get("indicator")) for c in cards]
-    indicator = min((i if i in _SEVERITY else "info" for i in indicators), key=lambda i: _SEVERITY[i])
+    indicator = min((i if i in SEVERITY else "info" for i in indicators), key=lambda i: SEVERITY[i])
     names = list(dict.fromkeys(str(((c.get("source") or {}).get("topic") or {}).get("display")
                                    or "a recommendation of this service") for c in cards))
     return {

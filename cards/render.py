@@ -27,11 +27,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from cards import notices
+from cards.schema import SEVERITY
 from service.engine import EXT_APP_CONTEXT, EXT_LINK_TYPE, AppliedAction, ApplyResult, stable_id
 from service.guidance.rules import page_path
 
 INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
-SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 # FHIR action-selection-behavior -> CDS Hooks selectionBehavior.
 SELECTION = {
     "exactly-one": "at-most-one",

@@ -111,7 +111,9 @@ def _message(error: ValidationError) -> str:
 
 # ---- the cheap check: the card invariants, read directly (no JSON Schema) ----------------------
 
-INDICATORS = frozenset({"info", "warning", "critical"})
+# CDS Hooks 2.0 §Card Attributes `indicator`, from the most urgent (the order cards are shown in, J-29).
+SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+INDICATORS = frozenset(SEVERITY)
 SELECTION_BEHAVIORS = frozenset({"at-most-one", "any"})
 ACTION_TYPES = frozenset({"create", "update", "delete"})
 LINK_TYPES = frozenset({"absolute", "smart"})

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cards import notices
-from cards.render import SEVERITY, TRACE_EXTENSION, render_cards
-from cards.schema import card_errors
+from cards.render import TRACE_EXTENSION, render_cards
+from cards.schema import SEVERITY, card_errors
 from service import data
 from service.engine import ApplyContext, ContentSet, DataIndex, ServiceDef, apply_plan
 from service.feedback.store import CallScope, OrderKey
