@@ -118,12 +118,11 @@ def _this_or_root(ctx: Ctx) -> Any:
 
 
 class _Compiler:
-    def __init__(self, table: Table, repeated: Mapping[str, object] | None = None):
+    def __init__(self, table: Table, repeated: Mapping[int, object] | None = None):
         self.registry: dict[str, Mapping[str, Any]] = {**_BUILTINS, **table}
-        # Chains from a %variable met more than once in the expression, each with the token its
-        # occurrences share their value under (_shared).
+        # The occurrences (node ids of this tree) of chains from a %variable met more than once in the
+        # expression, each with the token the occurrences of one chain share their value under (_shared).
         self.repeated = repeated or {}
-        self.repeated_texts = frozenset(json.loads(key).get("text") for key in self.repeated)
 
     def node(self, node: Mapping[str, Any]) -> Fn:
         kind = node.get("type")
@@ -140,7 +139,7 @@ class _Compiler:
             return _external_constant(node)
         if kind == "InvocationExpression":
             chain = _chain([self.node(c) for c in children])
-            token = self.repeated.get(_node_key(node)) if node.get("text") in self.repeated_texts else None
+            token = self.repeated.get(id(node))
             return chain if token is None else _shared(chain, token)
         if kind == "MemberInvocation":
             return _member(_identifier(children[0]).replace("`", ""))
@@ -430,9 +429,10 @@ def _reads_context(node: Mapping[str, Any]) -> bool:
     return False
 
 
-def _repeated_chains(root: Mapping[str, Any]) -> dict[str, object]:
+def _repeated_chains(root: Mapping[str, Any]) -> dict[int, object]:
     """The chains from a %variable that occur more than once in the expression and read no `$this`,
-    `$index` or `$total` anywhere in them (`iif(%x.value.inUnit('kg').exists(), %x.value.inUnit('kg'), {})`)."""
+    `$index` or `$total` anywhere in them (`iif(%x.value.inUnit('kg').exists(), %x.value.inUnit('kg'), {})`):
+    each occurrence's node (by id, within this parse tree) -> the token the occurrences of one chain share."""
     by_text: dict[str, list[Mapping[str, Any]]] = {}  # the parser's text (tokens without spaces): a first sort
     stack = [root]
     while stack:
@@ -440,13 +440,16 @@ def _repeated_chains(root: Mapping[str, Any]) -> dict[str, object]:
         if node.get("type") == "InvocationExpression" and _from_variable(node):
             by_text.setdefault(str(node.get("text")), []).append(node)
         stack.extend(node.get("children") or [])
-    seen: dict[str, int] = {}
+    tokens: dict[int, object] = {}
     for nodes in by_text.values():
-        if len(nodes) > 1:
-            for node in nodes:
-                key = _node_key(node)
-                seen[key] = seen.get(key, 0) + 1
-    return {key: object() for key, count in seen.items() if count > 1 and not _reads_context(json.loads(key))}
+        same: dict[str, list[Mapping[str, Any]]] = {}
+        for node in nodes if len(nodes) > 1 else ():
+            same.setdefault(_node_key(node), []).append(node)
+        for chain in same.values():
+            if len(chain) > 1 and not _reads_context(chain[0]):
+                token = object()
+                tokens.update((id(node), token) for node in chain)
+    return tokens
 
 
 def _shared(chain: Fn, token: object) -> Fn:
