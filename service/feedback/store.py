@@ -145,6 +145,7 @@ class FeedbackStore:
         self.engine = create_engine(url, future=True)
         if self.engine.dialect.name not in _INSERT_NEW:
             raise ValueError(f"the feedback store runs on SQLite or PostgreSQL, not {self.engine.dialect.name}")
+        self._inserts: dict[str, Any] = {}
         if url.startswith("sqlite:") and ":memory:" not in url and url != "sqlite://":
             event.listen(self.engine, "connect", _sqlite_write_ahead_log)
         upgrade(self.engine)  # the schema at the newest revision, once for all who start together
@@ -232,8 +233,13 @@ class FeedbackStore:
                 conn.execute(self._insert_new(suggestion_orders), proposed)
 
     def _insert_new(self, table: Any) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING on the table's primary key (SQLite and PostgreSQL both have it)."""
-        return _INSERT_NEW[self.engine.dialect.name](table).on_conflict_do_nothing()
+        """INSERT ... ON CONFLICT DO NOTHING on the table's primary key (SQLite and PostgreSQL both have it),
+        made once per table."""
+        statement = self._inserts.get(table.name)
+        if statement is None:
+            statement = _INSERT_NEW[self.engine.dialect.name](table).on_conflict_do_nothing()
+            self._inserts[table.name] = statement
+        return statement
 
     def issued(self, card_uuid: str) -> dict | None:
         return self.issued_cards([card_uuid]).get(card_uuid)
