@@ -41,14 +41,15 @@ from typing import Any, Protocol
 
 from cards.render import GUIDANCE_LINK_LABEL
 from service.engine import PlanDef, QuietPolicy
-from service.feedback.cardkey import card_key
+from service.feedback.cardkey import RESOURCE_VOLATILE, card_key
 from service.feedback.store import CallScope, OrderKey, PastCard, scope_key
 
 log = logging.getLogger("service.calls")
 
 REPEAT_WINDOW = timedelta(hours=24)
-# Fields of a draft order that EHRs change between order-select and order-sign without changing the order.
-VOLATILE_FIELDS = frozenset({"id", "meta", "status", "intent", "authoredOn", "text"})
+# Fields of a draft order that EHRs change between order-select and order-sign without changing the order
+# (the draft's id too: the draft-orders key is about what is ordered, a card key about which draft).
+VOLATILE_FIELDS = RESOURCE_VOLATILE | {"id"}
 
 
 class QuietHistory(Protocol):
