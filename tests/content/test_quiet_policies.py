@@ -252,3 +252,26 @@ def test_only_non_critical_safety_and_dose_check_cards_of_both_order_steps_are_o
     for rule, policy in {**quiet, **dose_quiet}.items():
         assert policy.once_per_draft and policy.after_override is None and policy.after_accept is None, rule
     assert content.services["dah-order-sign"].plan.quiet == {}
+
+
+@pytest.mark.parametrize("shape", ["product_codes", "unit_spellings", "record_noise", "medication_reference"])
+def test_ehr_shaped_drafts_are_quiet_at_order_sign_as_the_tidy_ones(ehr, clock, shape):
+    """The same ordering session sent as EHRs send it (tests/scenarios/test_ehr_shaped.py: drafts coded by an
+    RxNorm product and dosed in tablets, units without UCUM codes, entered-in-error and cancelled records): the
+    cards shown at order-select are the tidy case's, and none of them is shown again at order-sign."""
+    from tests.scenarios import test_ehr_shaped
+
+    case = json.loads(CASE.read_text(encoding="utf-8"))
+    shaped = getattr(test_ehr_shaped, shape)(case)["request"]
+    signed_body = copy.deepcopy(shaped)
+    signed_body["hook"] = "order-sign"
+    del signed_body["context"]["selections"]
+    for entry in signed_body["context"]["draftOrders"]["entry"]:
+        entry["resource"]["meta"] = {"versionId": "2", "lastUpdated": "2026-03-01T12:02:00Z"}
+    for service in ("safety", "dose-checks"):
+        selected = call(ehr, f"{service}-order-select", shaped)
+        assert rules(selected) and rules(selected) == rules(call(ehr, f"{service}-order-select", select_request()))
+        clock.now = clock.now + timedelta(minutes=2)
+        signed = call(ehr, f"{service}-order-sign", signed_body, trace=True)
+        assert signed["cards"] == [], (service, rules(signed))
+        assert sorted(q["rule"] for q in signed["extension"][TRACE]["quiet"]) == sorted(rules(selected))
